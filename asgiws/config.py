@@ -1,0 +1,214 @@
+"""Every option of asgiws, defined once.
+
+The CLI flags (``--ws-max-size``), the environment variables (``ASGIWS_WS_MAX_SIZE``), the keyword
+arguments of :func:`asgiws.run` and the README's option table are all generated from the fields of
+:class:`Config`. To add an option, add a field here with :func:`option`; nothing else lists them.
+
+This module is imported by the sans-IO core, so it must not import asyncio or do I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+# Units, as written in help texts and in the README table.
+BYTES = "bytes"
+SECONDS = "seconds"
+COUNT = "count"
+
+LoopName = Literal["auto", "asyncio", "uvloop"]
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSpec:
+    """What the CLI, the environment reader and the docs need to know about one option."""
+
+    help: str
+    unit: str | None = None
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    # "0 turns it off" and similar remarks, shown after the help text.
+    zero_means: str | None = None
+    # Options that only make sense from the command line (the APP argument itself is separate).
+    metavar: str | None = None
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    unit: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    zero_means: str | None = None,
+    metavar: str | None = None,
+) -> Any:
+    spec = OptionSpec(
+        help=help,
+        unit=unit,
+        choices=choices,
+        minimum=minimum,
+        maximum=maximum,
+        zero_means=zero_means,
+        metavar=metavar,
+    )
+    return dataclasses.field(default=default, metadata={"asgiws": spec})
+
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclasses.dataclass
+class Config:
+    """All settings of one server. Field order is the order of the CLI reference."""
+
+    # -- Application -----------------------------------------------------------------------------
+    factory: bool = option(
+        False, "Treat APP as a factory: call it with no arguments to get the ASGI app."
+    )
+    app_dir: str = option(
+        ".", "Directory inserted at the front of sys.path before importing APP.", metavar="DIR"
+    )
+    lifespan: LifespanMode = option(
+        "auto",
+        "Run the ASGI lifespan protocol: 'on' requires it, 'off' skips it, 'auto' runs it and "
+        "carries on without it if the app does not support it.",
+        choices=("auto", "on", "off"),
+    )
+    root_path: str = option(
+        "", "ASGI root_path, for an app mounted below a prefix behind a proxy.", metavar="PATH"
+    )
+
+    # -- Socket ----------------------------------------------------------------------------------
+    host: str = option("127.0.0.1", "Address to bind.", metavar="ADDRESS")
+    port: int = option(
+        8000, "Port to bind.", minimum=0, maximum=65535, zero_means="pick a free port"
+    )
+    uds: str | None = option(None, "Bind to this Unix domain socket instead.", metavar="PATH")
+    fd: int | None = option(
+        None, "Serve on this already-open listening socket file descriptor.", minimum=0
+    )
+    backlog: int = option(2048, "Listen backlog.", unit=COUNT, minimum=1)
+
+    # -- Runtime ---------------------------------------------------------------------------------
+    loop: LoopName = option(
+        "auto",
+        "Event loop: 'uvloop' (the fast one, from the 'fast' extra), 'asyncio', or 'auto' "
+        "(uvloop when installed).",
+        choices=("auto", "asyncio", "uvloop"),
+    )
+    log_level: LogLevel = option(
+        "info",
+        "Log level.",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    )
+    access_log: bool = option(
+        True, "Log one line per HTTP request and per WebSocket session."
+    )
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    h11_max_incomplete_event_size: int = option(
+        16 * KIB,
+        "Largest HTTP request head (request line and headers); larger gets 431.",
+        unit=BYTES,
+        minimum=1024,
+    )
+    max_header_count: int = option(
+        100, "Most header fields in one request head; more gets 431.", unit=COUNT, minimum=1
+    )
+    max_queue: int = option(
+        16,
+        "Unread messages held for the app per connection; reading from the socket pauses "
+        "while this many are waiting.",
+        unit=COUNT,
+        minimum=1,
+    )
+    timeout_keep_alive: float = option(
+        5.0, "Close an idle keep-alive connection after this long.", unit=SECONDS, minimum=0.0
+    )
+    timeout_handshake: float = option(
+        10.0,
+        "Disconnect a client that has not sent a complete request head within this time.",
+        unit=SECONDS,
+        minimum=0.0,
+        zero_means="no limit",
+    )
+    timeout_graceful_shutdown: float = option(
+        30.0,
+        "On SIGINT/SIGTERM, wait this long for requests and WebSocket sessions to end before "
+        "cancelling them.",
+        unit=SECONDS,
+        minimum=0.0,
+    )
+
+    # -- WebSocket -------------------------------------------------------------------------------
+    ws_max_size: int = option(
+        16 * MIB,
+        "Largest WebSocket message, counted after decompression while it is reassembled; "
+        "larger closes with 1009.",
+        unit=BYTES,
+        minimum=1,
+    )
+    ws_ping_interval: float = option(
+        20.0,
+        "Send a keep-alive ping this long after the last ping when the connection is open.",
+        unit=SECONDS,
+        minimum=0.0,
+        zero_means="no pings",
+    )
+    ws_ping_timeout: float = option(
+        20.0,
+        "Close with 1011 when nothing at all arrives within this time after a ping.",
+        unit=SECONDS,
+        minimum=0.0,
+        zero_means="no timeout",
+    )
+    ws_close_timeout: float = option(
+        10.0,
+        "Wait this long for the peer's Close frame (and for the app to read a pending close) "
+        "before dropping the TCP connection.",
+        unit=SECONDS,
+        minimum=0.0,
+    )
+    ws_shutdown_code: int = option(
+        1001,
+        "Close code sent to every WebSocket on shutdown: 1001 (Going Away) or 1012 "
+        "(Service Restart).",
+        choices=(1001, 1012),
+    )
+    ws_per_message_deflate: bool = option(
+        True, "Accept permessage-deflate (RFC 7692) when the client offers it."
+    )
+    ws_deflate_window_bits: int = option(
+        12,
+        "zlib window of the server's compressor (9 to 15): memory per compressing connection "
+        "grows with it.",
+        unit="bits",
+        minimum=9,
+        maximum=15,
+    )
+    ws_deflate_mem_level: int = option(
+        5,
+        "zlib memory level of the server's compressor (1 to 9).",
+        minimum=1,
+        maximum=9,
+    )
+
+
+def option_fields() -> list[tuple[dataclasses.Field[Any], OptionSpec]]:
+    """The fields of :class:`Config` that are options, in declaration order, with their specs."""
+    return [(f, f.metadata["asgiws"]) for f in dataclasses.fields(Config) if "asgiws" in f.metadata]
+
+
+def option_default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    factory: Callable[[], Any] = field.default_factory  # type: ignore[assignment]
+    return factory()
