@@ -1,3 +1,48 @@
 """asgiws: a WebSocket-first ASGI server for HTTP/1.1 and RFC 6455 WebSocket."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "run"]
+
+
+def run(app: Callable[..., Any] | str, **options: Any) -> int:
+    """Serve ``app`` until SIGINT/SIGTERM and return the exit status (0 after a clean shutdown).
+
+    ``app`` is an ASGI callable or a ``"module:attribute"`` string. The keyword arguments are the
+    options of the ``asgiws`` command with underscores (``port=0``, ``ws_max_size=1 << 20``,
+    ``access_log=False``); options not given are read from ``ASGIWS_<NAME>`` environment
+    variables, then take their defaults. An unknown keyword or a value of the wrong type raises
+    ``TypeError``; a value out of range or not among the choices raises ``ValueError``; an app
+    that cannot be imported raises :class:`asgiws.importer.AppImportError`.
+    """
+    # Imported here so that "import asgiws" stays light (the sans-IO core imports the package).
+    import os
+
+    from asgiws.config import build_config, env_values, keyword_values
+    from asgiws.importer import import_app
+    from asgiws.logs import configure_logging
+
+    config = build_config(
+        (keyword_values(options), lambda o: o.keyword),
+        (env_values(os.environ), lambda o: o.env),
+    )
+    if isinstance(app, str):
+        app = import_app(app, factory=config.factory, app_dir=config.app_dir)
+    elif not callable(app):
+        raise TypeError(
+            f"run(app=...): expected an ASGI app or a 'module:attribute' string, "
+            f"got {type(app).__name__}"
+        )
+    elif config.factory:
+        app = app()
+    configure_logging(config.log_level, access_log=config.access_log)
+
+    from asgiws.server import serve  # type: ignore[import-not-found,unused-ignore]
+
+    status: int = serve(app, config)
+    return status
