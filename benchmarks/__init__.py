@@ -1,0 +1,1 @@
+"""Benchmark suite for asgiws: see benchmarks/README.md."""

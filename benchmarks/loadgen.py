@@ -1,0 +1,548 @@
+"""The load generator: one scenario against one server, as a separate process.
+
+Run as `python -m benchmarks.loadgen '<json request>'`; prints one JSON result line. It uses
+picows's Cython client, so a message costs the client a few microseconds, far less than any
+server here. It reads the server's CPU time from /proc itself at the edges of the measured
+window, and its own CPU time over the same window, so a run where the client was the
+bottleneck is flagged rather than reported as the server's speed. Every echo is checked
+(type, length and content); a wrong one fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import random
+import resource
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from benchmarks import procstat
+from benchmarks.scenarios import Scenario
+
+CONNECT_TIMEOUT = 10.0  # seconds for one connect + upgrade
+DRAIN_TIMEOUT = 10.0  # seconds for in-flight echoes to come back after the window
+CLOSE_TIMEOUT = 2.0  # seconds for the server to end TCP after the close handshake
+IDLE_OPEN_CONCURRENCY = 64  # connects in flight while opening idle connections
+IDLE_SETTLE = 1.0  # seconds between the last idle connection and the RSS reading
+PAYLOADS_SMALL = 256  # distinct payloads per connection (a power of two)
+PAYLOADS_LARGE = 4
+CLIENT_BOUND = 0.90  # client process CPU share of its core over the window
+CORE_SATURATED = 0.95  # whole client core busy share over the window
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class WrongEcho(Exception):
+    """The server sent back something other than what was sent."""
+
+
+def payloads_for(scenario: Scenario, connection: int) -> list[bytes]:
+    """Distinct payloads of the scenario's size, different per connection and per index."""
+    count = PAYLOADS_LARGE if scenario.size > 4096 else PAYLOADS_SMALL
+    rng = random.Random(connection)
+    alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    result = []
+    for index in range(count):
+        head = f"{connection:05d}:{index:04d}:".encode()
+        if scenario.text:
+            body = bytes(rng.choices(alphabet, k=max(0, scenario.size - len(head))))
+        else:
+            body = rng.randbytes(max(0, scenario.size - len(head)))
+        result.append((head + body)[: scenario.size])
+    return result
+
+
+@dataclass
+class Window:
+    """What happens inside the measured window; shared by every connection of a run."""
+
+    sending: bool = True
+    measuring: bool = False
+    count: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    error: str | None = None
+    wrong_echo: bool = False
+
+    def fail(self, message: str, *, wrong_echo: bool = False) -> None:
+        if self.error is None:
+            self.error = message
+        self.wrong_echo = self.wrong_echo or wrong_echo
+        self.sending = False
+
+
+class StreamClient(WSListener):  # type: ignore[misc]
+    """Keeps `in_flight` messages outstanding and checks each echo in order."""
+
+    def __init__(self, window: Window, payloads: list[bytes], text: bool, in_flight: int) -> None:
+        self.window = window
+        self.payloads = payloads
+        self.mask = len(payloads) - 1
+        self.msg_type = WSMsgType.TEXT if text else WSMsgType.BINARY
+        self.in_flight = in_flight
+        self.next_index = 0
+        self.expected: deque[tuple[int, int]] = deque()
+        self.parts: list[bytes] = []
+        self.transport: WSTransport | None = None
+        self.drained = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        now = time.perf_counter_ns()
+        for _ in range(self.in_flight):
+            self.send_next(now)
+
+    def send_next(self, now: int) -> None:
+        index = self.next_index
+        self.next_index = (index + 1) & self.mask
+        self.expected.append((index, now))
+        self.transport.send(self.msg_type, self.payloads[index])  # type: ignore[union-attr]
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type == self.msg_type and frame.fin and not self.parts:
+            payload = frame.get_payload_as_bytes()
+        elif msg_type == WSMsgType.CLOSE:
+            self.closed = True
+            if not self.drained.done():
+                self.window.fail(f"server closed the connection: code {frame.get_close_code()}")
+                self.drained.set_result(None)
+            return
+        elif msg_type in (WSMsgType.PING, WSMsgType.PONG):
+            return
+        elif msg_type == WSMsgType.CONTINUATION or (msg_type == self.msg_type and not frame.fin):
+            if msg_type != WSMsgType.CONTINUATION and self.parts:
+                self.window.fail("a new message started inside a fragmented one", wrong_echo=True)
+                return
+            self.parts.append(frame.get_payload_as_bytes())
+            if not frame.fin:
+                return
+            payload = b"".join(self.parts)
+            self.parts = []
+        else:
+            self.window.fail(f"echo came back as {msg_type!r}, sent {self.msg_type!r}", True)
+            return
+        self.check(payload)
+
+    def check(self, payload: bytes) -> None:
+        window = self.window
+        if not self.expected:
+            window.fail("an echo arrived that was never sent", wrong_echo=True)
+            return
+        index, sent = self.expected.popleft()
+        expected = self.payloads[index]
+        if payload != expected:
+            window.fail(
+                f"wrong echo: {len(payload)} bytes {payload[:24]!r}..., "
+                f"sent {len(expected)} bytes {expected[:24]!r}...",
+                wrong_echo=True,
+            )
+            return
+        now = time.perf_counter_ns()
+        if window.measuring:
+            window.count += 1
+            window.latencies_ns.append(now - sent)
+        if window.sending:
+            self.send_next(now)
+        elif not self.expected and not self.drained.done():
+            self.drained.set_result(None)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.drained.done():
+            self.window.fail("server dropped the connection")
+            self.drained.set_result(None)
+
+
+HANDSHAKE_KEYS = 256  # distinct Sec-WebSocket-Key values cycled through
+HANDSHAKE_PAYLOAD = b"handshake-echo-0123456789abcdefg"  # 32 bytes, text
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def _masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame (FIN set, masked), RFC 6455 §5.2; payloads here are under 126 bytes."""
+    masked = bytes(byte ^ MASK[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + MASK + masked
+
+
+def handshake_requests(host: str, port: int) -> list[tuple[bytes, bytes]]:
+    """(upgrade request, expected Sec-WebSocket-Accept) pairs, each with its own key."""
+    pairs = []
+    for index in range(HANDSHAKE_KEYS):
+        key = base64.b64encode(index.to_bytes(16, "big"))
+        # RFC 6455 §4.2.2: accept = base64(SHA-1(key + GUID))
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        request = (
+            b"GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % (host.encode(), port, key)
+        )
+        pairs.append((request, accept))
+    return pairs
+
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+ECHO_FRAME = _masked_frame(0x1, HANDSHAKE_PAYLOAD)
+CLOSE_FRAME = _masked_frame(0x8, (1000).to_bytes(2, "big"))
+EXPECTED_ECHO = bytes([0x81, len(HANDSHAKE_PAYLOAD)]) + HANDSHAKE_PAYLOAD
+
+
+class OneShotProtocol(asyncio.Protocol):
+    """Connect, upgrade, one echo, close handshake, wait for the server to end TCP.
+
+    Written against the raw bytes rather than picows's client: a handshake through
+    `ws_connect` costs the client more CPU than it costs the servers, which would make this
+    scenario measure the client. Each step is still checked: status 101, the right
+    Sec-WebSocket-Accept, the echo byte for byte, and a close frame back.
+    """
+
+    def __init__(self, request: bytes, accept: bytes) -> None:
+        self.request = request
+        self.accept = accept
+        self.buffer = b""
+        self.stage = 0  # 0 upgrade sent, 1 echo sent, 2 close sent, 3 close received
+        self.transport: asyncio.Transport | None = None
+        self.done = asyncio.get_running_loop().create_future()
+        self.error: str | None = None
+        self.wrong_echo = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)  # type: ignore[union-attr]
+
+    def fail(self, message: str, wrong_echo: bool = False) -> None:
+        if self.error is None:
+            self.error = message
+            self.wrong_echo = wrong_echo
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if self.stage == 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            head = buffer[:end]
+            if not head.startswith(b"HTTP/1.1 101 ") or self.accept not in head:
+                self.fail(f"bad upgrade response: {head[:200]!r}")
+                return
+            buffer = buffer[end + 4 :]
+            self.stage = 1
+            self.transport.write(ECHO_FRAME)  # type: ignore[union-attr]
+        if self.stage == 1:
+            if len(buffer) < len(EXPECTED_ECHO):
+                self.buffer = buffer
+                return
+            if buffer[: len(EXPECTED_ECHO)] != EXPECTED_ECHO:
+                self.fail(f"wrong echo: {buffer[:40]!r}", wrong_echo=True)
+                return
+            buffer = buffer[len(EXPECTED_ECHO) :]
+            self.stage = 2
+            self.transport.write(CLOSE_FRAME)  # type: ignore[union-attr]
+        if self.stage == 2:
+            if len(buffer) < 2:
+                self.buffer = buffer
+                return
+            if buffer[0] != 0x88:
+                self.fail(f"expected a close frame, got {buffer[:20]!r}")
+                return
+            self.stage = 3
+        self.buffer = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.stage != 3 and self.error is None:
+            self.error = f"connection lost at step {self.stage}: {exc!r}"
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+@dataclass
+class Readings:
+    """Counters read at one edge of the measured window."""
+
+    wall: float
+    server_cpu: float
+    client_cpu: float
+    client_sys: float
+    cores: procstat.CoreTimes
+
+    @classmethod
+    def take(cls, server_pid: int) -> Readings:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            wall=time.perf_counter(),
+            server_cpu=procstat.tree_cpu_seconds(server_pid),
+            client_cpu=usage.ru_utime + usage.ru_stime,
+            client_sys=usage.ru_stime,
+            cores=procstat.core_times(),
+        )
+
+
+def percentiles_ms(samples_ns: list[int]) -> dict[str, float | None]:
+    if not samples_ns:
+        return {"p50": None, "p99": None, "p99.9": None}
+    ordered = sorted(samples_ns)
+    last = len(ordered) - 1
+
+    def pick(q: float) -> float:
+        return round(ordered[min(last, int(q * len(ordered)))] / 1e6, 4)
+
+    return {"p50": pick(0.50), "p99": pick(0.99), "p99.9": pick(0.999)}
+
+
+def window_result(
+    start: Readings, end: Readings, count: int, request: dict[str, Any]
+) -> dict[str, Any]:
+    wall = end.wall - start.wall
+    server_cpu = end.server_cpu - start.server_cpu
+    client_cpu = end.client_cpu - start.client_cpu
+    client_sys = end.client_sys - start.client_sys
+    client_share = client_cpu / wall if wall > 0 else 0.0
+    client_core = procstat.core_busy_fraction(start.cores, end.cores, request["client_core"])
+    server_core = procstat.core_busy_fraction(start.cores, end.cores, request["server_core"])
+    return {
+        "window_s": round(wall, 3),
+        "ops": count,
+        "ops_per_s": round(count / wall, 1) if wall > 0 else None,
+        "server_cpu_s": round(server_cpu, 3),
+        "ops_per_server_cpu_s": round(count / server_cpu, 1) if server_cpu > 0 else None,
+        "server_cpu_share": round(server_cpu / wall, 3) if wall > 0 else None,
+        "client_cpu_s": round(client_cpu, 3),
+        "client_sys_share": round(client_sys / client_cpu, 3) if client_cpu > 0 else None,
+        "client_cpu_share": round(client_share, 3),
+        "client_cpu_per_op_us": round(client_cpu / count * 1e6, 2) if count else None,
+        "server_cpu_per_op_us": round(server_cpu / count * 1e6, 2) if count else None,
+        "client_core_busy": round(client_core, 3),
+        "server_core_busy": round(server_core, 3),
+        "client_bottleneck": client_share >= CLIENT_BOUND or client_core >= CORE_SATURATED,
+    }
+
+
+async def connect(url: str, factory: Any) -> tuple[WSTransport, Any]:
+    return await asyncio.wait_for(
+        ws_connect(factory, url, max_frame_size=MAX_FRAME, enable_auto_pong=True),
+        CONNECT_TIMEOUT,
+    )
+
+
+async def close_all(transports: list[WSTransport]) -> None:
+    """Close handshake on every connection, bounded in time; then drop what is left."""
+    for transport in transports:
+        if not transport.is_disconnected:
+            transport.send_close(WSCloseCode.OK)
+    waits = [asyncio.ensure_future(t.wait_disconnected()) for t in transports]
+    if waits:
+        await asyncio.wait(waits, timeout=CLOSE_TIMEOUT + len(transports) / 2000)
+    for transport, wait in zip(transports, waits, strict=True):
+        if not wait.done():
+            wait.cancel()
+            transport.disconnect(graceful=False)
+        elif not wait.cancelled():
+            wait.exception()  # a dropped connection at close time is not a failure
+
+
+async def run_stream(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    window = Window()
+    request["_window"] = window
+    clients: list[StreamClient] = []
+    transports: list[WSTransport] = []
+    try:
+        for index in range(scenario.connections):
+            payloads = payloads_for(scenario, index)
+            transport, client = await connect(
+                request["url"],
+                lambda p=payloads: StreamClient(window, p, scenario.text, scenario.in_flight),
+            )
+            transports.append(transport)
+            clients.append(client)
+        for client in clients:
+            client.start()
+        await asyncio.sleep(scenario.warmup)
+        window.measuring = True
+        start = Readings.take(request["server_pid"])
+        await asyncio.sleep(scenario.duration)
+        end = Readings.take(request["server_pid"])
+        window.measuring = False
+        window.sending = False
+        count, latencies = window.count, window.latencies_ns
+        for client in clients:
+            if not client.expected and not client.drained.done():
+                client.drained.set_result(None)
+        _done, pending = await asyncio.wait([c.drained for c in clients], timeout=DRAIN_TIMEOUT)
+        if pending:
+            window.fail(f"{len(pending)} connections did not return their echoes in time")
+    finally:
+        await close_all(transports)
+    result = window_result(start, end, count, request)
+    result["latency_ms"] = percentiles_ms(latencies)
+    return result
+
+
+async def run_handshakes(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    window = Window()
+    request["_window"] = window
+    latencies: list[int] = []
+
+    loop = asyncio.get_running_loop()
+    host, port = request["host"], request["port"]
+    requests = handshake_requests(host, port)
+
+    async def worker(number: int) -> None:
+        index = number
+        while window.sending:
+            began = time.perf_counter_ns()
+            upgrade, accept = requests[index % HANDSHAKE_KEYS]
+            index += scenario.connections
+            protocol = OneShotProtocol(upgrade, accept)
+            try:
+                transport, _ = await asyncio.wait_for(
+                    loop.create_connection(lambda p=protocol: p, host, port), CONNECT_TIMEOUT
+                )
+            except Exception as exc:
+                if window.sending:
+                    window.fail(f"connect failed: {type(exc).__name__}: {exc}")
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(protocol.done), CONNECT_TIMEOUT)
+            except TimeoutError:
+                transport.abort()
+                if window.sending:
+                    window.fail(f"handshake not finished in {CONNECT_TIMEOUT} s at step "
+                                f"{protocol.stage}")
+                return
+            if protocol.error is not None:
+                window.fail(protocol.error, wrong_echo=protocol.wrong_echo)
+                return
+            if window.measuring:
+                window.count += 1
+                latencies.append(time.perf_counter_ns() - began)
+
+    workers = [asyncio.ensure_future(worker(n)) for n in range(scenario.connections)]
+    try:
+        await asyncio.sleep(scenario.warmup)
+        window.measuring = True
+        start = Readings.take(request["server_pid"])
+        await asyncio.sleep(scenario.duration)
+        end = Readings.take(request["server_pid"])
+        window.measuring = False
+        count = window.count
+        window.sending = False
+        _, pending = await asyncio.wait(workers, timeout=CONNECT_TIMEOUT + CLOSE_TIMEOUT)
+        if pending and window.error is None:
+            window.fail(f"{len(pending)} handshake workers did not finish in time")
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    result = window_result(start, end, count, request)
+    result["latency_ms"] = percentiles_ms(latencies)
+    return result
+
+
+async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    window = Window(sending=False)  # one echo per connection, no more
+    request["_window"] = window
+    url, pid = request["url"], request["server_pid"]
+    probe = Scenario("probe", "stream", connections=1, size=32, text=True)
+    payload = payloads_for(probe, 0)[:1]
+    transports: list[WSTransport] = []
+    clients: list[StreamClient] = []
+
+    async def open_one() -> None:
+        transport, client = await connect(url, lambda: StreamClient(window, payload, True, 1))
+        transports.append(transport)
+        clients.append(client)
+        client.start()
+
+    async def open_many(count: int) -> None:
+        gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
+
+        async def gated() -> None:
+            async with gate:
+                await open_one()
+
+        results = await asyncio.gather(*(gated() for _ in range(count)), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            window.fail(f"{len(failures)} of {count} connections failed: {failures[0]!r}")
+
+    # Warm the server up (imports, caches, first-connection allocations) before "before".
+    await open_many(20)
+    await asyncio.sleep(0.2)
+    await close_all(transports)
+    transports.clear()
+    clients.clear()
+    await asyncio.sleep(0.5)
+    rss_before = procstat.tree_rss_bytes(pid)
+    began = time.perf_counter()
+    await open_many(scenario.connections)
+    opened_s = time.perf_counter() - began
+    # Every connection sent one message; wait for each echo, so every app is in receive().
+    _done, _pending = await asyncio.wait([c.drained for c in clients], timeout=DRAIN_TIMEOUT)
+    for client in clients:
+        if not client.expected and not client.drained.done():
+            client.drained.set_result(None)
+    await asyncio.sleep(IDLE_SETTLE)
+    cpu_before = procstat.tree_cpu_seconds(pid)
+    await asyncio.sleep(scenario.duration)
+    cpu_held = procstat.tree_cpu_seconds(pid) - cpu_before
+    rss_held = procstat.tree_rss_bytes(pid)
+    held = sum(1 for t in transports if not t.is_disconnected)
+    if held < scenario.connections and window.error is None:
+        window.fail(f"only {held} of {scenario.connections} connections are still open")
+    await close_all(transports)
+    per_conn = (rss_held - rss_before) / held if held else None
+    return {
+        "ops": held,
+        "rss_before_bytes": rss_before,
+        "rss_held_bytes": rss_held,
+        "bytes_per_conn": round(per_conn, 1) if per_conn is not None else None,
+        "open_s": round(opened_s, 3),
+        "held_cpu_s": round(cpu_held, 3),
+        "client_bottleneck": False,
+    }
+
+
+async def run(request: dict[str, Any]) -> dict[str, Any]:
+    scenario = Scenario.from_json(request["scenario"])
+    runner = {"stream": run_stream, "handshakes": run_handshakes, "idle": run_idle}[scenario.kind]
+    request["_window"] = None
+    result: dict[str, Any] = {"ok": False}
+    try:
+        result.update(await runner(scenario, request))
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+    window: Window | None = request["_window"]
+    if window is not None and window.error is not None:
+        result["error"] = window.error
+        result["wrong_echo"] = window.wrong_echo
+    else:
+        result["ok"] = True
+    return result
+
+
+def main() -> None:
+    request = json.loads(sys.argv[1])
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    import uvloop
+
+    result = uvloop.run(run(request))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""What each scenario does and its defaults: the single place the parameters are written."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+Kind = Literal["stream", "handshakes", "idle"]
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: Kind
+    connections: int
+    in_flight: int = 1  # messages outstanding per connection
+    size: int = 32  # bytes per message
+    text: bool = False  # text frames, otherwise binary
+    duration: float = 10.0  # measured window, seconds
+    warmup: float = 2.0  # traffic before the window opens, seconds
+    unit: str = "msgs"  # what one operation is, for the table
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scenario:
+        return cls(**data)
+
+
+DEFAULTS: dict[str, Scenario] = {
+    "echo": Scenario("echo", "stream", connections=100, size=32, text=True),
+    "pipelined": Scenario("pipelined", "stream", connections=10, in_flight=16, size=32),
+    "large": Scenario("large", "stream", connections=4, size=MIB),
+    "handshakes": Scenario("handshakes", "handshakes", connections=50, unit="handshakes"),
+    "idle": Scenario("idle", "idle", connections=10_000, duration=3.0, warmup=0.0, unit="conns"),
+}
+
+# --quick: a smoke run of a few seconds per scenario.
+QUICK: dict[str, dict[str, Any]] = {
+    "echo": {"duration": 3.0, "warmup": 1.0},
+    "pipelined": {"duration": 3.0, "warmup": 1.0},
+    "large": {"duration": 3.0, "warmup": 1.0},
+    "handshakes": {"duration": 3.0, "warmup": 1.0},
+    "idle": {"connections": 1_000, "duration": 1.0},
+}
+
+
+def build(
+    names: list[str],
+    *,
+    quick: bool,
+    duration: float | None,
+    warmup: float | None,
+    connections: dict[str, int],
+) -> list[Scenario]:
+    """The scenarios to run, defaults first, then --quick, then explicit flags."""
+    chosen: list[Scenario] = []
+    for name in names:
+        scenario = DEFAULTS[name]
+        if quick:
+            scenario = replace(scenario, **QUICK[name])
+        if duration is not None and scenario.kind != "idle":
+            scenario = replace(scenario, duration=duration)
+        if warmup is not None and scenario.kind != "idle":
+            scenario = replace(scenario, warmup=warmup)
+        if name in connections:
+            scenario = replace(scenario, connections=connections[name])
+        chosen.append(scenario)
+    return chosen
