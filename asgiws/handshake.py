@@ -1,0 +1,117 @@
+"""The opening handshake of RFC 6455 §4, validated by asgiws itself.
+
+wsproto alone accepts a key that is not base64 and requests over HTTP/1.0, and answers an
+unsupported version without the headers RFC 6455 asks for, so every check is made here, in the
+order of RFC 6455 §4.2.1, and each failure carries the response it needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable, Sequence
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+# RFC 6455 §1.3: the GUID concatenated with the key before hashing.
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SUPPORTED_VERSION = b"13"
+
+
+class HandshakeError(Exception):
+    """A rejected handshake, holding the HTTP response that says why."""
+
+    def __init__(
+        self, status: int, reason: str, headers: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+def header_values(headers: Headers, name: bytes) -> list[bytes]:
+    """Every value of header ``name`` (lower case), in order."""
+    return [value for key, value in headers if key == name]
+
+
+def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
+    """The comma-separated tokens of every ``name`` header, trimmed and lower-cased."""
+    tokens = []
+    for value in header_values(headers, name):
+        for token in value.split(b","):
+            token = token.strip()
+            if token:
+                tokens.append(token.lower())
+    return tokens
+
+
+def is_upgrade_request(headers: Headers) -> bool:
+    """True when the request asks to switch to WebSocket (RFC 6455 §4.1, items 5 and 6)."""
+    return b"websocket" in header_tokens(headers, b"upgrade") and b"upgrade" in header_tokens(
+        headers, b"connection"
+    )
+
+
+def validate_upgrade(method: bytes, http_version: bytes, headers: Headers) -> bytes:
+    """Check an upgrade request; return its ``Sec-WebSocket-Key`` or raise HandshakeError."""
+    # RFC 6455 §4.1: "The method of the request MUST be GET".
+    if method != b"GET":
+        raise HandshakeError(
+            405,
+            f"WebSocket upgrade requires GET, not {method.decode('latin-1')}",
+            [(b"allow", b"GET")],
+        )
+    # RFC 6455 §4.1: "the HTTP version MUST be at least 1.1".
+    if http_version < b"1.1":
+        raise HandshakeError(
+            400, f"WebSocket upgrade requires HTTP/1.1, not HTTP/{http_version.decode('latin-1')}"
+        )
+    # RFC 6455 §4.1, item 4: the request MUST contain a Host header field.
+    if not header_values(headers, b"host"):
+        raise HandshakeError(400, "missing Host header")
+    # RFC 6455 §4.1, item 7: the key is a nonce of 16 bytes, base64-encoded.
+    keys = header_values(headers, b"sec-websocket-key")
+    if not keys:
+        raise HandshakeError(400, "missing Sec-WebSocket-Key header")
+    if len(keys) > 1:
+        raise HandshakeError(400, "more than one Sec-WebSocket-Key header")
+    key = keys[0].strip()
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(
+            400, f"invalid Sec-WebSocket-Key header: {key.decode('latin-1')!r}"
+        )
+    # RFC 6455 §4.2.2: on an unsupported version, answer 426 with the versions we speak.
+    versions = header_values(headers, b"sec-websocket-version")
+    if [v.strip() for v in versions] != [SUPPORTED_VERSION]:
+        shown = ", ".join(v.decode("latin-1") for v in versions) or "(missing)"
+        raise HandshakeError(
+            426,
+            f"unsupported Sec-WebSocket-Version: {shown}",
+            [(b"sec-websocket-version", SUPPORTED_VERSION), (b"upgrade", b"websocket")],
+        )
+    return key
+
+
+def accept_value(key: bytes) -> bytes:
+    """RFC 6455 §4.2.2, item 5.4: base64 of the SHA-1 of the key and the GUID."""
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+def parse_subprotocols(headers: Headers) -> list[str]:
+    """Subprotocols offered in every Sec-WebSocket-Protocol header, in order, trimmed, no empties.
+
+    Tokens keep their case: RFC 6455 §11.3.4 says subprotocol names are case-sensitive.
+    """
+    offered = []
+    for value in header_values(headers, b"sec-websocket-protocol"):
+        for token in value.split(b","):
+            token = token.strip()
+            if token:
+                offered.append(token.decode("latin-1"))
+    return offered

@@ -1,0 +1,97 @@
+"""The ASGI lifespan protocol: startup before serving, shutdown after, once per process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+from .types import ASGIApp
+
+logger = logging.getLogger("asgiws.error")
+
+
+class LifespanError(Exception):
+    """Startup or shutdown failed; the message says how."""
+
+
+class Lifespan:
+    def __init__(self, app: ASGIApp, mode: str) -> None:
+        self.app = app
+        self.mode = mode  # "auto", "on" or "off"
+        self.state: dict[str, Any] = {}
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._startup_done = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self._failure: str | None = None
+        self._unsupported = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def supported(self) -> bool:
+        return self.mode != "off" and not self._unsupported
+
+    async def startup(self) -> None:
+        if self.mode == "off":
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._inbox.put({"type": "lifespan.startup"})
+        await self._startup_done.wait()
+        if self._failure is not None:
+            raise LifespanError(f"lifespan startup failed: {self._failure}")
+
+    async def shutdown(self) -> None:
+        if self._task is None or self._unsupported:
+            return
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        await self._shutdown_done.wait()
+        if self._failure is not None:
+            raise LifespanError(f"lifespan shutdown failed: {self._failure}")
+
+    async def _run(self) -> None:
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if not self._startup_done.is_set() and self.mode == "auto":
+                # 'auto': an app without lifespan support raises on the unknown scope type.
+                self._unsupported = True
+                logger.info("ASGI 'lifespan' protocol appears unsupported (%s: %s)",
+                            type(exc).__name__, exc)
+            else:
+                self._failure = f"{type(exc).__name__}: {exc}"
+                logger.error("Exception in 'lifespan' protocol", exc_info=exc)
+        else:
+            if not self._startup_done.is_set():
+                if self.mode == "on":
+                    self._failure = "the app returned before completing startup"
+                else:
+                    self._unsupported = True
+        finally:
+            self._startup_done.set()
+            self._shutdown_done.set()
+
+    async def _receive(self) -> MutableMapping[str, Any]:
+        return await self._inbox.get()
+
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            self._startup_done.set()
+        elif kind == "lifespan.startup.failed":
+            self._failure = str(message.get("message") or "lifespan.startup.failed")
+            self._startup_done.set()
+        elif kind == "lifespan.shutdown.complete":
+            self._shutdown_done.set()
+        elif kind == "lifespan.shutdown.failed":
+            self._failure = str(message.get("message") or "lifespan.shutdown.failed")
+            self._shutdown_done.set()
+        else:
+            raise RuntimeError(f"unexpected lifespan message type {kind!r}")

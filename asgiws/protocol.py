@@ -1,0 +1,936 @@
+"""The sans-IO core of asgiws: one :class:`Connection` per TCP connection.
+
+Bytes go in with :meth:`Connection.receive_data`; bytes to write come out of
+:meth:`Connection.data_to_send`. ASGI messages for the app come out one at a time from
+:meth:`Connection.next_message` (the app's ``receive()``), and the app's messages go in through
+:meth:`Connection.send`. A new ASGI scope, for which the I/O layer starts the app, comes out of
+:meth:`Connection.next_scope`.
+
+Messages are pulled one at a time, not handed over in batches, because of one rule: a peer's
+Close frame (or a protocol violation) is acted upon only when the app has read every message that
+arrived before it. That way an answer the app sends to those messages goes out ahead of our Close
+frame, as RFC 6455 §1.4 and Autobahn|Testsuite's strict cases expect. ``ws_close_timeout`` bounds
+how long an app that does not read can delay the close.
+
+This module never imports asyncio, never reads a clock and never touches a socket. Timers are the
+I/O layer's: :attr:`Connection.timer` names the one that should be armed now (it changes together
+with :attr:`Connection.timer_epoch`), and :meth:`Connection.timeout` is called when it fires.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+
+from .config import Config
+from .frames import CloseReceived, FrameCodec, Message, Ping, ProtocolFailure
+from .handshake import (
+    HandshakeError,
+    accept_value,
+    header_values,
+    is_upgrade_request,
+    parse_subprotocols,
+    validate_upgrade,
+)
+
+Scope = dict[str, Any]
+ASGIMessage = dict[str, Any]
+Headers = list[tuple[bytes, bytes]]
+
+HTTP_SPEC_VERSION = "2.3"
+WS_SPEC_VERSION = "2.5"
+
+# RFC 6455 §7.4.1: 1005, 1006 and 1015 are never sent in a Close frame; 1004 is reserved.
+_UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+# Headers the server computes for the 101 response; the app may not set them.
+_RESERVED_ACCEPT_HEADERS = frozenset(
+    {b"sec-websocket-protocol", b"sec-websocket-accept", b"sec-websocket-extensions"}
+)
+
+
+_H11_WAITING = (h11.DONE, h11._state.MIGHT_SWITCH_PROTOCOL)
+
+
+_BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
+
+
+class ClientDisconnected(OSError):
+    """``send()`` was called after the WebSocket connection closed."""
+
+
+class State(enum.Enum):
+    IDLE = "waiting for a request head"
+    HTTP = "serving an HTTP request"
+    WS_CONNECTING = "waiting for the app to accept the WebSocket"
+    WS_DENYING = "sending the app's denial response"
+    WS_OPEN = "WebSocket open"
+    WS_CLOSING = "WebSocket Close frame sent, waiting for the peer's"
+    CLOSED = "closed"
+
+
+class Timer(enum.Enum):
+    NONE = enum.auto()
+    HEAD = enum.auto()  # timeout_handshake: a complete request head must arrive
+    KEEP_ALIVE = enum.auto()  # timeout_keep_alive: between requests
+    PING = enum.auto()  # ws_ping_interval: time to send a keep-alive ping
+    PONG = enum.auto()  # ws_ping_timeout: something must arrive after our ping
+    CLOSE = enum.auto()  # ws_close_timeout: the closing handshake must finish
+
+
+# In these states no timer runs: the app decides (HTTP, handshake) or nothing is left (CLOSED).
+_NO_TIMER_STATES = frozenset({State.CLOSED, State.HTTP, State.WS_CONNECTING, State.WS_DENYING})
+
+
+class _PendingClose:
+    """Stands in the inbox where the peer's Close frame, or its protocol failure, arrived."""
+
+    __slots__ = ("code", "failure", "reason")
+
+    def __init__(self, code: int, reason: str, failure: bool) -> None:
+        self.code = code
+        self.reason = reason
+        self.failure = failure
+
+
+class ServerHeaders:
+    """Headers added to every response (``date``, ``server``), kept fresh by the I/O layer."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Headers | None = None) -> None:
+        self.headers: Headers = headers if headers is not None else [(b"server", b"asgiws")]
+
+
+def _disconnect(code: int, reason: str = "") -> ASGIMessage:
+    return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+
+class Connection:
+    """One HTTP/1.1 connection, which may become a WebSocket connection."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: tuple[str, int] | list[Any] | None,
+        server: tuple[str, int] | list[Any] | None,
+        scheme: str = "http",
+        server_headers: ServerHeaders | None = None,
+        lifespan_state: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.server = server
+        self.secure = scheme == "https"
+        self.server_headers = server_headers or ServerHeaders()
+        self.lifespan_state = lifespan_state
+
+        self.state = State.IDLE
+        self.timer = Timer.HEAD if config.timeout_handshake > 0 else Timer.NONE
+        self.timer_epoch = 0
+
+        self._h11: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_event_size
+        )
+        self._codec: FrameCodec | None = None
+        self._out: list[bytes] = []
+        self._inbox: deque[ASGIMessage | _PendingClose] = deque()
+        self._scope: Scope | None = None  # started by next_scope(), not yet taken
+        self._app_running = False
+        self._disconnect_queued = False  # exactly one disconnect per cycle
+        self._shutting_down = False
+
+        # The current request cycle.
+        self.method = b""
+        self.path = ""
+        self.http_version = b"1.1"
+        self.status: int | None = None  # the response status sent (101 for an accepted upgrade)
+        self.close_code: int | None = None  # how the WebSocket session ended
+        self._ws_key = b""
+        self._subprotocols: list[str] = []
+        self._extension_offers: list[str] = []
+        self._response: h11.Response | None = None  # http.response.start, held until the body
+        self._response_started = False
+        self._response_complete = False
+        self._body_done = False  # the whole request body was delivered
+        self._ping_counter = 0
+
+    # -- bytes in ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the socket."""
+        if self._codec is not None:
+            if self.state is State.WS_OPEN or self.state is State.WS_CLOSING:
+                self._receive_frames(data)
+            return
+        if self._h11 is None or self.state is State.CLOSED:
+            return
+        if self.timer is Timer.KEEP_ALIVE and data:
+            # The next request has begun: its head must now arrive within timeout_handshake.
+            self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
+        self._h11.receive_data(data)
+        self._process_http()
+
+    def connection_lost(self) -> None:
+        """The transport is gone (EOF, reset, or closed by us)."""
+        state = self.state
+        self._set_state(State.CLOSED)
+        if self._scope is None and not self._app_running:
+            return
+        if state in (State.HTTP, State.IDLE):
+            if not self._disconnect_queued:
+                self._disconnect_queued = True
+                self._inbox.append({"type": "http.disconnect"})
+            return
+        # A WebSocket cycle: a Close the app has not read yet still reaches it with its code.
+        if self._inbox and isinstance(self._inbox[-1], _PendingClose):
+            pending = self._inbox.pop()
+            assert isinstance(pending, _PendingClose)
+            self._queue_ws_disconnect(pending.code, pending.reason)
+        else:
+            self._queue_ws_disconnect(1006, "")
+
+    # -- bytes out -----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        if len(out) == 1:
+            data = out[0]
+            out.clear()
+            return data
+        data = b"".join(out)
+        out.clear()
+        return data
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
+        if len(self._inbox) >= self.config.max_queue:
+            return True
+        if self._codec is None and self._h11 is not None:
+            # A pipelined request (or early WebSocket frames) wait in h11's buffer until this
+            # cycle is done; stop reading so that buffer stays small.
+            return self.state is not State.IDLE and self._h11.their_state in _H11_WAITING
+        return False
+
+    # -- scopes and messages for the app ---------------------------------------------------------
+
+    def next_scope(self) -> Scope | None:
+        """A scope to start the app with, once per request cycle."""
+        scope = self._scope
+        if scope is None or self._app_running:
+            return None
+        self._scope = None
+        self._app_running = True
+        return scope
+
+    def next_message(self) -> ASGIMessage | None:
+        """The next message for the app's ``receive()``, or None when it must wait for more."""
+        inbox = self._inbox
+        if inbox:
+            item = inbox.popleft()
+            if type(item) is dict:
+                return item
+            assert isinstance(item, _PendingClose)
+            return self._act_on_close(item)
+        if self._is_ws_cycle:
+            if self._disconnect_queued:
+                raise ClientDisconnected(
+                    "receive() called after 'websocket.disconnect' was delivered"
+                )
+            return None
+        if self.state is State.CLOSED or self._response_complete or self._disconnect_queued:
+            # The client left, or the response is sent: nothing more comes but the end.
+            self._disconnect_queued = True
+            return {"type": "http.disconnect"}
+        conn = self._h11
+        if conn is not None and conn.client_is_waiting_for_100_continue:
+            # ASGI: 100 Continue is sent only when the app asks for the body.
+            self._h11_send(h11.InformationalResponse(status_code=100, headers=[]))
+        return None
+
+    # -- messages from the app -----------------------------------------------------------------
+
+    def send(self, message: ASGIMessage) -> None:
+        """Take one message from the app; raise RuntimeError when it is not allowed now."""
+        if type(message) is not dict:
+            raise RuntimeError(f"an ASGI message must be a dict, not {type(message).__name__}")
+        kind = message.get("type")
+        state = self.state
+        if kind == "websocket.send":
+            if state is State.WS_OPEN:
+                # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
+                self._out.append(self._codec.encode_message(self._ws_payload(message)))  # type: ignore[union-attr]
+                return
+        elif kind == "http.response.start" or kind == "http.response.body":
+            if state is State.HTTP:
+                self._send_http(message, kind)
+                return
+            if state is State.CLOSED and self._is_http_cycle:
+                return  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
+        elif kind == "websocket.accept":
+            if state is State.WS_CONNECTING:
+                self._accept(message)
+                return
+        elif kind == "websocket.close":
+            if state is State.WS_CONNECTING:
+                # ASGI: close before accept rejects the handshake with 403.
+                self._error_response(403, "WebSocket connection rejected by the application")
+                return
+            if state is State.WS_OPEN:
+                code, reason = self._close_args(message)
+                if self._peer_close_pending():
+                    # The peer closed first; this Close is our answer.
+                    pending = self._inbox.pop()
+                    assert isinstance(pending, _PendingClose)
+                    self._queue_ws_disconnect(pending.code, pending.reason)
+                    self._out.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
+                    self.close_code = pending.code
+                    self._set_state(State.CLOSED)
+                else:
+                    self._close_from_app(code, reason)
+                return
+        elif kind == "websocket.http.response.start" or kind == "websocket.http.response.body":
+            if state is State.WS_CONNECTING or state is State.WS_DENYING:
+                self._send_denial(message, kind)
+                return
+        if self._is_ws_cycle and (state is State.WS_CLOSING or state is State.CLOSED):
+            raise ClientDisconnected(f"cannot send {kind!r}: the WebSocket connection is closed")
+        raise RuntimeError(f"cannot send {kind!r} in state {state.name}")
+
+    def app_finished(self, error: BaseException | None) -> str | None:
+        """The app call returned (error None) or raised. Returns a problem worth logging."""
+        self._app_running = False
+        problem: str | None = None
+        state = self.state
+        if state is State.HTTP:
+            if not self._response_started:
+                if error is None:
+                    problem = "ASGI app returned without starting a response"
+                self._error_response(500, "Internal Server Error")
+            elif not self._response_complete:
+                # The client got part of a response; only closing tells it so.
+                if error is None:
+                    problem = "ASGI app returned without completing the response"
+                self._set_state(State.CLOSED)
+            else:
+                self._finish_http_cycle()
+        elif state is State.WS_CONNECTING:
+            if error is None:
+                problem = "ASGI app returned without accepting or closing the WebSocket"
+            self._error_response(500, "Internal Server Error")
+        elif state is State.WS_DENYING:
+            problem = "ASGI app returned without completing its denial response"
+            self._set_state(State.CLOSED)
+        elif state is State.WS_OPEN:
+            if self._peer_close_pending():
+                pending = self._inbox.pop()
+                assert isinstance(pending, _PendingClose)
+                self._act_on_close(pending)
+            elif error is None:
+                self._close_from_app(1000, "")
+            else:
+                self._close_from_app(1011, "")
+        return problem
+
+    # -- timers and shutdown -------------------------------------------------------------------
+
+    def timeout(self, timer: Timer) -> None:
+        """The I/O layer's timer for ``timer`` fired."""
+        if timer is not self.timer:
+            return
+        if timer is Timer.HEAD or timer is Timer.KEEP_ALIVE:
+            self._set_state(State.CLOSED)
+        elif timer is Timer.PING:
+            self._ping_counter += 1
+            self._out.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
+            if self.config.ws_ping_timeout > 0:
+                self._set_timer(Timer.PONG)
+            else:
+                self._set_timer(Timer.PING)
+        elif timer is Timer.PONG:
+            # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
+            assert self._codec is not None
+            self._out.append(self._codec.encode_close(1011, "keepalive ping timeout"))
+            self.close_code = 1011
+            self._queue_ws_disconnect(1011, "keepalive ping timeout")
+            self._set_state(State.CLOSED)
+        elif timer is Timer.CLOSE:
+            if self._peer_close_pending():
+                # The app did not read the peer's Close in time: answer it now.
+                pending = self._inbox.pop()
+                assert isinstance(pending, _PendingClose)
+                self._queue_ws_disconnect(pending.code, pending.reason)
+                self._answer_close(pending)
+            else:
+                # Our Close was never answered.
+                self._queue_ws_disconnect(1006, "")
+                self._set_state(State.CLOSED)
+
+    def shutdown(self, code: int) -> None:
+        """The server is stopping: finish HTTP work, close WebSockets with ``code``."""
+        self._shutting_down = True
+        state = self.state
+        if state is State.IDLE:
+            self._set_state(State.CLOSED)
+        elif state is State.WS_OPEN:
+            if self._peer_close_pending():
+                pending = self._inbox.pop()
+                assert isinstance(pending, _PendingClose)
+                self._queue_ws_disconnect(pending.code, pending.reason)
+                self._answer_close(pending)
+            else:
+                self._close_from_app(code, "")
+                self._queue_ws_disconnect(code, "")
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    @property
+    def _is_ws_cycle(self) -> bool:
+        return self._ws_key != b""
+
+    @property
+    def _is_http_cycle(self) -> bool:
+        return self._ws_key == b"" and self.method != b""
+
+    def _process_http(self) -> None:
+        conn = self._h11
+        assert conn is not None
+        while True:
+            state = self.state
+            if state is State.CLOSED or state is State.WS_OPEN:
+                return
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._start_request(event)
+            elif isinstance(event, h11.Data):
+                if state is State.HTTP:
+                    self._queue_body(bytes(event.data), more_body=True)
+            elif isinstance(event, h11.EndOfMessage):
+                if state is State.HTTP:
+                    self._queue_body(b"", more_body=False)
+            elif isinstance(event, h11.ConnectionClosed):
+                self.connection_lost()
+                return
+
+    def _h11_has_buffered(self) -> bool:
+        conn = self._h11
+        return conn is not None and bool(conn.trailing_data[0])
+
+    def _start_request(self, request: h11.Request) -> None:
+        self.method = request.method
+        self.http_version = request.http_version
+        self.status = None
+        self.close_code = None
+        self._ws_key = b""
+        self._response = None
+        self._response_started = False
+        self._response_complete = False
+        self._body_done = False
+        self._disconnect_queued = False
+        self._inbox.clear()
+        headers = list(request.headers)
+        if len(headers) > self.config.max_header_count:
+            self._error_response(
+                431, f"too many header fields: {len(headers)} (the limit is "
+                f"{self.config.max_header_count})"
+            )
+            return
+        target = request.target
+        raw_path, _, query = target.partition(b"?")
+        if not raw_path.startswith(b"/") and b"://" in raw_path:
+            # RFC 9112 §3.2.2 absolute-form: keep the path part.
+            after = raw_path.split(b"://", 1)[1]
+            slash = after.find(b"/")
+            raw_path = after[slash:] if slash >= 0 else b"/"
+        root_path = self.config.root_path
+        path = unquote(raw_path.decode("latin-1"))
+        self.path = path
+        scope: Scope = {
+            "http_version": request.http_version.decode("ascii"),
+            "scheme": "http",
+            "path": root_path + path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root_path,
+            "headers": headers,
+            "client": self.client,
+            "server": self.server,
+        }
+        if self.lifespan_state is not None:
+            scope["state"] = self.lifespan_state.copy()
+        if is_upgrade_request(headers):
+            try:
+                self._ws_key = validate_upgrade(request.method, request.http_version, headers)
+            except HandshakeError as exc:
+                self._ws_key = b""
+                self._error_response(exc.status, exc.reason, exc.headers)
+                return
+            scope["type"] = "websocket"
+            scope["asgi"] = {"version": "3.0", "spec_version": WS_SPEC_VERSION}
+            scope["scheme"] = "wss" if self.secure else "ws"
+            self._subprotocols = parse_subprotocols(headers)
+            scope["subprotocols"] = self._subprotocols
+            scope["extensions"] = {"websocket.http.response": {}}
+            self._extension_offers = [
+                v.decode("latin-1") for v in header_values(headers, b"sec-websocket-extensions")
+            ]
+            self._set_state(State.WS_CONNECTING)
+            self._inbox.append({"type": "websocket.connect"})
+        else:
+            scope["type"] = "http"
+            scope["asgi"] = {"version": "3.0", "spec_version": HTTP_SPEC_VERSION}
+            scope["method"] = request.method.decode("ascii")
+            if self.secure:
+                scope["scheme"] = "https"
+            self._set_state(State.HTTP)
+        self._scope = scope
+
+    def _queue_body(self, body: bytes, more_body: bool) -> None:
+        inbox = self._inbox
+        if not more_body:
+            self._body_done = True
+            # Fold the end into the last chunk when the app has not read it yet.
+            if inbox and type(inbox[-1]) is dict:
+                last = inbox[-1]
+                if last.get("type") == "http.request" and last.get("more_body"):
+                    last["more_body"] = False
+                    return
+        inbox.append({"type": "http.request", "body": body, "more_body": more_body})
+
+    def _send_http(self, message: ASGIMessage, kind: str) -> None:
+        if self.state is State.CLOSED:
+            return  # ASGI HTTP 2.3: the client left, send() is a no-op.
+        if kind == "http.response.start":
+            if self._response is not None or self._response_started:
+                raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
+            status = message.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
+            headers = _check_headers(message.get("headers", []), kind)
+            self._response = h11.Response(
+                status_code=status,
+                headers=self._with_server_headers(headers),
+                reason=_reason_phrase(status),
+            )
+            self.status = status
+            return
+        # http.response.body
+        if self._response is None and not self._response_started:
+            raise RuntimeError(
+                f"cannot send {kind!r} before 'http.response.start' in state {self.state.name}"
+            )
+        if self._response_complete:
+            raise RuntimeError(f"cannot send {kind!r} after the response is complete")
+        body = message.get("body", b"")
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
+        more_body = bool(message.get("more_body", False))
+        if self._response is not None:
+            response = self._response
+            self._response = None
+            if not more_body and self.method != b"HEAD":
+                names = {name for name, _ in response.headers}
+                if (
+                    b"content-length" not in names
+                    and b"transfer-encoding" not in names
+                    and response.status_code not in (204, 304)
+                    and response.status_code >= 200
+                ):
+                    response = h11.Response(
+                        status_code=response.status_code,
+                        headers=[*response.headers, (b"content-length", b"%d" % len(body))],
+                        reason=response.reason,
+                    )
+            self._response_started = True
+            if self._shutting_down:
+                response = h11.Response(
+                    status_code=response.status_code,
+                    headers=[*response.headers, (b"connection", b"close")],
+                    reason=response.reason,
+                )
+            self._h11_send(response)
+        if body and self.method != b"HEAD":
+            self._h11_send(h11.Data(data=bytes(body)))
+        if not more_body:
+            self._response_complete = True
+            self._h11_send(h11.EndOfMessage())
+            self._finish_http_cycle()
+
+    def _finish_http_cycle(self) -> None:
+        conn = self._h11
+        if self.state is not State.HTTP or conn is None or not self._response_complete:
+            return
+        if self._app_running:
+            return
+        if (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not self._shutting_down
+        ):
+            conn.start_next_cycle()
+            self._inbox.clear()
+            self._set_state(State.IDLE)
+            self.method = b""
+            if self._h11_has_buffered() or self.config.timeout_keep_alive <= 0:
+                self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
+            else:
+                self._set_timer(Timer.KEEP_ALIVE)
+            self._process_http()
+        else:
+            # Connection: close, HTTP/1.0, an unread request body, or shutting down.
+            self._set_state(State.CLOSED)
+
+    def _with_server_headers(self, headers: Headers) -> Headers:
+        names = {name for name, _ in headers}
+        extra = [h for h in self.server_headers.headers if h[0] not in names]
+        return [*headers, *extra] if extra else headers
+
+    def _h11_send(self, event: Any) -> None:
+        conn = self._h11
+        assert conn is not None
+        try:
+            data = conn.send(event)
+        except h11.LocalProtocolError as exc:
+            raise RuntimeError(f"invalid HTTP response: {exc}") from None
+        if data:
+            self._out.append(data)
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        if self.state is State.IDLE:
+            status = exc.error_status_hint
+            # h11 shows the offending bytes as a bytearray repr; keep just the bytes.
+            reason = "malformed request: " + _BYTEARRAY_REPR.sub(r"\1", str(exc) or "unparsable")
+            if status == 431:
+                reason = (
+                    "request head too large (the limit is "
+                    f"{self.config.h11_max_incomplete_event_size} bytes)"
+                )
+            self._error_response(status, reason)
+            return
+        # The request body broke off while the app reads it: the app sees the client go.
+        self.connection_lost()
+
+    def _error_response(
+        self, status: int, reason: str, headers: Headers = ()  # type: ignore[assignment]
+    ) -> None:
+        """Answer with a short plain-text error naming the problem, and close the connection."""
+        conn = self._h11
+        assert conn is not None
+        self.status = status
+        body = reason.encode("utf-8", "replace") + b"\n"
+        all_headers = self._with_server_headers(
+            [
+                *headers,
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ]
+        )
+        try:
+            response = h11.Response(
+                status_code=status, headers=all_headers, reason=_reason_phrase(status)
+            )
+            out = [conn.send(response) or b""]
+            if self.method != b"HEAD":
+                out.append(conn.send(h11.Data(data=body)) or b"")
+            out.append(conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            # h11 gave up on this connection (a request it could not parse): write it ourselves.
+            out = [_raw_response(status, all_headers, body)]
+        self._out.extend(out)
+        self._response_started = True
+        self._response_complete = True
+        self._set_state(State.CLOSED)
+        if self._is_ws_cycle:
+            self._queue_ws_disconnect(1006, "")
+
+    # -- WebSocket handshake -------------------------------------------------------------------
+
+    def _accept(self, message: ASGIMessage) -> None:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            if not isinstance(subprotocol, str):
+                raise RuntimeError(
+                    f"'subprotocol' in 'websocket.accept' must be a str, not "
+                    f"{type(subprotocol).__name__}"
+                )
+            if subprotocol not in self._subprotocols:
+                offered = ", ".join(repr(p) for p in self._subprotocols) or "none"
+                problem = (
+                    f"subprotocol {subprotocol!r} in 'websocket.accept' was not offered by the "
+                    f"client (offered: {offered})"
+                )
+                self._error_response(500, "Internal Server Error")
+                raise RuntimeError(problem)
+        app_headers = _check_headers(message.get("headers", []), "websocket.accept")
+        for name, _ in app_headers:
+            if name in _RESERVED_ACCEPT_HEADERS:
+                self._error_response(500, "Internal Server Error")
+                raise RuntimeError(
+                    f"'websocket.accept' headers may not set {name.decode()!r}; "
+                    "use the 'subprotocol' key for Sec-WebSocket-Protocol"
+                )
+        headers: Headers = [
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-accept", accept_value(self._ws_key)),
+        ]
+        if subprotocol is not None:
+            headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
+        deflate = None
+        if self.config.ws_per_message_deflate and self._extension_offers:
+            from .deflate import negotiate as negotiate_deflate
+
+            negotiated = negotiate_deflate(
+                self._extension_offers,
+                window_bits=self.config.ws_deflate_window_bits,
+                mem_level=self.config.ws_deflate_mem_level,
+            )
+            if negotiated is not None:
+                response_value, deflate = negotiated
+                headers.append((b"sec-websocket-extensions", response_value.encode("latin-1")))
+        headers.extend(app_headers)
+        conn = self._h11
+        assert conn is not None
+        self._out.append(
+            conn.send(
+                h11.InformationalResponse(
+                    status_code=101, headers=self._with_server_headers(headers)
+                )
+            )
+            or b""
+        )
+        trailing, _closed = conn.trailing_data
+        self._h11 = None  # h11's part is over; free its buffers.
+        self.status = 101
+        self._codec = FrameCodec(max_size=self.config.ws_max_size, deflate=deflate)
+        self._set_state(State.WS_OPEN)
+        if self._shutting_down:
+            self._close_from_app(self.config.ws_shutdown_code, "")
+            self._queue_ws_disconnect(self.config.ws_shutdown_code, "")
+            return
+        self._set_timer(Timer.PING if self.config.ws_ping_interval > 0 else Timer.NONE)
+        if trailing:
+            # Bytes that came right behind the request belong to the WebSocket.
+            self._receive_frames(bytes(trailing))
+
+    def _send_denial(self, message: ASGIMessage, kind: str) -> None:
+        conn = self._h11
+        assert conn is not None
+        if kind == "websocket.http.response.start":
+            if self.state is State.WS_DENYING:
+                raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
+            status = message.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
+                raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
+            headers = _check_headers(message.get("headers", []), kind)
+            names = {name for name, _ in headers}
+            if b"connection" not in names:
+                headers = [*headers, (b"connection", b"close")]
+            self.status = status
+            self._out.append(
+                conn.send(
+                    h11.Response(
+                        status_code=status,
+                        headers=self._with_server_headers(headers),
+                        reason=_reason_phrase(status),
+                    )
+                )
+                or b""
+            )
+            self._set_state(State.WS_DENYING)
+            return
+        if self.state is not State.WS_DENYING:
+            raise RuntimeError(
+                f"cannot send {kind!r} before 'websocket.http.response.start' in state "
+                f"{self.state.name}"
+            )
+        body = message.get("body", b"")
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
+        if body:
+            self._out.append(conn.send(h11.Data(data=bytes(body))) or b"")
+        if not message.get("more_body", False):
+            self._out.append(conn.send(h11.EndOfMessage()) or b"")
+            self._set_state(State.CLOSED)
+            self._queue_ws_disconnect(1006, "")
+
+    # -- WebSocket data --------------------------------------------------------------------------
+
+    def _receive_frames(self, data: bytes) -> None:
+        codec = self._codec
+        assert codec is not None
+        events = codec.receive_data(data)
+        if not events:
+            return
+        if self.timer is Timer.PONG:
+            # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
+            self._set_timer(Timer.PING)
+        inbox = self._inbox
+        for event in events:
+            if type(event) is Message:
+                data_ = event.data
+                if type(data_) is str:
+                    inbox.append({"type": "websocket.receive", "text": data_})
+                else:
+                    inbox.append({"type": "websocket.receive", "bytes": data_})
+            elif type(event) is Ping:
+                if self.state is State.WS_OPEN:
+                    # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
+                    self._out.append(codec.encode_pong(event.payload))
+            elif type(event) is CloseReceived:
+                if self.state is State.WS_CLOSING:
+                    # The peer answered our Close: the closing handshake is complete.
+                    self._queue_ws_disconnect(event.code, event.reason)
+                    self._set_state(State.CLOSED)
+                else:
+                    inbox.append(_PendingClose(event.code, event.reason, failure=False))
+                    self._set_timer(Timer.CLOSE)
+            elif type(event) is ProtocolFailure:
+                if self.state is State.WS_CLOSING:
+                    self._queue_ws_disconnect(1006, "")
+                    self._set_state(State.CLOSED)
+                else:
+                    inbox.append(_PendingClose(event.code, event.reason, failure=True))
+                    self._set_timer(Timer.CLOSE)
+
+    def _peer_close_pending(self) -> bool:
+        inbox = self._inbox
+        return bool(inbox) and type(inbox[-1]) is _PendingClose
+
+    def _act_on_close(self, pending: _PendingClose) -> ASGIMessage:
+        """The app has read up to the peer's Close (or failure): answer it, tell the app."""
+        self._answer_close(pending)
+        self._disconnect_queued = True
+        return _disconnect(pending.code, pending.reason)
+
+    def _answer_close(self, pending: _PendingClose) -> None:
+        codec = self._codec
+        assert codec is not None
+        if self.state is State.WS_OPEN:
+            if pending.failure:
+                # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason.
+                self._out.append(codec.encode_close(pending.code, pending.reason))
+            elif pending.code == 1005:
+                # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
+                self._out.append(codec.encode_close(None))
+            else:
+                self._out.append(codec.encode_close(pending.code, ""))
+        self.close_code = pending.code
+        # The closing handshake is complete, or the connection is failed: the server closes TCP
+        # first (RFC 6455 §7.1.1).
+        self._set_state(State.CLOSED)
+
+    def _close_from_app(self, code: int, reason: str) -> None:
+        codec = self._codec
+        assert codec is not None
+        self._out.append(codec.encode_close(code, reason))
+        self.close_code = code
+        self._set_state(State.WS_CLOSING)
+        self._set_timer(Timer.CLOSE)
+
+    def _queue_ws_disconnect(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+        if not self._disconnect_queued:
+            self._disconnect_queued = True
+            self._inbox.append(_disconnect(code, reason))
+
+    def _ws_payload(self, message: ASGIMessage) -> str | bytes:
+        text = message.get("text")
+        data = message.get("bytes")
+        if text is not None:
+            if data is not None:
+                raise RuntimeError(
+                    f"'websocket.send' has both 'text' and 'bytes' in state {self.state.name}"
+                )
+            if type(text) is not str:
+                raise RuntimeError(
+                    f"'text' in 'websocket.send' must be str, not {type(text).__name__}"
+                )
+            return text
+        if data is None:
+            raise RuntimeError(
+                f"'websocket.send' has neither 'text' nor 'bytes' in state {self.state.name}"
+            )
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise RuntimeError(
+                    f"'bytes' in 'websocket.send' must be bytes, not {type(data).__name__}"
+                )
+            data = bytes(data)
+        return data
+
+    @staticmethod
+    def _close_args(message: ASGIMessage) -> tuple[int, str]:
+        code = message.get("code", 1000)
+        reason = message.get("reason") or ""
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise RuntimeError(f"'code' in 'websocket.close' must be an int, not {code!r}")
+        # RFC 6455 §7.4: codes below 1000 are unused, 5000 and up undefined; some are never sent.
+        if not 1000 <= code <= 4999 or code in _UNSENDABLE_CLOSE_CODES:
+            raise RuntimeError(
+                f"invalid close code {code} in 'websocket.close': use 1000-4999 except "
+                "1004, 1005, 1006 and 1015"
+            )
+        if not isinstance(reason, str):
+            raise RuntimeError(
+                f"'reason' in 'websocket.close' must be a str, not {type(reason).__name__}"
+            )
+        # RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the code.
+        if len(reason.encode("utf-8")) > 123:
+            raise RuntimeError(
+                f"'reason' in 'websocket.close' is {len(reason.encode('utf-8'))} bytes of UTF-8; "
+                "the limit is 123"
+            )
+        return code, reason
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        self.state = state
+        if state in _NO_TIMER_STATES:
+            self._set_timer(Timer.NONE)
+
+    def _set_timer(self, timer: Timer) -> None:
+        self.timer = timer
+        self.timer_epoch += 1
+
+
+def _check_headers(headers: Any, kind: str) -> Headers:
+    try:
+        checked = [(bytes(name).lower(), bytes(value)) for name, value in headers]
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"'headers' in {kind!r} must be an iterable of (bytes, bytes) pairs"
+        ) from None
+    return checked
+
+
+def _raw_response(status: int, headers: Headers, body: bytes) -> bytes:
+    """An error response written without h11, for when h11 has given up on the connection."""
+    lines = [b"HTTP/1.1 %d %s" % (status, _reason_phrase(status))]
+    lines.extend(name + b": " + value for name, value in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def _reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"")

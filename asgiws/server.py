@@ -1,0 +1,471 @@
+"""The asyncio half of asgiws: sockets, tasks, timers, signals.
+
+Everything a connection decides is decided by :class:`asgiws.protocol.Connection`; this module
+moves bytes between it and the transport, runs the app as one task per request cycle (the
+connection's only task), arms the timer the connection asks for, and applies back-pressure both
+ways: reading pauses while the app has ``max_queue`` unread messages, and ``send()`` waits while
+the transport's write buffer is above its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .lifespan import Lifespan, LifespanError
+from .protocol import ClientDisconnected, Connection, ServerHeaders, State, Timer
+from .types import ASGIApp
+
+logger = logging.getLogger("asgiws.error")
+
+
+def _access_logger() -> Any:
+    from . import logs
+
+    return logs
+
+
+class ConnectionProtocol(asyncio.Protocol):
+    """Feeds one transport into one sans-IO :class:`Connection` and runs the app for it."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.config = server.config
+        self.loop = server.loop
+        self.app = server.app
+        self.transport: asyncio.Transport | None = None
+        self.conn: Connection = None  # type: ignore[assignment]  # set in connection_made
+        self._task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
+        self._drain: asyncio.Future[None] | None = None  # the app waits in send()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_epoch = -1
+        self._read_paused = False
+        self._write_paused = False
+        self._closed = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        client: Any = None
+        server: Any = None
+        if sock is not None and sock.family == socket.AF_UNIX:
+            server = [str(transport.get_extra_info("sockname") or self.server.uds or ""), None]
+        else:
+            peer = transport.get_extra_info("peername")
+            local = transport.get_extra_info("sockname")
+            client = (str(peer[0]), int(peer[1])) if peer else None
+            server = (str(local[0]), int(local[1])) if local else None
+        self.conn = Connection(
+            self.config,
+            client=client,
+            server=server,
+            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            server_headers=self.server.server_headers,
+            lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
+        )
+        if self.server.shutting_down:
+            self.conn.shutdown(self.config.ws_shutdown_code)
+        self.server.connections.add(self)
+        self._step()
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._step()
+
+    def eof_received(self) -> bool:
+        return False  # Close our side too: a client that stops sending is gone.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.conn.connection_lost()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self.server.connections.discard(self)
+        self.server.check_idle()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- the one place that acts on what the connection decided -----------------------------
+
+    def _step(self) -> None:
+        conn = self.conn
+        transport = self.transport
+        assert transport is not None
+        data = conn.data_to_send()
+        if not self._closed:
+            if data:
+                transport.write(data)
+            if conn.state is State.CLOSED:
+                # Written data is flushed before the socket closes.
+                transport.close()
+                self._closed = True
+            else:
+                if conn.timer_epoch != self._timer_epoch:
+                    self._arm_timer()
+                paused = conn.reading_paused
+                if paused is not self._read_paused:
+                    self._read_paused = paused
+                    if paused:
+                        transport.pause_reading()
+                    else:
+                        transport.resume_reading()
+        self._wake()
+        if self._task is None:
+            scope = conn.next_scope()
+            if scope is not None:
+                self._task = self.loop.create_task(self._run_app(scope))
+                self.server.tasks.add(self._task)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _arm_timer(self) -> None:
+        conn = self.conn
+        self._timer_epoch = conn.timer_epoch
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        kind = conn.timer
+        if kind is Timer.NONE:
+            return
+        config = self.config
+        delay = {
+            Timer.HEAD: config.timeout_handshake,
+            Timer.KEEP_ALIVE: config.timeout_keep_alive,
+            Timer.PING: config.ws_ping_interval,
+            Timer.PONG: config.ws_ping_timeout,
+            Timer.CLOSE: config.ws_close_timeout,
+        }[kind]
+        self._timer = self.loop.call_later(delay, self._on_timer, kind)
+
+    def _on_timer(self, kind: Timer) -> None:
+        self._timer = None
+        self._timer_epoch = -1
+        self.conn.timeout(kind)
+        self._step()
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self.conn.shutdown(self.config.ws_shutdown_code)
+            self._step()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.abort()
+
+    # -- the app's side ------------------------------------------------------------------------
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        conn = self.conn
+        while True:
+            message = conn.next_message()
+            self._step()
+            if message is not None:
+                return message
+            waiter = self.loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.conn.send(message)  # type: ignore[arg-type]
+        self._step()
+        if self._write_paused and not self._closed:
+            drain = self.loop.create_future()
+            self._drain = drain
+            try:
+                await drain
+            finally:
+                self._drain = None
+
+    async def _run_app(self, scope: dict[str, Any]) -> None:
+        conn = self.conn
+        started = self.loop.time()
+        error: BaseException | None = None
+        try:
+            await self.app(scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass  # The client left and the app noticed: nothing went wrong on our side.
+        except asyncio.CancelledError as exc:
+            error = exc  # Shutdown cancelled it after the graceful timeout.
+        except BaseException as exc:
+            error = exc
+            logger.error("Exception in ASGI application", exc_info=exc)
+        status = conn.status
+        problem = conn.app_finished(error)
+        if problem is not None:
+            logger.error("%s (%s %s)", problem, scope.get("type"), scope.get("path"))
+        if status is None:
+            status = conn.status
+        if self.config.access_log:
+            self._log_access(scope, status, self.loop.time() - started)
+        self._task = None
+        self.server.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self._step()
+        self.server.check_idle()
+
+    def _log_access(self, scope: dict[str, Any], status: int | None, duration: float) -> None:
+        logs = _access_logger()
+        client = scope.get("client")
+        path = scope.get("path", "")
+        query = scope.get("query_string", b"")
+        if query:
+            path = f"{path}?{query.decode('latin-1')}"
+        if scope["type"] == "websocket":
+            logs.log_ws_access(client, path, status, self.conn.close_code, duration)
+        else:
+            logs.log_http_access(
+                client, scope.get("method", ""), path, scope.get("http_version", "1.1"),
+                status, duration,
+            )
+
+
+class Server:
+    """Listens, tracks connections and tasks, and shuts down gracefully."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.lifespan = Lifespan(app, config.lifespan)
+        self.server_headers = ServerHeaders()
+        self.connections: set[ConnectionProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.shutting_down = False
+        self.uds: str | None = config.uds
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._stop = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._forced = False
+        self._date_timer: asyncio.TimerHandle | None = None
+        self.bound: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, sockets: list[socket.socket] | None = None) -> int:
+        self._install_signal_handlers()
+        try:
+            await self.lifespan.startup()
+        except LifespanError as exc:
+            logger.error("%s", exc)
+            return 3
+        try:
+            await self.start(sockets)
+        except OSError as exc:
+            logger.error("could not listen on %s: %s", self.describe_address(), exc.strerror or exc)
+            with contextlib.suppress(LifespanError):
+                await self.lifespan.shutdown()
+            return 1
+        for url in self.bound:
+            logger.info("asgiws %s running on %s (press CTRL+C to quit)", __version__, url)
+        await self._stop.wait()
+        await self.shutdown()
+        if self._forced:
+            logger.warning("forced exit: connections and tasks were cancelled")
+            return 1
+        try:
+            await self.lifespan.shutdown()
+        except LifespanError as exc:
+            logger.error("%s", exc)
+            return 1
+        return 0
+
+    def describe_address(self) -> str:
+        config = self.config
+        if config.fd is not None:
+            return f"file descriptor {config.fd}"
+        if config.uds:
+            return f"unix socket {config.uds}"
+        return f"{config.host}:{config.port}"
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        loop = self.loop
+
+        def factory() -> ConnectionProtocol:
+            return ConnectionProtocol(self)
+
+        if self._date_timer is None:
+            self._tick_date()
+        if sockets is None:
+            sockets = [self._make_socket()]
+        for sock in sockets:
+            if sock.family == socket.AF_UNIX:
+                listener = await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
+                name = sock.getsockname()
+                self.uds = name if isinstance(name, str) else config.uds
+                self.bound.append(f"unix:{self.uds}")
+            else:
+                listener = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                self.bound.append(f"http://{shown}:{port}")
+            self._listeners.append(listener)
+
+    def _make_socket(self) -> socket.socket:
+        config = self.config
+        if config.fd is not None:
+            sock = socket.socket(fileno=config.fd)
+            sock.setblocking(False)
+            return sock
+        if config.uds:
+            path = config.uds
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.exists(path) and not os.path.isdir(path):
+                    import stat
+
+                    if stat.S_ISSOCK(os.stat(path).st_mode):
+                        os.unlink(path)  # A stale socket from an earlier run.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path)
+            sock.listen(config.backlog)
+            sock.setblocking(False)
+            return sock
+        infos = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _type, proto, _name, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(config.backlog)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGINT and SIGTERM do)."""
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        self.shutting_down = True
+        for listener in self._listeners:
+            listener.close()
+        for proto in list(self.connections):
+            proto.shutdown()
+        self.check_idle()
+        if not self._idle.is_set() and not self._forced:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.config.timeout_graceful_shutdown)
+        if self.tasks or self.connections:
+            logger.warning(
+                "cancelling %d task(s) and %d connection(s) still open after the graceful "
+                "shutdown timeout", len(self.tasks), len(self.connections)
+            )
+        self._cancel_all()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=5.0)
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        if self._date_timer is not None:
+            self._date_timer.cancel()
+        if self.uds and self.config.fd is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.uds)
+
+    def _cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for proto in list(self.connections):
+            proto.abort()
+
+    def check_idle(self) -> None:
+        if self.shutting_down and not self.connections and not self.tasks:
+            self._idle.set()
+
+    # -- signals and the Date header ------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self._stop.is_set():
+            # A second signal: stop waiting for the graceful end.
+            self._forced = True
+            self._idle.set()
+            self._cancel_all()
+            return
+        logger.info("received %s, shutting down", signal.Signals(sig).name)
+        self._stop.set()
+
+    def _tick_date(self) -> None:
+        # RFC 9110 §6.6.1: an origin server with a clock sends Date; one value a second.
+        self.server_headers.headers = [
+            (b"date", email.utils.formatdate(usegmt=True).encode("ascii")),
+            (b"server", b"asgiws"),
+        ]
+        self._date_timer = self.loop.call_later(1.0, self._tick_date)
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def serve(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; return the process exit status."""
+    try:
+        factory = _loop_factory(config.loop)
+    except ImportError:
+        logger.error("--loop uvloop: uvloop is not installed (pip install 'asgiws[fast]')")
+        return 1
+
+    async def main() -> int:
+        server = Server(app, config)
+        return await server.run(sockets)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        try:
+            return runner.run(main())
+        except KeyboardInterrupt:  # pragma: no cover - only without signal handlers
+            return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the 'asgiws' command or 'python -m asgiws'")

@@ -1,0 +1,66 @@
+"""Shared fixtures: a real asgiws server on 127.0.0.1, port 0, in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from asgiws.config import Config
+from asgiws.server import Server
+
+
+@dataclasses.dataclass
+class Running:
+    server: Server
+    host: str
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def raw(self, data: bytes, *, timeout: float = 5.0) -> bytes:
+        """Send raw bytes on a fresh connection and read until the server closes it."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(data)
+            return await asyncio.wait_for(reader.read(), timeout)
+        finally:
+            writer.close()
+
+
+StartServer = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[StartServer]:
+    """``await serve(app, **options)`` starts a server; it is shut down after the test."""
+    started: list[Server] = []
+
+    async def start(app: Any, **options: Any) -> Running:
+        options.setdefault("access_log", False)
+        options.setdefault("lifespan", "off")
+        config = Config(**options)
+        server = Server(app, config)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        await server.lifespan.startup()
+        await server.start([sock])
+        started.append(server)
+        return Running(server, "127.0.0.1", sock.getsockname()[1])
+
+    yield start
+    for server in started:
+        await server.shutdown()
+        await server.lifespan.shutdown()
