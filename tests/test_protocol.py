@@ -1,0 +1,482 @@
+"""The sans-IO connection core, byte for byte: no sockets, no event loop, no sleeps."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from asgiws.config import Config
+from asgiws.protocol import ClientDisconnected, Connection, ServerHeaders, State, Timer
+
+RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+MASK = b"\x37\xfa\x21\x3d"
+UPGRADE = (
+    b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: " + RFC_KEY + b"\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n"
+)
+SWITCHING = (
+    b"HTTP/1.1 101 \r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+    b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nserver: asgiws\r\n\r\n"
+)
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = MASK) -> bytes:
+    """A client-to-server frame (masked unless mask is empty)."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    bit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def make(**options: Any) -> Connection:
+    return Connection(
+        Config(**options),
+        client=("127.0.0.1", 50000),
+        server=("127.0.0.1", 8000),
+        server_headers=ServerHeaders([(b"server", b"asgiws")]),
+    )
+
+
+def open_ws(**options: Any) -> Connection:
+    conn = make(**options)
+    conn.receive_data(UPGRADE)
+    assert conn.next_scope() is not None
+    assert conn.next_message() == {"type": "websocket.connect"}
+    conn.send({"type": "websocket.accept"})
+    assert conn.data_to_send() == SWITCHING
+    return conn
+
+
+def test_protocol_does_not_import_asyncio() -> None:
+    code = "import sys, asgiws.protocol; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+def test_http_get_scope_and_exact_response() -> None:
+    conn = make(root_path="/api")
+    assert conn.timer is Timer.HEAD
+    conn.receive_data(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
+    scope = conn.next_scope()
+    assert scope is not None
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.3"}
+    assert (scope["method"], scope["path"], scope["raw_path"]) == ("GET", "/api/a b", b"/a%20b")
+    assert (scope["query_string"], scope["root_path"]) == (b"x=1", "/api")
+    assert scope["headers"] == [(b"host", b"h"), (b"x-a", b"1"), (b"x-a", b"2")]
+    assert scope["client"] == ("127.0.0.1", 50000)
+    assert scope["server"] == ("127.0.0.1", 8000)
+    assert conn.timer is Timer.NONE
+    assert conn.next_message() == {"type": "http.request", "body": b"", "more_body": False}
+    conn.send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"y")]})
+    conn.send({"type": "http.response.body", "body": b"hello"})
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 200 OK\r\nx: y\r\nserver: asgiws\r\ncontent-length: 5\r\n\r\nhello"
+    )
+    # After the response, receive() gives http.disconnect at once.
+    assert conn.next_message() == {"type": "http.disconnect"}
+    assert conn.app_finished(None) is None
+    assert conn.state is State.IDLE
+    assert conn.timer is Timer.KEEP_ALIVE
+
+
+def test_pipelined_requests_are_served_in_order() -> None:
+    conn = make()
+    conn.receive_data(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+    first = conn.next_scope()
+    assert first is not None and first["path"] == "/1"
+    assert conn.next_scope() is None  # one cycle at a time
+    assert conn.reading_paused  # the second request waits in h11's buffer
+    conn.send({"type": "http.response.start", "status": 204})
+    conn.send({"type": "http.response.body"})
+    assert conn.data_to_send() == b"HTTP/1.1 204 No Content\r\nserver: asgiws\r\n\r\n"
+    conn.app_finished(None)
+    second = conn.next_scope()
+    assert second is not None and second["path"] == "/2"
+
+
+def test_chunked_body_streams_with_more_body() -> None:
+    conn = make()
+    conn.receive_data(
+        b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
+    assert conn.next_scope() is not None
+    assert conn.next_message() == {"type": "http.request", "body": b"abc", "more_body": True}
+    assert conn.next_message() is None
+    conn.receive_data(b"2\r\nde\r\n0\r\n\r\n")
+    assert conn.next_message() == {"type": "http.request", "body": b"de", "more_body": False}
+
+
+def test_100_continue_only_when_the_app_reads() -> None:
+    conn = make()
+    conn.receive_data(
+        b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert conn.next_scope() is not None
+    assert conn.data_to_send() == b""
+    assert conn.next_message() is None
+    assert conn.data_to_send() == b"HTTP/1.1 100 \r\n\r\n"
+    conn.receive_data(b"abc")
+    assert conn.next_message() == {"type": "http.request", "body": b"abc", "more_body": False}
+
+
+def test_head_response_has_no_body() -> None:
+    conn = make()
+    conn.receive_data(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+    conn.send({"type": "http.response.body", "body": b"hello"})
+    assert conn.data_to_send() == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: asgiws\r\n\r\n"
+
+
+def test_streamed_response_without_length_is_chunked() -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.send({"type": "http.response.start", "status": 200})
+    conn.send({"type": "http.response.body", "body": b"ab", "more_body": True})
+    conn.send({"type": "http.response.body", "body": b"c"})
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 200 OK\r\nserver: asgiws\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"
+    )
+
+
+def test_malformed_request_is_400_with_reason_then_closed() -> None:
+    conn = make()
+    conn.receive_data(b"GARBAGE\r\n\r\n")
+    assert conn.state is State.CLOSED
+    assert conn.next_scope() is None
+    body = b"malformed request: illegal request line: b'GARBAGE'\n"
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\nserver: asgiws\r\n\r\n" % len(body) + body
+    )
+
+
+def test_too_many_headers_is_431() -> None:
+    conn = make(max_header_count=3)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n")
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert out.endswith(b"too many header fields: 4 (the limit is 3)\n")
+    assert conn.next_scope() is None and conn.state is State.CLOSED
+
+
+def test_head_too_large_is_431() -> None:
+    conn = make(h11_max_incomplete_event_size=1024)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nx: " + b"a" * 2000)
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 431 ")
+    assert out.endswith(b"request head too large (the limit is 1024 bytes)\n")
+
+
+def test_app_error_before_response_is_500_and_after_is_close() -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.app_finished(ValueError("boom"))
+    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert conn.state is State.CLOSED
+
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.send({"type": "http.response.start", "status": 200})
+    conn.send({"type": "http.response.body", "body": b"x", "more_body": True})
+    conn.app_finished(ValueError("boom"))
+    assert conn.state is State.CLOSED
+
+
+def test_http_send_after_client_left_is_a_no_op() -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.connection_lost()
+    assert conn.next_message() == {"type": "http.request", "body": b"", "more_body": False}
+    assert conn.next_message() == {"type": "http.disconnect"}
+    conn.send({"type": "http.response.start", "status": 200})
+    assert conn.data_to_send() == b""
+
+
+def test_http_out_of_order_messages_name_type_and_state() -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match=r"before 'http.response.start' in state HTTP"):
+        conn.send({"type": "http.response.body", "body": b""})
+    with pytest.raises(RuntimeError, match=r"cannot send 'websocket.accept' in state HTTP"):
+        conn.send({"type": "websocket.accept"})
+    with pytest.raises(RuntimeError, match=r"cannot send 'nonsense' in state HTTP"):
+        conn.send({"type": "nonsense"})
+
+
+# -- WebSocket handshake --------------------------------------------------------------------
+
+
+def test_upgrade_scope() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    scope = conn.next_scope()
+    assert scope is not None
+    assert scope["type"] == "websocket"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+    assert (scope["scheme"], scope["path"], scope["query_string"]) == ("ws", "/chat", b"room=1")
+    assert scope["subprotocols"] == ["chat", "superchat"]
+    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert "method" not in scope
+
+
+def test_accept_with_subprotocol_and_headers_exact_bytes() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    conn.next_message()
+    conn.send({"type": "websocket.accept", "subprotocol": "superchat", "headers": [(b"x-a", b"1")]})
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 101 \r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nsec-websocket-protocol: superchat\r\n"
+        b"x-a: 1\r\nserver: asgiws\r\n\r\n"
+    )
+    assert conn.status == 101 and conn.state is State.WS_OPEN
+
+
+def test_frame_right_behind_the_request_is_not_lost() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE + client_frame(0x1, b"Hello"))
+    conn.next_scope()
+    assert conn.next_message() == {"type": "websocket.connect"}
+    conn.send({"type": "websocket.accept"})
+    assert conn.next_message() == {"type": "websocket.receive", "text": "Hello"}
+
+
+def test_unoffered_subprotocol_is_500() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match=r"subprotocol 'other' .* not offered by the client"):
+        conn.send({"type": "websocket.accept", "subprotocol": "other"})
+    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+def test_reserved_header_in_accept_is_refused() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match="sec-websocket-protocol"):
+        conn.send({"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"x")]})
+
+
+def test_rejections_carry_status_headers_and_reason() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE.replace(b"Version: 13", b"Version: 8"))
+    assert conn.next_scope() is None  # the app never sees it
+    body = b"unsupported Sec-WebSocket-Version: 8\n"
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 426 Upgrade Required\r\nsec-websocket-version: 13\r\nupgrade: websocket\r\n"
+        b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+        b"connection: close\r\nserver: asgiws\r\n\r\n" % len(body) + body
+    )
+    conn = make()
+    conn.receive_data(UPGRADE.replace(b"GET", b"PUT"))
+    out = conn.data_to_send()
+    assert out.startswith(b"HTTP/1.1 405 Method Not Allowed\r\nallow: GET\r\n")
+
+
+def test_close_before_accept_is_403() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    conn.send({"type": "websocket.close"})
+    assert conn.data_to_send().startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert conn.next_message() == {"type": "websocket.connect"}
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+    with pytest.raises(ClientDisconnected):
+        conn.send({"type": "websocket.send", "text": "x"})
+
+
+@pytest.mark.parametrize("error", [None, ValueError("boom")])
+def test_app_ending_before_accept_is_500(error: BaseException | None) -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    conn.app_finished(error)
+    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+
+
+def test_denial_response() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    conn.send(
+        {"type": "websocket.http.response.start", "status": 401, "headers": [(b"x", b"1")]}
+    )
+    conn.send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
+    conn.send({"type": "websocket.http.response.body", "body": b"entry"})
+    assert conn.data_to_send() == (
+        b"HTTP/1.1 401 Unauthorized\r\nx: 1\r\nconnection: close\r\nserver: asgiws\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nno \r\n5\r\nentry\r\n0\r\n\r\n"
+    )
+    assert conn.state is State.CLOSED
+
+
+# -- WebSocket session ------------------------------------------------------------------------
+
+
+def test_messages_both_ways_exact_frames() -> None:
+    conn = open_ws()
+    conn.receive_data(client_frame(0x1, b"Hel", fin=False) + client_frame(0x0, b"lo"))
+    assert conn.next_message() == {"type": "websocket.receive", "text": "Hello"}
+    conn.receive_data(client_frame(0x2, b"\x00\xff"))
+    assert conn.next_message() == {"type": "websocket.receive", "bytes": b"\x00\xff"}
+    conn.send({"type": "websocket.send", "text": "Hello"})
+    conn.send({"type": "websocket.send", "bytes": b"\x01"})
+    assert conn.data_to_send() == b"\x81\x05Hello\x82\x01\x01"
+
+
+def test_ping_is_answered_and_not_shown_to_the_app() -> None:
+    conn = open_ws()
+    conn.receive_data(client_frame(0x9, b"Hello"))
+    assert conn.data_to_send() == b"\x8a\x05Hello"
+    assert conn.next_message() is None
+
+
+def test_peer_close_waits_for_the_app_to_read_what_came_before() -> None:
+    conn = open_ws()
+    conn.receive_data(client_frame(0x1, b"a") + client_frame(0x8, struct.pack("!H", 4001) + b"x"))
+    assert conn.timer is Timer.CLOSE
+    assert conn.next_message() == {"type": "websocket.receive", "text": "a"}
+    conn.send({"type": "websocket.send", "text": "a"})
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 4001, "reason": "x"}
+    # The answer to "a" goes out before the echoed Close.
+    assert conn.data_to_send() == b"\x81\x01a" + b"\x88\x02\x0f\xa1"
+    assert conn.state is State.CLOSED
+    with pytest.raises(ClientDisconnected):
+        conn.send({"type": "websocket.send", "text": "late"})
+    with pytest.raises(ClientDisconnected, match="after 'websocket.disconnect'"):
+        conn.next_message()
+
+
+def test_close_without_code_is_1005_and_echoed_empty() -> None:
+    conn = open_ws()
+    conn.receive_data(client_frame(0x8, b""))
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 1005, "reason": ""}
+    assert conn.data_to_send() == b"\x88\x00"
+
+
+def test_tcp_lost_is_1006() -> None:
+    conn = open_ws()
+    conn.connection_lost()
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+
+
+def test_protocol_error_after_a_message_closes_1002_after_the_answer() -> None:
+    conn = open_ws()
+    conn.receive_data(client_frame(0x1, b"ok") + client_frame(0x1, b"bad", mask=b""))
+    assert conn.next_message() == {"type": "websocket.receive", "text": "ok"}
+    conn.send({"type": "websocket.send", "text": "ok"})
+    message = conn.next_message()
+    assert message is not None and message["code"] == 1002
+    out = conn.data_to_send()
+    assert out.startswith(b"\x81\x02ok\x88")
+    assert out[4:6] != b"\x00"  # a Close with a payload
+    assert struct.unpack("!H", out[4 + 2 : 4 + 4])[0] == 1002
+    assert conn.state is State.CLOSED
+
+
+def test_app_close_then_peer_answer() -> None:
+    conn = open_ws()
+    conn.send({"type": "websocket.close", "code": 4000, "reason": "bye"})
+    assert conn.data_to_send() == b"\x88\x05\x0f\xa0bye"
+    assert conn.state is State.WS_CLOSING and conn.timer is Timer.CLOSE
+    conn.receive_data(client_frame(0x8, struct.pack("!H", 4000)))
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 4000, "reason": ""}
+    assert conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 5000])
+def test_unsendable_close_codes_are_refused(code: int) -> None:
+    conn = open_ws()
+    with pytest.raises(RuntimeError, match=f"invalid close code {code}"):
+        conn.send({"type": "websocket.close", "code": code})
+
+
+def test_app_return_and_error_after_accept() -> None:
+    conn = open_ws()
+    conn.app_finished(None)
+    assert conn.data_to_send() == b"\x88\x02\x03\xe8"  # 1000
+    conn = open_ws()
+    conn.app_finished(ValueError("boom"))
+    assert conn.data_to_send() == b"\x88\x02\x03\xf3"  # 1011
+
+
+def test_ws_out_of_order_messages() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match="cannot send 'websocket.send' in state WS_CONNECTING"):
+        conn.send({"type": "websocket.send", "text": "x"})
+    conn.send({"type": "websocket.accept"})
+    with pytest.raises(RuntimeError, match="cannot send 'websocket.accept' in state WS_OPEN"):
+        conn.send({"type": "websocket.accept"})
+    with pytest.raises(RuntimeError, match="both 'text' and 'bytes'"):
+        conn.send({"type": "websocket.send", "text": "x", "bytes": b"x"})
+
+
+def test_message_over_max_size_closes_1009() -> None:
+    conn = open_ws(ws_max_size=10)
+    conn.receive_data(client_frame(0x2, b"x" * 11))
+    message = conn.next_message()
+    assert message is not None and message["code"] == 1009
+    out = conn.data_to_send()
+    assert out[:2] == b"\x88" + bytes([len(out) - 2]) and out[2:4] == b"\x03\xf1"
+
+
+def test_keepalive_ping_then_pong_timeout_closes_1011() -> None:
+    conn = open_ws(ws_ping_interval=1.0, ws_ping_timeout=1.0)
+    assert conn.timer is Timer.PING
+    conn.timeout(Timer.PING)
+    assert conn.data_to_send() == b"\x89\x04\x00\x00\x00\x01"
+    assert conn.timer is Timer.PONG
+    # Any frame counts as alive.
+    conn.receive_data(client_frame(0x1, b"x"))
+    assert conn.timer is Timer.PING
+    conn.timeout(Timer.PING)
+    conn.data_to_send()
+    conn.timeout(Timer.PONG)
+    assert conn.data_to_send() == b"\x88\x18\x03\xf3keepalive ping timeout"
+    assert conn.state is State.CLOSED
+
+
+def test_shutdown_closes_with_the_configured_code() -> None:
+    conn = open_ws(ws_shutdown_code=1012)
+    conn.shutdown(1012)
+    assert conn.data_to_send() == b"\x88\x02\x03\xf4"
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 1012, "reason": ""}
+
+
+def test_reading_pauses_when_the_app_is_behind() -> None:
+    conn = open_ws(max_queue=2)
+    conn.receive_data(client_frame(0x1, b"1"))
+    assert not conn.reading_paused
+    conn.receive_data(client_frame(0x1, b"2"))
+    assert conn.reading_paused
+    conn.next_message()
+    assert not conn.reading_paused
