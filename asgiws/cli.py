@@ -64,7 +64,8 @@ class _VersionAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> NoReturn:
-        parser.exit(0, version_text() + "\n")
+        sys.stdout.write(version_text() + "\n")
+        parser.exit(0)
 
 
 def help_text(option: Option) -> str:
