@@ -325,7 +325,10 @@ def window_result(
         "server_cpu_per_op_us": round(server_cpu / count * 1e6, 2) if count else None,
         "client_core_busy": round(client_core, 3),
         "server_core_busy": round(server_core, 3),
-        "client_bottleneck": client_share >= CLIENT_BOUND or client_core >= CORE_SATURATED,
+        # The client itself near a full core: the figures measure the client, not the server.
+        "client_bound": client_share >= CLIENT_BOUND,
+        # Its core full though the client was not: other load on the machine starved it.
+        "client_core_saturated": client_core >= CORE_SATURATED and client_share < CLIENT_BOUND,
     }
 
 
@@ -364,6 +367,8 @@ async def run_stream(scenario: Scenario, request: dict[str, Any]) -> dict[str, A
                 request["url"],
                 lambda p=payloads: StreamClient(window, p, scenario.text, scenario.in_flight),
             )
+            if client is None:
+                raise ConnectionError(f"upgrade to {request['url']} failed")
             transports.append(transport)
             clients.append(client)
         for client in clients:
@@ -418,8 +423,9 @@ async def run_handshakes(scenario: Scenario, request: dict[str, Any]) -> dict[st
             except TimeoutError:
                 transport.abort()
                 if window.sending:
-                    window.fail(f"handshake not finished in {CONNECT_TIMEOUT} s at step "
-                                f"{protocol.stage}")
+                    window.fail(
+                        f"handshake not finished in {CONNECT_TIMEOUT} s at step {protocol.stage}"
+                    )
                 return
             if protocol.error is not None:
                 window.fail(protocol.error, wrong_echo=protocol.wrong_echo)
@@ -461,6 +467,8 @@ async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any
 
     async def open_one() -> None:
         transport, client = await connect(url, lambda: StreamClient(window, payload, True, 1))
+        if client is None:
+            raise ConnectionError(f"upgrade to {url} failed")
         transports.append(transport)
         clients.append(client)
         client.start()
@@ -510,7 +518,8 @@ async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any
         "bytes_per_conn": round(per_conn, 1) if per_conn is not None else None,
         "open_s": round(opened_s, 3),
         "held_cpu_s": round(cpu_held, 3),
-        "client_bottleneck": False,
+        "client_bound": False,
+        "client_core_saturated": False,
     }
 
 

@@ -167,8 +167,7 @@ class Running:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise ServerFailed(
-                f"{self.server.name} died with status {self.process.returncode}:\n"
-                f"{self.log_tail()}"
+                f"{self.server.name} died with status {self.process.returncode}:\n{self.log_tail()}"
             )
 
     def stop(self) -> None:
