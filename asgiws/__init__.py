@@ -31,18 +31,21 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         (keyword_values(options), lambda o: o.keyword),
         (env_values(os.environ), lambda o: o.env),
     )
+    target: Callable[..., Any]
     if isinstance(app, str):
-        app = import_app(app, factory=config.factory, app_dir=config.app_dir)
+        target = import_app(app, factory=config.factory, app_dir=config.app_dir)
     elif not callable(app):
         raise TypeError(
             f"run(app=...): expected an ASGI app or a 'module:attribute' string, "
             f"got {type(app).__name__}"
         )
     elif config.factory:
-        app = app()
+        target = app()
+    else:
+        target = app
     configure_logging(config.log_level, access_log=config.access_log)
 
     from asgiws.server import serve  # type: ignore[import-not-found,unused-ignore]
 
-    status: int = serve(app, config)
+    status: int = serve(target, config)
     return status
