@@ -57,8 +57,8 @@ class ConnectionProtocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         client: Any = None
         server: Any = None
@@ -230,7 +230,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if self.config.access_log:
             self._log_access(scope, status, self.loop.time() - started)
         self._task = None
-        self.server.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self.server.tasks.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
         self._step()
         self.server.check_idle()
 
