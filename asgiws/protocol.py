@@ -824,8 +824,10 @@ class Connection:
         assert codec is not None
         if self.state is State.WS_OPEN:
             if pending.failure:
-                # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason.
-                self._out.append(codec.encode_close(pending.code, pending.reason))
+                # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason,
+                # cut to the 123 bytes a Close frame has room for (§5.5).
+                reason = pending.reason.encode()[:123].decode("utf-8", "ignore")
+                self._out.append(codec.encode_close(pending.code, reason))
             elif pending.code == 1005:
                 # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
                 self._out.append(codec.encode_close(None))
