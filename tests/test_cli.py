@@ -354,7 +354,7 @@ def test_every_option_round_trips_through_the_command_line() -> None:
 
 
 def test_main_configures_logging_imports_and_serves(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, restore_logging: None
 ) -> None:
     calls: list[tuple[Any, Config]] = []
 
@@ -377,6 +377,84 @@ def test_main_configures_logging_imports_and_serves(
     import logging
 
     assert logging.getLogger("asgiws").level == logging.WARNING
+
+
+# -- Logging -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Take away the handlers configure_logging() installs (they hold pytest's capture streams)."""
+    import logging
+
+    yield
+    for name in ("asgiws", "asgiws.access"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_asgiws_handler", False):
+                logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+def test_access_lines(capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
+    from asgiws import logs
+
+    logs.configure_logging("info")
+    logs.log_http_access(("127.0.0.1", 51234), "GET", "/health", "1.1", 200, 0.0012)
+    logs.log_ws_access(("127.0.0.1", 51234), "/ws", 101, 1000, 2.3151)
+    logs.log_ws_access(("127.0.0.1", 51234), "/ws", 403, None, 0.002)
+    logs.log_ws_access(("::1", 8080), "/ws", 101, None, 0.5)
+    logs.log_http_access("/run/asgiws.sock", "POST", "/a b", "1.0", 404, 0.0)
+    logs.log_http_access(None, "GET", '/x"\n\x1b', "1.1", 400, 0.0)
+    lines = [line.split(" ACCESS  ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        '127.0.0.1:51234 - "GET /health HTTP/1.1" 200 in 0.001s',
+        '127.0.0.1:51234 - "GET /ws" WebSocket 101 closed 1000 in 2.315s',
+        '127.0.0.1:51234 - "GET /ws" WebSocket rejected 403 in 0.002s',
+        '[::1]:8080 - "GET /ws" WebSocket 101 closed in 0.500s',
+        '/run/asgiws.sock - "POST /a b HTTP/1.0" 404 in 0.000s',
+        '- - "GET /x\\"\\n\\x1b HTTP/1.1" 400 in 0.000s',
+    ]
+
+
+def test_access_log_off_and_levels(
+    capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    import logging
+
+    from asgiws import logs
+
+    logs.configure_logging("debug", access_log=False)
+    logs.log_http_access(("127.0.0.1", 1), "GET", "/", "1.1", 200, 0.0)
+    logs.error_logger.debug("debug line")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "DEBUG   debug line" in captured.err
+
+    logs.configure_logging("trace")
+    logs.configure_logging("trace")  # again: replaces, does not duplicate
+    logging.getLogger("asgiws.server").log(logs.TRACE, "frame detail")
+    logs.log_http_access(("127.0.0.1", 1), "GET", "/", "1.1", 200, 0.0)
+    captured = capsys.readouterr()
+    assert captured.err.count("TRACE   frame detail") == 1
+    assert captured.out.count('"GET / HTTP/1.1" 200') == 1
+
+    logs.configure_logging("warning")
+    logs.log_http_access(("127.0.0.1", 1), "GET", "/", "1.1", 200, 0.0)
+    logs.error_logger.info("hidden")
+    captured = capsys.readouterr()
+    assert captured.out == "" and "hidden" not in captured.err
+
+    with pytest.raises(ValueError, match="invalid log level 'loud'"):
+        logs.configure_logging("loud")
+
+
+def test_every_log_level_choice_is_known() -> None:
+    from asgiws import logs
+    from asgiws.config import options_by_name
+
+    assert set(options_by_name()["log_level"].spec.choices or ()) == set(logs.LEVELS)
 
 
 # -- With the real server ------------------------------------------------------------------------
