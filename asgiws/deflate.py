@@ -1,0 +1,291 @@
+"""permessage-deflate (RFC 7692) for the server side: negotiation and the zlib streams.
+
+``negotiate(offers, window_bits=..., mem_level=...)`` reads every Sec-WebSocket-Extensions
+request header, accepts the first acceptable permessage-deflate offer and returns the response
+header value with a configured :class:`PerMessageDeflate`, or None to decline them all.
+
+Memory. A zlib compressor allocates its whole state when it is made: about
+``(1 << (window_bits + 2)) + (1 << (mem_level + 9))`` bytes plus ~6 KiB, so zlib's defaults
+(15 bits, level 8) cost ~256 KiB per connection against ~42 KiB for this server's defaults
+(12 bits, level 5). An inflater costs ~7 KiB, plus its window (``1 << window_bits``) from the
+first message on. Both streams are therefore made lazily, on the first message in their
+direction, and dropped after each message when context takeover is off, so an idle connection
+that never sent a compressed message costs nothing here.
+
+Nothing in this module imports asyncio or reads a clock.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Final
+
+__all__ = ["PerMessageDeflate", "negotiate", "parse_extensions"]
+
+EXTENSION_NAME: Final = "permessage-deflate"
+
+# RFC 7692 §7.2.1: the 4 octets a sync flush ends with, removed from each compressed message.
+_TAIL: Final = b"\x00\x00\xff\xff"
+
+# RFC 7692 §7.1.2.1/§7.1.2.2: a window bits value is a decimal integer 8-15 with no leading zero.
+_WINDOW_BITS_VALUES: Final = {str(bits): bits for bits in range(8, 16)}
+
+_PARAMETERS: Final = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
+
+
+class PerMessageDeflate:
+    """The compression state of one connection, as negotiated.
+
+    ``server_max_window_bits`` sizes the server's compressor and ``client_max_window_bits``
+    the inflater of the client's messages. zlib cannot make a raw deflate stream with an 8-bit
+    window, so 8 becomes 9 for both: an inflater with a larger window reads any stream made
+    with a smaller one, and zlib's compressor with a 512-byte window never emits a distance
+    over 250 (its MAX_DIST is the window less 262 bytes of lookahead), so its output also fits
+    the 256-byte window of a peer that asked for 8.
+    """
+
+    __slots__ = (
+        "_deflater",
+        "_inflater",
+        "client_max_window_bits",
+        "client_no_context_takeover",
+        "mem_level",
+        "server_max_window_bits",
+        "server_no_context_takeover",
+    )
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int = 15,
+        client_max_window_bits: int = 15,
+        mem_level: int = 8,
+    ) -> None:
+        for name, bits in (
+            ("server_max_window_bits", server_max_window_bits),
+            ("client_max_window_bits", client_max_window_bits),
+        ):
+            if not 8 <= bits <= 15:
+                raise ValueError(f"{name} must be 8 to 15, not {bits}")
+        if not 1 <= mem_level <= 9:
+            raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = max(server_max_window_bits, 9)
+        self.client_max_window_bits = max(client_max_window_bits, 9)
+        self.mem_level = mem_level
+        self._deflater: zlib._Compress | None = None
+        self._inflater: zlib._Decompress | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"PerMessageDeflate(server_no_context_takeover={self.server_no_context_takeover}, "
+            f"client_no_context_takeover={self.client_no_context_takeover}, "
+            f"server_max_window_bits={self.server_max_window_bits}, "
+            f"client_max_window_bits={self.client_max_window_bits}, "
+            f"mem_level={self.mem_level})"
+        )
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress one whole message (RFC 7692 §7.2.1), without the 00 00 ff ff tail."""
+        deflater = self._deflater
+        if deflater is None:
+            deflater = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION,
+                zlib.DEFLATED,
+                -self.server_max_window_bits,  # negative: raw deflate, no zlib header
+                self.mem_level,
+            )
+        out = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        # RFC 7692 §7.1.1.1: with server_no_context_takeover, each message starts afresh;
+        # dropping the stream does that and frees its memory between messages.
+        self._deflater = None if self.server_no_context_takeover else deflater
+        # RFC 7692 §7.2.1: remove the 4 octets 00 00 ff ff at the tail end.
+        return out[:-4] if out.endswith(_TAIL) else out
+
+    def inflater(self) -> zlib._Decompress:
+        """The zlib stream for the client's messages, made on first use.
+
+        The caller feeds it with bounded ``decompress(data, max_length)`` calls and appends
+        the RFC 7692 tail itself; see :class:`asgiws.frames.FrameCodec`.
+        """
+        inflater = self._inflater
+        if inflater is None:
+            inflater = self._inflater = zlib.decompressobj(-self.client_max_window_bits)
+        return inflater
+
+    def end_inbound_message(self) -> None:
+        """A compressed message from the client has been inflated to its end."""
+        inflater = self._inflater
+        # RFC 7692 §7.1.1.2: with client_no_context_takeover the client starts each message
+        # afresh, so the window need not be kept. A stream ended by a block with BFINAL set
+        # (RFC 7692 §7.2.3.4) cannot take more input: the next message starts a new one.
+        if inflater is not None and (self.client_no_context_takeover or inflater.eof):
+            self._inflater = None
+
+
+# -- negotiation -------------------------------------------------------------------------------
+
+# RFC 7230 §3.2.6 token and quoted-string; RFC 6455 §9.1 builds the header from them.
+_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
+_OWS: Final = r"[ \t]*"
+_PARAM: Final = rf"{_OWS};{_OWS}({_TOKEN})(?:{_OWS}={_OWS}({_TOKEN}|{_QUOTED}))?"
+_PARAM_RE: Final = re.compile(_PARAM)
+_ELEMENT_RE: Final = re.compile(rf"{_OWS}({_TOKEN})((?:{_PARAM})*){_OWS}")
+_UNESCAPE_RE: Final = re.compile(r"\\(.)")
+
+Params = list[tuple[str, str | None]]
+
+
+def parse_extensions(header: str) -> list[tuple[str, Params] | None]:
+    """Split one Sec-WebSocket-Extensions value into ``(name, [(param, value), ...])``.
+
+    Names and parameter names are lower-cased; a quoted value is unquoted. An element that
+    does not parse is returned as None, so that a bad offer is declined on its own and the
+    offers after it are still read. Empty elements (``a, , b``) are skipped, as RFC 7230 §7
+    allows.
+    """
+    result: list[tuple[str, Params] | None] = []
+    for element in _split_elements(header):
+        if not element.strip(" \t"):
+            continue
+        match = _ELEMENT_RE.fullmatch(element)
+        if match is None:
+            result.append(None)
+            continue
+        params: Params = []
+        for param in _PARAM_RE.finditer(match.group(2)):
+            value = param.group(2)
+            if value is not None and value.startswith('"'):
+                value = _UNESCAPE_RE.sub(r"\1", value[1:-1])
+            params.append((param.group(1).lower(), value))
+        result.append((match.group(1).lower(), params))
+    return result
+
+
+def _split_elements(header: str) -> list[str]:
+    """Split at the commas that are outside quoted strings (RFC 7230 §3.2.6)."""
+    elements = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(header):
+        if escaped:
+            escaped = False
+        elif quoted:
+            if char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char == ",":
+            elements.append(header[start:index])
+            start = index + 1
+    elements.append(header[start:])
+    return elements
+
+
+def negotiate(
+    offers: list[str], *, window_bits: int, mem_level: int
+) -> tuple[str, PerMessageDeflate] | None:
+    """Accept the first acceptable permessage-deflate offer among ``offers``.
+
+    ``offers`` are the values of every Sec-WebSocket-Extensions request header, in order.
+    ``window_bits`` (9-15) and ``mem_level`` (1-9) configure the server's compressor; the
+    window is lowered further when the client asks. Returns the response header value and the
+    compression state, or None when no offer is acceptable.
+    """
+    if not 9 <= window_bits <= 15:
+        raise ValueError(f"window_bits must be 9 to 15, not {window_bits}")
+    if not 1 <= mem_level <= 9:
+        raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
+    for header in offers:
+        for element in parse_extensions(header):
+            if element is None or element[0] != EXTENSION_NAME:
+                continue
+            accepted = _accept(element[1], window_bits, mem_level)
+            if accepted is not None:
+                return accepted
+    return None
+
+
+def _accept(
+    params: Params, window_bits: int, mem_level: int
+) -> tuple[str, PerMessageDeflate] | None:
+    """Answer one offer, or None to decline it (RFC 7692 §7.1)."""
+    seen: set[str] = set()
+    server_no_context_takeover = False
+    client_no_context_takeover = False
+    server_max_window_bits: int | None = None
+    client_max_window_bits: int | None = None
+    client_max_window_bits_offered = False
+    for name, value in params:
+        # RFC 7692 §7: decline an offer with an unknown parameter, a duplicate parameter or an
+        # invalid value.
+        if name not in _PARAMETERS or name in seen:
+            return None
+        seen.add(name)
+        if name == "server_no_context_takeover" or name == "client_no_context_takeover":
+            # RFC 7692 §7.1.1.1/§7.1.1.2: these parameters have no value.
+            if value is not None:
+                return None
+            if name == "server_no_context_takeover":
+                server_no_context_takeover = True
+            else:
+                client_no_context_takeover = True
+        elif name == "server_max_window_bits":
+            # RFC 7692 §7.1.2.1: in an offer, this parameter has a value 8-15.
+            if value is None or value not in _WINDOW_BITS_VALUES:
+                return None
+            server_max_window_bits = _WINDOW_BITS_VALUES[value]
+        else:
+            # RFC 7692 §7.1.2.2: in an offer, this parameter may have a value 8-15 or none.
+            client_max_window_bits_offered = True
+            if value is not None:
+                if value not in _WINDOW_BITS_VALUES:
+                    return None
+                client_max_window_bits = _WINDOW_BITS_VALUES[value]
+
+    response = [EXTENSION_NAME]
+    # RFC 7692 §7.1.1.1: a server that accepts server_no_context_takeover MUST include it.
+    if server_no_context_takeover:
+        response.append("server_no_context_takeover")
+    # RFC 7692 §7.1.1.2: the server may use client_no_context_takeover; echoing it lets the
+    # server drop its inflater between messages.
+    if client_no_context_takeover:
+        response.append("client_no_context_takeover")
+    # RFC 7692 §7.1.2.1: the server answers an offered server_max_window_bits with the same or a
+    # smaller value, and MAY include the parameter even when it was not offered: it always
+    # does, so that the client may size its inflater to the server's real window. The server's
+    # compressor never uses a larger window than this.
+    server_bits = (
+        window_bits if server_max_window_bits is None else min(window_bits, server_max_window_bits)
+    )
+    response.append(f"server_max_window_bits={server_bits}")
+    # RFC 7692 §7.1.2.2: client_max_window_bits appears in the response only if it was offered;
+    # an offered value may be answered with the same or a smaller one: the server echoes it,
+    # and answers a value-less offer with 15, the client's default.
+    client_bits = 15
+    if client_max_window_bits_offered:
+        if client_max_window_bits is not None:
+            client_bits = client_max_window_bits
+        response.append(f"client_max_window_bits={client_bits}")
+    state = PerMessageDeflate(
+        server_no_context_takeover=server_no_context_takeover,
+        client_no_context_takeover=client_no_context_takeover,
+        server_max_window_bits=server_bits,
+        client_max_window_bits=client_bits,
+        mem_level=mem_level,
+    )
+    return "; ".join(response), state

@@ -1,0 +1,389 @@
+"""asgiws.deflate: RFC 7692 negotiation, and compressed messages through FrameCodec."""
+
+from __future__ import annotations
+
+import tracemalloc
+import zlib
+
+import pytest
+
+from asgiws.deflate import PerMessageDeflate, negotiate, parse_extensions
+from asgiws.frames import FrameCodec, Message, Ping, ProtocolFailure, apply_mask_python
+
+MASK = bytes.fromhex("37fa213d")
+
+
+def masked(first: int, payload: bytes, mask: bytes = MASK) -> bytes:
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, 0x80 | n))
+    elif n < 0x10000:
+        header = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
+    return header + mask + apply_mask_python(payload, mask)
+
+
+def accept(*offers: str, window_bits: int = 12, mem_level: int = 5) -> str | None:
+    result = negotiate(list(offers), window_bits=window_bits, mem_level=mem_level)
+    return None if result is None else result[0]
+
+
+def deflate_codec(
+    offer: str = "permessage-deflate", max_size: int = 16 * 1024 * 1024
+) -> tuple[FrameCodec, PerMessageDeflate]:
+    result = negotiate([offer], window_bits=12, mem_level=5)
+    assert result is not None
+    return FrameCodec(max_size=max_size, deflate=result[1]), result[1]
+
+
+# -- negotiation: RFC 7692 §7 offer shapes ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offer", "response"),
+    [
+        ("permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
+        # What browsers send.
+        (
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=15",
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10",
+        ),
+        # RFC 7692 §7.1.2.1: the same or a smaller value than offered.
+        (
+            "permessage-deflate; server_max_window_bits=10",
+            "permessage-deflate; server_max_window_bits=10",
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=14",
+            "permessage-deflate; server_max_window_bits=12",
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=8",
+            "permessage-deflate; server_max_window_bits=8",
+        ),
+        (
+            'permessage-deflate; server_max_window_bits="10"',
+            "permessage-deflate; server_max_window_bits=10",
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover",
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=12",
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover",
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=12",
+        ),
+        (
+            "permessage-deflate ; server_no_context_takeover ;client_no_context_takeover ; "
+            "server_max_window_bits = 9 ; client_max_window_bits = 8",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=9; client_max_window_bits=8",
+        ),
+        (
+            "PerMessage-Deflate; Client_Max_Window_Bits",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=15",
+        ),
+    ],
+)
+def test_accepted_offers(offer: str, response: str) -> None:
+    assert accept(offer) == response
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "permessage-deflate; foo",  # unknown parameter
+        "permessage-deflate; foo=1",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
+        "permessage-deflate; server_max_window_bits",  # value-less
+        "permessage-deflate; server_max_window_bits=7",
+        "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; server_max_window_bits=08",  # §7.1.2.1: no leading zero
+        "permessage-deflate; server_max_window_bits=ten",
+        'permessage-deflate; server_max_window_bits="16"',
+        "permessage-deflate; client_max_window_bits=16",
+        "permessage-deflate; client_max_window_bits=0",
+        "permessage-deflate; server_no_context_takeover=1",  # §7.1.1.1: no value
+        'permessage-deflate; client_no_context_takeover=""',
+        "permessage-deflate; server_max_window_bits=1 0",  # syntax error
+        "x-webkit-deflate-frame",
+        "",
+    ],
+)
+def test_declined_offers(offer: str) -> None:
+    assert accept(offer) is None
+
+
+def test_first_acceptable_offer_wins() -> None:
+    # RFC 7692 §7.1.3: a client may offer a preferred configuration, then a fallback.
+    assert (
+        accept("permessage-deflate; server_max_window_bits=10, permessage-deflate")
+        == "permessage-deflate; server_max_window_bits=10"
+    )
+    assert (
+        accept(
+            "permessage-deflate; server_max_window_bits=16, permessage-deflate; "
+            "client_no_context_takeover"
+        )
+        == "permessage-deflate; client_no_context_takeover; server_max_window_bits=12"
+    )
+
+
+def test_offers_across_several_headers() -> None:
+    offers = ("x-webkit-deflate-frame", "foo, permessage-deflate; server_max_window_bits=9")
+    assert accept(*offers) == "permessage-deflate; server_max_window_bits=9"
+    assert accept("permessage-deflate; bad=1", "permessage-deflate") == (
+        "permessage-deflate; server_max_window_bits=12"
+    )
+
+
+def test_a_malformed_element_is_declined_alone() -> None:
+    assert accept('permessage-deflate; =x, permessage-deflate; x="a,b", permessage-deflate') == (
+        "permessage-deflate; server_max_window_bits=12"
+    )
+
+
+def test_parse_extensions() -> None:
+    assert parse_extensions('a; b=1; c="x\\"y,z", , D ;E') == [
+        ("a", [("b", "1"), ("c", 'x"y,z')]),
+        ("d", [("e", None)]),
+    ]
+    assert parse_extensions("a;;b") == [None]
+    assert parse_extensions('a; b="unterminated') == [None]
+
+
+def test_window_bits_configure_the_compressor() -> None:
+    result = negotiate(
+        ["permessage-deflate; server_max_window_bits=8; client_max_window_bits=8"],
+        window_bits=12,
+        mem_level=5,
+    )
+    assert result is not None
+    _, state = result
+    # zlib has no raw 8-bit window: 9 serves for both directions (see PerMessageDeflate).
+    assert state.server_max_window_bits == 9
+    assert state.client_max_window_bits == 9
+    assert state.mem_level == 5
+    result = negotiate(["permessage-deflate"], window_bits=15, mem_level=8)
+    assert result is not None
+    assert result[0] == "permessage-deflate; server_max_window_bits=15"
+    assert result[1].server_max_window_bits == 15 and result[1].client_max_window_bits == 15
+
+
+def test_negotiate_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="window_bits must be 9 to 15, not 8"):
+        negotiate(["permessage-deflate"], window_bits=8, mem_level=5)
+    with pytest.raises(ValueError, match="mem_level must be 1 to 9, not 0"):
+        negotiate(["permessage-deflate"], window_bits=12, mem_level=0)
+
+
+# -- RFC 7692 §7.2.3 examples ----------------------------------------------------------------
+
+
+def test_rfc_7692_compressed_hello_is_what_the_server_sends() -> None:
+    codec, _ = deflate_codec()
+    # §7.2.3.1: "Hello" compressed is f2 48 cd c9 c9 07 00; §7.2.3.2: the same message again,
+    # with the LZ77 window taken over, is f2 00 11 00 00.
+    assert codec.encode_message("Hello") == bytes.fromhex("c107f248cdc9c90700")
+    assert codec.encode_message("Hello") == bytes.fromhex("c105f200110000")
+
+
+def test_rfc_7692_server_no_context_takeover_starts_each_message_afresh() -> None:
+    codec, state = deflate_codec("permessage-deflate; server_no_context_takeover")
+    assert codec.encode_message("Hello") == bytes.fromhex("c107f248cdc9c90700")
+    assert codec.encode_message("Hello") == bytes.fromhex("c107f248cdc9c90700")
+    assert state._deflater is None  # nothing kept between messages
+
+
+def test_rfc_7692_compressed_hello_is_received() -> None:
+    codec, _ = deflate_codec()
+    assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
+    # §7.2.3.2: the second one refers back into the first.
+    assert codec.receive_data(masked(0xC1, bytes.fromhex("f200110000"))) == [Message("Hello")]
+
+
+def test_rfc_7692_compressed_and_fragmented() -> None:
+    # §7.2.3.1: 0x41 0x03 0xf2 0x48 0xcd, then 0x80 0x04 0xc9 0xc9 0x07 0x00.
+    codec, _ = deflate_codec()
+    stream = masked(0x41, bytes.fromhex("f248cd")) + masked(0x80, bytes.fromhex("c9c90700"))
+    assert codec.receive_data(stream) == [Message("Hello")]
+
+
+def test_rfc_7692_stored_block_and_bfinal() -> None:
+    codec, state = deflate_codec()
+    # §7.2.3.3: a DEFLATE block with no compression.
+    stored = bytes.fromhex("0005 00faff 48656c6c6f 00".replace(" ", ""))
+    assert codec.receive_data(masked(0xC1, stored)) == [Message("Hello")]
+    # §7.2.3.4: a block with BFINAL set ends the stream; the next message starts a new one.
+    assert codec.receive_data(masked(0xC1, bytes.fromhex("f348cdc9c9070000"))) == [Message("Hello")]
+    assert state._inflater is None
+    assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
+
+
+def test_uncompressed_message_with_deflate_negotiated() -> None:
+    codec, _ = deflate_codec()
+    # RFC 7692 §6.1: RSV1 clear means this message is not compressed.
+    assert codec.receive_data(masked(0x81, b"Hello")) == [Message("Hello")]
+
+
+def test_round_trip_with_a_client_stream() -> None:
+    codec, _ = deflate_codec("permessage-deflate; client_max_window_bits")
+    client = zlib.compressobj(wbits=-15)
+    client_inflater = zlib.decompressobj(wbits=-12)
+    messages: list[str | bytes] = ["Hello", "Hello" * 1000, b"\x00\xff" * 40_000, "", b""]
+    for message in messages:
+        raw = message.encode() if isinstance(message, str) else message
+        compressed = client.compress(raw) + client.flush(zlib.Z_SYNC_FLUSH)
+        assert compressed.endswith(b"\x00\x00\xff\xff")
+        opcode = 0x1 if isinstance(message, str) else 0x2
+        frame = masked(0xC0 | opcode, compressed[:-4])
+        events = []
+        for pos in range(0, len(frame), 1000):
+            events += codec.receive_data(frame[pos : pos + 1000])
+        assert events == [Message(message)]
+        # And back: the server's frame inflates to the message in the client's stream.
+        sent = codec.encode_message(message)
+        assert sent[0] == 0xC0 | 0x80 | opcode
+        length = sent[1] & 0x7F
+        start = 2 if length < 126 else 4 if length == 126 else 10
+        assert client_inflater.decompress(sent[start:] + b"\x00\x00\xff\xff") == raw
+
+
+def test_client_no_context_takeover_drops_the_inflater() -> None:
+    codec, state = deflate_codec("permessage-deflate; client_no_context_takeover")
+    assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
+    assert state._inflater is None
+
+
+def test_streams_are_made_lazily() -> None:
+    _, state = deflate_codec()
+    assert state._deflater is None and state._inflater is None
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_rsv1_without_deflate_fails_1002() -> None:
+    events = FrameCodec().receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700")))
+    assert events == [
+        ProtocolFailure(1002, "reserved bits set without an extension for them: RSV1 (opcode 0x1)")
+    ]
+
+
+def test_rsv1_on_a_continuation_frame_fails_1002() -> None:
+    codec, _ = deflate_codec()
+    stream = masked(0x41, bytes.fromhex("f248cd")) + masked(0xC0, bytes.fromhex("c9c90700"))
+    events = codec.receive_data(stream)
+    assert len(events) == 1
+    assert events[0] == ProtocolFailure(
+        1002,
+        "RSV1 set on a continuation frame (opcode 0x0); permessage-deflate allows it on a "
+        "message's first frame only",
+    )
+
+
+def test_rsv1_on_a_control_frame_fails_1002() -> None:
+    codec, _ = deflate_codec()
+    events = codec.receive_data(masked(0xC9, b""))
+    assert isinstance(events[0], ProtocolFailure) and events[0].code == 1002
+    assert events[0].reason.startswith("RSV1 set on a control frame")
+
+
+def test_corrupt_compressed_data_fails_1007() -> None:
+    codec, _ = deflate_codec()
+    events = codec.receive_data(masked(0xC1, b"\xff\xff\xff\xff"))
+    assert isinstance(events[0], ProtocolFailure) and events[0].code == 1007
+    assert events[0].reason.startswith("invalid compressed data")
+
+
+def test_invalid_utf8_inside_a_compressed_message_fails_on_its_chunk() -> None:
+    codec, _ = deflate_codec()
+    client = zlib.compressobj(wbits=-15)
+    first = client.compress(b"a" * 100) + client.flush(zlib.Z_SYNC_FLUSH)
+    second = client.compress(b"\xff" + b"b" * 100) + client.flush(zlib.Z_SYNC_FLUSH)
+    assert codec.receive_data(masked(0x41, first)) == []
+    events = codec.receive_data(masked(0x00, second))
+    assert isinstance(events[0], ProtocolFailure) and events[0].code == 1007
+
+
+def test_compressed_message_of_exactly_max_size_is_fine() -> None:
+    codec, _ = deflate_codec(max_size=100_000)
+    compressed = zlib.compressobj(wbits=-15)
+    payload = compressed.compress(bytes(100_000)) + compressed.flush(zlib.Z_SYNC_FLUSH)
+    assert codec.receive_data(masked(0xC2, payload[:-4])) == [Message(bytes(100_000))]
+
+
+def test_compressed_message_one_byte_over_max_size_fails_1009() -> None:
+    codec, _ = deflate_codec(max_size=99_999)
+    compressed = zlib.compressobj(wbits=-15)
+    payload = compressed.compress(bytes(100_000)) + compressed.flush(zlib.Z_SYNC_FLUSH)
+    events = codec.receive_data(masked(0xC2, payload[:-4]))
+    assert events == [
+        ProtocolFailure(
+            1009, "message too big: 100000 bytes after decompression, the limit is 99999"
+        )
+    ]
+
+
+def zip_bomb(total: int, piece: int = 1 << 20) -> bytes:
+    """A raw deflate stream of ``total`` zero bytes, without allocating them.
+
+    Each 1 MiB of zeros is compressed from a reset state and ended with a full flush, so every
+    piece compresses to the same bytes: compressing once and repeating gives the same stream
+    as the loop would, at 1/1024 of the CPU time.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(piece)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    check = zlib.compressobj(9, zlib.DEFLATED, -15)
+    again = check.compress(bytes(piece)) + check.flush(zlib.Z_FULL_FLUSH)
+    assert again == block
+    return block * (total // piece)
+
+
+def test_zip_bomb_fails_1009_within_bounded_memory() -> None:
+    max_size = 16 * 1024 * 1024
+    bomb = zip_bomb(1 << 30)  # 1 GiB of zeros
+    assert len(bomb) < 2 * 1024 * 1024  # about 1 MiB on the wire
+    # Check the bomb is what it claims, by inflating a slice of it with a bounded step.
+    probe = zlib.decompressobj(-15)
+    assert probe.decompress(bomb[: len(bomb) // 1024], 1 << 21) == bytes(1 << 20)
+
+    frame = masked(0xC2, bomb)
+    codec, _ = deflate_codec(max_size=max_size)
+    tracemalloc.start()
+    try:
+        events = []
+        for pos in range(0, len(frame), 65536):
+            events += codec.receive_data(frame[pos : pos + 65536])
+            if events:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(events) == 1
+    assert isinstance(events[0], ProtocolFailure)
+    assert events[0].code == 1009
+    assert events[0].reason == (
+        f"message too big: {max_size + 1} bytes after decompression, the limit is {max_size}"
+    )
+    assert peak < 2 * max_size, f"peak {peak} bytes"
+    assert codec.receive_data(frame[-10:]) == []
+
+
+def test_zip_bomb_after_a_good_message_and_a_ping() -> None:
+    codec, _ = deflate_codec(max_size=1 << 20)
+    stream = (
+        masked(0xC1, bytes.fromhex("f248cdc9c90700"))
+        + masked(0x89, b"p")
+        + masked(0xC2, zip_bomb(1 << 24))
+    )
+    events = codec.receive_data(stream)
+    assert events[:2] == [Message("Hello"), Ping(b"p")]
+    assert isinstance(events[2], ProtocolFailure) and events[2].code == 1009
+    assert len(events) == 3
