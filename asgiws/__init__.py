@@ -45,7 +45,7 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         target = app
     configure_logging(config.log_level, access_log=config.access_log)
 
-    from asgiws.server import serve  # type: ignore[import-not-found,unused-ignore]
+    from asgiws.server import serve
 
     status: int = serve(target, config)
     return status

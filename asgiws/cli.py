@@ -35,7 +35,8 @@ PROG = "asgiws"
 DESCRIPTION = (
     "Serve the ASGI app APP over HTTP/1.1 and WebSocket. Every option can also be set with an "
     "environment variable ASGIWS_<NAME> (for example ASGIWS_WS_MAX_SIZE=1048576; booleans as "
-    "1/0, true/false, yes/no or on/off); the command line wins over the environment."
+    "1/0, true/false, yes/no or on/off); the command line wins over the environment. Sizes in "
+    "bytes also take KiB, MiB and GiB (16MiB); durations in seconds also take ms and s (500ms)."
 )
 
 EPILOG = "Example: asgiws asgiws.demo:app --port 8000, then open http://127.0.0.1:8000"
@@ -164,6 +165,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     # Imported here: the server module is heavy (asyncio, uvloop) and the CLI must be able to
     # report option and import errors without it.
-    from asgiws.server import serve  # type: ignore[import-not-found,unused-ignore]
+    from asgiws.server import serve
 
     sys.exit(serve(app, config))
