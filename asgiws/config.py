@@ -454,6 +454,9 @@ def convert(option: Option, value: object, label: str, *, from_text: bool) -> An
             result = _parse_seconds(text) if option.spec.unit == SECONDS else _parse_float(text)
             if result is None:
                 raise invalid()
+        elif option.spec.choices is not None:
+            # Choices are lower case words: "--log-level DEBUG" means "debug".
+            result = text.lower()
         else:
             result = value
     else:

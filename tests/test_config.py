@@ -190,6 +190,7 @@ def test_str_kept_as_given() -> None:
 def test_choices() -> None:
     assert parse("lifespan", "on") == "on"
     assert parse("ws_shutdown_code", "1012") == 1012
+    assert parse("log_level", " DEBUG ") == "debug"
     with pytest.raises(OptionError) as info:
         parse("lifespan", "maybe")
     assert str(info.value) == (
