@@ -141,7 +141,9 @@ def test_head_response_has_no_body() -> None:
     conn = make()
     conn.receive_data(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
     conn.next_scope()
-    conn.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+    conn.send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+    )
     conn.send({"type": "http.response.body", "body": b"hello"})
     assert conn.data_to_send() == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: asgiws\r\n\r\n"
 
@@ -370,7 +372,7 @@ def test_peer_close_waits_for_the_app_to_read_what_came_before() -> None:
     assert conn.state is State.CLOSED
     with pytest.raises(ClientDisconnected):
         conn.send({"type": "websocket.send", "text": "late"})
-    with pytest.raises(ClientDisconnected, match="after 'websocket.disconnect'"):
+    with pytest.raises(ClientDisconnected, match=r"after 'websocket\.disconnect'"):
         conn.next_message()
 
 
@@ -431,10 +433,10 @@ def test_ws_out_of_order_messages() -> None:
     conn = make()
     conn.receive_data(UPGRADE)
     conn.next_scope()
-    with pytest.raises(RuntimeError, match="cannot send 'websocket.send' in state WS_CONNECTING"):
+    with pytest.raises(RuntimeError, match=r"cannot send 'websocket\.send' in state WS_CONNECTING"):
         conn.send({"type": "websocket.send", "text": "x"})
     conn.send({"type": "websocket.accept"})
-    with pytest.raises(RuntimeError, match="cannot send 'websocket.accept' in state WS_OPEN"):
+    with pytest.raises(RuntimeError, match=r"cannot send 'websocket\.accept' in state WS_OPEN"):
         conn.send({"type": "websocket.accept"})
     with pytest.raises(RuntimeError, match="both 'text' and 'bytes'"):
         conn.send({"type": "websocket.send", "text": "x", "bytes": b"x"})
