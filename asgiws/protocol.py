@@ -254,7 +254,9 @@ class Connection:
         conn = self._h11
         if conn is not None and conn.client_is_waiting_for_100_continue:
             # ASGI: 100 Continue is sent only when the app asks for the body.
-            self._h11_send(h11.InformationalResponse(status_code=100, headers=[]))
+            self._h11_send(
+                h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            )
         return None
 
     # -- messages from the app -----------------------------------------------------------------
@@ -710,7 +712,9 @@ class Connection:
         self._out.append(
             conn.send(
                 h11.InformationalResponse(
-                    status_code=101, headers=self._with_server_headers(headers)
+                    status_code=101,
+                    headers=self._with_server_headers(headers),
+                    reason=b"Switching Protocols",
                 )
             )
             or b""

@@ -21,7 +21,7 @@ UPGRADE = (
     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n"
 )
 SWITCHING = (
-    b"HTTP/1.1 101 \r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+    b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
     b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nserver: asgiws\r\n\r\n"
 )
 
@@ -132,7 +132,7 @@ def test_100_continue_only_when_the_app_reads() -> None:
     assert conn.next_scope() is not None
     assert conn.data_to_send() == b""
     assert conn.next_message() is None
-    assert conn.data_to_send() == b"HTTP/1.1 100 \r\n\r\n"
+    assert conn.data_to_send() == b"HTTP/1.1 100 Continue\r\n\r\n"
     conn.receive_data(b"abc")
     assert conn.next_message() == {"type": "http.request", "body": b"abc", "more_body": False}
 
@@ -253,7 +253,7 @@ def test_accept_with_subprotocol_and_headers_exact_bytes() -> None:
     conn.next_message()
     conn.send({"type": "websocket.accept", "subprotocol": "superchat", "headers": [(b"x-a", b"1")]})
     assert conn.data_to_send() == (
-        b"HTTP/1.1 101 \r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
         b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nsec-websocket-protocol: superchat\r\n"
         b"x-a: 1\r\nserver: asgiws\r\n\r\n"
     )
