@@ -1,0 +1,359 @@
+"""Small raw-ASGI apps and wire helpers shared by the end-to-end server tests.
+
+The helpers speak bytes: an HTTP/1.1 response reader (Content-Length, chunked or until EOF) and
+a WebSocket frame writer/reader for a client that masks what it sends. Every read is bounded by
+a timeout, so a server that goes quiet fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+TIMEOUT = 5.0
+
+RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# -- HTTP on the wire ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]  # names lower-cased, order kept
+    body: bytes
+    chunked: bool = False
+    complete: bool = True  # False: the connection ended inside the body
+
+    def header(self, name: bytes) -> bytes | None:
+        values = self.header_values(name)
+        return values[0] if values else None
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k == name.lower()]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+async def read_head(reader: asyncio.StreamReader, *, timeout: float = TIMEOUT) -> Response:
+    """Read one response head (status line and headers); body left empty."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    lines = head[:-4].split(b"\r\n")
+    version, _, rest = lines[0].partition(b" ")
+    assert version in (b"HTTP/1.1", b"HTTP/1.0"), lines[0]
+    status, _, reason = rest.partition(b" ")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    return Response(int(status), reason, headers, b"")
+
+
+async def read_response(
+    reader: asyncio.StreamReader,
+    *,
+    head_request: bool = False,
+    timeout: float = TIMEOUT,
+) -> Response:
+    """Read one full response. Interim 1xx responses other than 101 are skipped."""
+    while True:
+        response = await read_head(reader, timeout=timeout)
+        if response.status >= 200 or response.status == 101:
+            break
+    if head_request or response.status in (101, 204, 304):
+        return response
+    length = response.header(b"content-length")
+    encoding = response.header(b"transfer-encoding")
+    if encoding is not None and encoding.lower() == b"chunked":
+        response.chunked = True
+        parts = []
+        while True:
+            try:
+                size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout)
+            except asyncio.IncompleteReadError as exc:
+                parts.append(exc.partial)
+                response.complete = False
+                break
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout)  # no trailers
+                break
+            try:
+                chunk = await asyncio.wait_for(reader.readexactly(size + 2), timeout)
+            except asyncio.IncompleteReadError as exc:
+                parts.append(exc.partial)
+                response.complete = False
+                break
+            parts.append(chunk[:-2])
+        response.body = b"".join(parts)
+    elif length is not None:
+        try:
+            response.body = await asyncio.wait_for(reader.readexactly(int(length)), timeout)
+        except asyncio.IncompleteReadError as exc:
+            response.body = exc.partial
+            response.complete = False
+    else:
+        response.body = await asyncio.wait_for(reader.read(), timeout)
+    return response
+
+
+async def wait_eof(reader: asyncio.StreamReader, *, timeout: float = TIMEOUT) -> bytes:
+    """Read until the server closes the connection; return what came (usually nothing)."""
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+async def parse_response(data: bytes, *, head_request: bool = False) -> Response:
+    """Parse one complete response out of ``data`` (what ``Running.raw`` returns)."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    return await read_response(reader, head_request=head_request)
+
+
+def http_request(
+    method: str = "GET",
+    target: str = "/",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    version: str = "1.1",
+) -> bytes:
+    lines = [f"{method} {target} HTTP/{version}"]
+    all_headers = [("Host", "test")] if headers is None else headers
+    lines.extend(f"{k}: {v}" for k, v in all_headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# -- WebSocket on the wire -----------------------------------------------------------------------
+
+
+def ws_request(
+    target: str = "/",
+    *,
+    key: bytes = RFC_KEY,
+    method: str = "GET",
+    version: str = "1.1",
+    host: bool = True,
+    connection: str = "Upgrade",
+    upgrade: str = "websocket",
+    ws_version: str | None = "13",
+    extra: list[tuple[str, str]] | None = None,
+) -> bytes:
+    headers = []
+    if host:
+        headers.append(("Host", "test"))
+    headers.append(("Upgrade", upgrade))
+    headers.append(("Connection", connection))
+    if key is not None:
+        headers.append(("Sec-WebSocket-Key", key.decode("latin-1")))
+    if ws_version is not None:
+        headers.append(("Sec-WebSocket-Version", ws_version))
+    headers.extend(extra or [])
+    return http_request(method, target, headers, version=version)
+
+
+def new_key() -> bytes:
+    return base64.b64encode(os.urandom(16))
+
+
+def frame(
+    opcode: int,
+    payload: bytes | str = b"",
+    *,
+    fin: bool = True,
+    mask: bytes | None = None,
+) -> bytes:
+    """A client frame (masked with ``mask``, random if None)."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    first = (0x80 if fin else 0) | opcode
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", first, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, length)
+    key = os.urandom(4) if mask is None else mask
+    if key == b"\x00\x00\x00\x00":
+        return header + key + payload
+    repeated = (key * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
+        length, "big"
+    )
+    return header + key + masked
+
+
+def close_frame(code: int | None = 1000, reason: str = "") -> bytes:
+    payload = b"" if code is None else struct.pack("!H", code) + reason.encode("utf-8")
+    return frame(OP_CLOSE, payload)
+
+
+@dataclasses.dataclass
+class Frame:
+    fin: bool
+    opcode: int
+    payload: bytes
+
+    @property
+    def close_code(self) -> int | None:
+        assert self.opcode == OP_CLOSE
+        return struct.unpack("!H", self.payload[:2])[0] if self.payload else None
+
+    @property
+    def close_reason(self) -> str:
+        assert self.opcode == OP_CLOSE
+        return self.payload[2:].decode("utf-8")
+
+
+async def read_frame(reader: asyncio.StreamReader, *, timeout: float = TIMEOUT) -> Frame:
+    """Read one server frame (servers never mask)."""
+
+    async def read() -> Frame:
+        first, second = await reader.readexactly(2)
+        assert not second & 0x80, "server frames must not be masked"
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await reader.readexactly(8))
+        payload = await reader.readexactly(length)
+        return Frame(bool(first & 0x80), first & 0x0F, payload)
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def ws_connect_raw(
+    host: str,
+    port: int,
+    request: bytes | None = None,
+    *,
+    limit: int = 2**22,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Response]:
+    """Open a connection, send the upgrade request, read the response head (101 expected)."""
+    reader, writer = await asyncio.open_connection(host, port, limit=limit)
+    writer.write(request if request is not None else ws_request())
+    response = await read_head(reader)
+    return reader, writer, response
+
+
+# -- apps ----------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Collects what apps see; tests wait on it with bounded timeouts."""
+
+    def __init__(self) -> None:
+        self.scopes: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[BaseException] = []
+        self.notes: list[Any] = []
+        self._changed = asyncio.Event()
+
+    def scope(self, scope: dict[str, Any]) -> None:
+        self.scopes.append(scope)
+        self._poke()
+
+    def message(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.messages.append(message)
+        self._poke()
+        return message
+
+    def note(self, value: Any) -> None:
+        self.notes.append(value)
+        self._poke()
+
+    def error(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self._poke()
+
+    def _poke(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, condition: Callable[[], Any], timeout: float = TIMEOUT) -> None:
+        """Wait until ``condition()`` is true; every change of the record re-checks it."""
+
+        async def wait() -> None:
+            while not condition():
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m.get("type") == kind]
+
+
+async def ws_echo(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Accepts, echoes text and bytes until the client closes."""
+    assert scope["type"] == "websocket"
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def http_hello(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Answers every HTTP request with its path."""
+    assert scope["type"] == "http"
+    await read_body(receive)
+    body = scope["path"].encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        assert message["type"] == "http.request", message
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def respond(send: Send, status: int = 200, body: bytes = b"", headers: Any = ()) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": body})
+
+
+def quick_serve(serve: Any) -> Any:
+    """The ``serve`` fixture with a short graceful shutdown, so a stuck test ends quickly."""
+
+    async def start(app: Any, **options: Any) -> Any:
+        options.setdefault("timeout_graceful_shutdown", 2.0)
+        return await serve(app, **options)
+
+    return start
