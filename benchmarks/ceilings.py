@@ -38,7 +38,7 @@ async def _serve_picows(port: int, stop: asyncio.Event) -> None:
         ws_create_server,
     )
 
-    class Echo(WSListener):  # type: ignore[misc]
+    class Echo(WSListener):
         def __init__(self) -> None:
             self.parts: list[bytes] = []
             self.kind: Any = None

@@ -78,7 +78,7 @@ class Window:
         self.sending = False
 
 
-class StreamClient(WSListener):  # type: ignore[misc]
+class StreamClient(WSListener):
     """Keeps `in_flight` messages outstanding and checks each echo in order."""
 
     def __init__(self, window: Window, payloads: list[bytes], text: bool, in_flight: int) -> None:
@@ -130,7 +130,9 @@ class StreamClient(WSListener):  # type: ignore[misc]
             payload = b"".join(self.parts)
             self.parts = []
         else:
-            self.window.fail(f"echo came back as {msg_type!r}, sent {self.msg_type!r}", True)
+            self.window.fail(
+                f"echo came back as {msg_type!r}, sent {self.msg_type!r}", wrong_echo=True
+            )
             return
         self.check(payload)
 
@@ -410,9 +412,13 @@ async def run_handshakes(scenario: Scenario, request: dict[str, Any]) -> dict[st
             upgrade, accept = requests[index % HANDSHAKE_KEYS]
             index += scenario.connections
             protocol = OneShotProtocol(upgrade, accept)
+
+            def factory(p: OneShotProtocol = protocol) -> OneShotProtocol:
+                return p
+
             try:
                 transport, _ = await asyncio.wait_for(
-                    loop.create_connection(lambda p=protocol: p, host, port), CONNECT_TIMEOUT
+                    loop.create_connection(factory, host, port), CONNECT_TIMEOUT
                 )
             except Exception as exc:
                 if window.sending:
