@@ -260,6 +260,13 @@ def _surrogate_pending(decoder: codecs.IncrementalDecoder) -> bool:
     return len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0
 
 
+def _bad_utf8(exc: UnicodeDecodeError, offset: int) -> ProtocolFailure:
+    # RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection (1007, §7.4.1).
+    return ProtocolFailure(
+        INVALID_DATA, f"invalid UTF-8 in text message at byte {offset}: {exc.reason}"
+    )
+
+
 _CONTROL_LIKE = 0x8  # opcodes 0x8-0xF are control frames (RFC 6455 §5.5)
 
 
@@ -333,7 +340,9 @@ class FrameCodec:
 
     def _receive(self, data: bytes) -> list[Event]:
         events: list[Event] = []
-        buf = self._buffer + data if self._buffer else data
+        # bytes(data) is data itself when it is bytes already.
+        buf = self._buffer + data if self._buffer else bytes(data)
+        apply_mask = _apply_mask
         end = len(buf)
         pos = 0
         while True:
@@ -342,7 +351,7 @@ class FrameCodec:
                 take = min(self._frame_remaining, end - pos)
                 if take == 0 and self._frame_remaining:
                     break
-                piece = _apply_mask(memoryview(buf)[pos : pos + take], self._frame_mask)
+                piece = apply_mask(memoryview(buf)[pos : pos + take], self._frame_mask)
                 pos += take
                 self._frame_remaining -= take
                 if take & 3:
@@ -364,9 +373,13 @@ class FrameCodec:
             first = buf[pos]
             second = buf[pos + 1]
             opcode = first & 0x0F
-            failure = self._check_header(first, second)
-            if failure is not None:
-                return self._fail(events, failure)
+            # A masked FIN text or binary frame outside a fragmented message passes every check.
+            if not ((first == 0x81 or first == 0x82) and second & MASK_BIT) or (
+                self._message_opcode
+            ):
+                failure = self._check_header(first, second)
+                if failure is not None:
+                    return self._fail(events, failure)
             length = second & 0x7F
             header = 6
             if length == 126:
@@ -391,12 +404,12 @@ class FrameCodec:
             # an error; it is accepted, like Autobahn does.
             if available < header:
                 break
-            mask = bytes(buf[pos + header - 4 : pos + header])
+            mask = buf[pos + header - 4 : pos + header]
 
             if opcode >= _CONTROL_LIKE:
                 if available < header + length:
                     break  # control frames are small (checked above): wait for all of it
-                payload = _apply_mask(memoryview(buf)[pos + header : pos + header + length], mask)
+                payload = apply_mask(buf[pos + header : pos + header + length], mask)
                 pos += header + length
                 event = self._control(opcode, payload)
                 events.append(event)
@@ -408,19 +421,34 @@ class FrameCodec:
 
             # A data frame: start (or continue) the message, then stream its payload.
             if opcode != OP_CONTINUATION:
-                self._message_opcode = opcode
                 self._message_compressed = bool(first & RSV1)
             if not self._message_compressed and self._message_size + length > self.max_size:
                 return self._fail(
                     events, self._too_big(self._message_size + length, "announced by a header")
                 )
+            if opcode != OP_CONTINUATION:
+                if first & FIN and not self._message_compressed and available >= header + length:
+                    # A whole unfragmented message is here: no need to stream it.
+                    start = pos + header
+                    pos = start + length
+                    raw = buf[start:pos] if length < 4096 else memoryview(buf)[start:pos]
+                    payload = apply_mask(raw, mask)
+                    if opcode == OP_BINARY:
+                        events.append(Message(payload))
+                        continue
+                    try:
+                        events.append(Message(payload.decode()))
+                    except UnicodeDecodeError as exc:
+                        return self._fail(events, _bad_utf8(exc, exc.start))
+                    continue
+                self._message_opcode = opcode
             pos += header
             self._in_frame = True
             self._frame_fin = bool(first & FIN)
             self._frame_remaining = length
             self._frame_mask = mask
 
-        self._buffer = bytes(buf[pos:]) if pos < end else b""
+        self._buffer = buf[pos:] if pos < end else b""
         return events
 
     def _check_header(self, first: int, second: int) -> ProtocolFailure | None:
@@ -553,13 +581,13 @@ class FrameCodec:
                 try:
                     self._parts.append(data.decode())
                 except UnicodeDecodeError as exc:
-                    return self._bad_utf8(exc)
+                    return _bad_utf8(exc, self._message_size - len(exc.object) + exc.start)
                 return None
             decoder = self._decoder = _utf8_decoder()
         try:
             text = decoder.decode(data, final)
         except UnicodeDecodeError as exc:
-            return self._bad_utf8(exc)
+            return _bad_utf8(exc, self._message_size - len(exc.object) + exc.start)
         if not final and _surrogate_pending(decoder):
             return ProtocolFailure(
                 INVALID_DATA, "invalid UTF-8 in text message: encoded surrogate (ED A0..BF)"
@@ -567,13 +595,6 @@ class FrameCodec:
         if text:
             self._parts.append(text)
         return None
-
-    def _bad_utf8(self, exc: UnicodeDecodeError) -> ProtocolFailure:
-        offset = self._message_size - len(exc.object) + exc.start
-        return ProtocolFailure(
-            INVALID_DATA,
-            f"invalid UTF-8 in text message at byte {offset}: {exc.reason}",
-        )
 
     def _message_end(self) -> Message:
         parts = self._parts
