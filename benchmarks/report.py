@@ -124,11 +124,18 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f"{value / reference:.2f}x"
 
 
+LEGEND = (
+    "ops = messages echoed (handshakes: whole connect/upgrade/echo/close loops); "
+    "ops/server-CPU-s = ops / (utime+stime of the server's process tree over the window); "
+    "ratios are server ÷ asgiws; latency is per message (handshakes: per loop)."
+)
+
+
 def table_rows(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
     """Header and rows: medians per server and scenario, ratios to asgiws."""
     header = [
-        "scenario", "server", "rounds", "ops/s", "ops/server-CPU-s", "vs asgiws (ops/s)",
-        "vs asgiws (CPU-s)", "p50 ms", "p99 ms", "p99.9 ms", "KiB/conn", "client CPU",
+        "scenario", "server", "rounds", "ops/s", "ops/server-CPU-s", "ops/s ÷ asgiws",
+        "per-CPU-s ÷ asgiws", "p50 ms", "p99 ms", "p99.9 ms", "KiB/conn", "client CPU",
         "notes",
     ]  # fmt: skip
     reference = {s.scenario: s for s in summaries if s.server == REFERENCE}
@@ -211,12 +218,13 @@ def targets(summaries: list[Summary]) -> list[Target]:
             results.append(Target(name, "n/a", "no peer measured"))
             return
         value, other = float(getattr(mine, metric)), float(getattr(best, metric))
+        digits = 0 if other >= 100 else 2
         passed = value <= other * factor if lowest else value >= other * factor
         results.append(
             Target(
                 name,
                 "PASS" if passed else "FAIL",
-                f"{REFERENCE} {value:,.2f} {label} vs {best.server} {other:,.2f} "
+                f"{REFERENCE} {value:,.{digits}f} {label} vs {best.server} {other:,.{digits}f} "
                 f"(ratio {value / other:.2f}, needs {'<=' if lowest else '>='} {factor:g})",
             )
         )
@@ -269,6 +277,8 @@ def render_text(lines: list[dict[str, Any]]) -> str:
         previous = row[0]
         out.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     out.append("")
+    out.append(LEGEND)
+    out.append("")
     out.append("Targets (informational; asgiws vs peers, medians of this run):")
     for target in targets(summaries):
         out.append(f"  {target.verdict:<4}  {target.name}: {target.detail}")
@@ -277,21 +287,25 @@ def render_text(lines: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _cost_ratios(measured: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """Median client/server CPU per operation: all of it, and the client's user space only."""
+    whole, user = [], []
+    for line in measured:
+        r = line["result"]
+        client, server = r.get("client_cpu_per_op_us"), r.get("server_cpu_per_op_us")
+        if client and server:
+            whole.append(client / server)
+            user.append(client * (1 - (r.get("client_sys_share") or 0)) / server)
+    if not whole:
+        return None
+    return statistics.median(whole), statistics.median(user)
+
+
 def client_verdict(lines: list[dict[str, Any]]) -> str:
     measured = [line for line in lines if line["result"].get("client_cpu_share") is not None]
     if not measured:
         return "Load generator: no windowed measurements."
     top = max(line["result"]["client_cpu_share"] for line in measured)
-    mean_cost = (
-        statistics.median(
-            line["result"]["client_cpu_per_op_us"] / line["result"]["server_cpu_per_op_us"]
-            for line in measured
-            if line["result"].get("client_cpu_per_op_us")
-            and line["result"].get("server_cpu_per_op_us")
-        )
-        if any(line["result"].get("server_cpu_per_op_us") for line in measured)
-        else None
-    )
     bound = sorted(
         {
             f"{ln['server']}/{ln['scenario']['name']}"
@@ -300,18 +314,24 @@ def client_verdict(lines: list[dict[str, Any]]) -> str:
         }
     )
     starved = sum(1 for line in measured if line["result"].get("client_core_saturated"))
-    cost = f"; median client/server CPU per op {mean_cost:.2f}" if mean_cost is not None else ""
-    text = f"Load generator: highest share of its core {top:.0%} (bound at >= 90%){cost}. "
+    text = f"Load generator: highest share of its core {top:.0%} (bound at >= 90%). "
     if bound:
         text += (
             f"It WAS the bottleneck in: {', '.join(bound)}; those figures understate the server."
         )
     else:
         text += "It was never the bottleneck."
+    ratios = _cost_ratios(measured)
+    if ratios is not None:
+        text += (
+            f" Client CPU per op / server CPU per op, median: {ratios[0]:.2f} in all, "
+            f"{ratios[1]:.2f} in user space (the rest is loopback TCP work in the kernel, "
+            "which the sender of each segment pays)."
+        )
     if starved:
         text += (
-            f" In {starved} run(s) other load filled the client's core (>= 95% busy): "
-            "throughput there may be understated; per-CPU-second figures hold better."
+            f" In {starved} of {len(measured)} runs other load filled the client's core "
+            "(>= 95% busy): msgs/s there may be understated; per-CPU-second figures hold better."
         )
     return text
 
@@ -330,7 +350,7 @@ def render_markdown(lines: list[dict[str, Any]]) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     out += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
-    out += ["", "| target | verdict | detail |", "|---|---|---|"]
+    out += ["", LEGEND, "", "| target | verdict | detail |", "|---|---|---|"]
     out += [f"| {t.name} | {t.verdict} | {t.detail} |" for t in targets(summaries)]
     versions = first.get("versions", {})
     if versions:
