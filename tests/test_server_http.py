@@ -283,7 +283,7 @@ async def test_disconnect_reaches_app_waiting_in_receive(serve: Any) -> None:
     writer.write(http_request())
     await recorder.wait_for(lambda: "waiting" in recorder.notes)
     writer.close()
-    await recorder.wait_for(lambda: "sent" in recorder.notes or recorder.errors)
+    await recorder.wait_for(lambda: "sent" in recorder.notes or recorder.errors, timeout=2.0)
     assert recorder.messages == [{"type": "http.disconnect"}]
     assert recorder.errors == []
 
@@ -314,7 +314,7 @@ async def test_send_after_client_left_is_a_no_op(serve: Any, caplog: Any) -> Non
     await recorder.wait_for(lambda: "started" in recorder.notes)
     writer.close()
     left.set()
-    await recorder.wait_for(lambda: "done" in recorder.notes or recorder.errors)
+    await recorder.wait_for(lambda: "done" in recorder.notes or recorder.errors, timeout=2.0)
     assert recorder.errors == []
     assert recorder.messages == [{"type": "http.disconnect"}]
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -594,3 +594,155 @@ async def test_keep_alive_then_half_sent_head_is_disconnected(serve: Any) -> Non
         await wait_eof(reader, timeout=3.0)
     finally:
         writer.close()
+
+
+# -- more connection handling --------------------------------------------------------------------
+
+
+async def test_http_1_0_request_gets_response_then_close(serve: Any) -> None:
+    running = await serve(http_hello)
+    data = await running.raw(http_request("GET", "/old", version="1.0"))  # returns on EOF
+    response = await parse_response(data)
+    assert response.status == 200
+    assert response.body == b"/old"
+
+
+async def test_connection_close_request_is_honoured(serve: Any) -> None:
+    running = await serve(http_hello)
+    data = await running.raw(http_request("GET", "/", [("Host", "t"), ("Connection", "close")]))
+    response = await parse_response(data)
+    assert response.status == 200
+    assert response.header(b"connection") == b"close"
+
+
+async def test_streamed_response_to_http_1_0_is_close_delimited(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+
+    running = await serve(app)
+    response = await parse_response(await running.raw(http_request("GET", "/", version="1.0")))
+    assert not response.chunked
+    assert response.body == b"ab"
+
+
+async def test_receive_after_response_complete_returns_disconnect(serve: Any) -> None:
+    recorder = Recorder()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await respond(send, 200, b"done")
+        recorder.message(await asyncio.wait_for(receive(), TIMEOUT))
+
+    running = await serve(app)
+    async with httpx.AsyncClient(base_url=running.http) as client:
+        assert (await client.get("/")).text == "done"
+        await recorder.wait_for(lambda: recorder.messages)
+        # The connection is still usable afterwards.
+        assert (await client.get("/")).text == "done"
+    assert recorder.messages[0] == {"type": "http.disconnect"}
+
+
+async def test_client_leaving_during_body_upload_gives_disconnect(serve: Any) -> None:
+    recorder = Recorder()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while True:
+            message = recorder.message(await receive())
+            if message["type"] == "http.disconnect":
+                return
+            if message["type"] == "http.request" and not message.get("more_body"):
+                break  # pragma: no cover - the body never completes in this test
+
+    running = await serve(app)
+    _reader, writer = await open_raw(running)
+    writer.write(http_request("POST", "/", [("Host", "t"), ("Content-Length", "100")]) + b"0" * 10)
+    await recorder.wait_for(lambda: recorder.of_type("http.request"))
+    writer.close()
+    await recorder.wait_for(lambda: recorder.of_type("http.disconnect"))
+    assert recorder.messages[0] == {"type": "http.request", "body": b"0" * 10, "more_body": True}
+    assert recorder.messages[-1] == {"type": "http.disconnect"}
+
+
+async def test_slow_reader_pushes_back_on_app_send(serve: Any) -> None:
+    recorder = Recorder()
+    chunk = b"r" * (1024 * 1024)
+    count = 32
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", b"%d" % (len(chunk) * count)),
+        ]})
+        for i in range(count):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < count - 1})
+            recorder.note(i)
+
+    running = await serve(app)
+    reader, writer = await asyncio.open_connection(running.host, running.port, limit=2**16)
+    try:
+        writer.write(http_request())
+        # The client reads nothing, so send() must wait for the transport to drain. The app
+        # only yields to the loop there (or when it is done): when the first note shows, it has
+        # either stalled or sent everything into the server's memory.
+        await recorder.wait_for(lambda: recorder.notes)
+        assert len(recorder.notes) < count
+        proto = next(iter(running.server.connections))
+        assert proto.transport.get_write_buffer_size() < 8 * len(chunk)
+        response = await read_response(reader, timeout=30)
+    finally:
+        writer.close()
+    assert len(response.body) == len(chunk) * count
+    assert recorder.notes[-1] == count - 1
+
+
+async def wait_until(condition: Any, timeout: float = TIMEOUT) -> None:
+    """Poll server state that has no event of its own, with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_shutdown_closes_idle_keep_alive_connections(serve: Any) -> None:
+    running = await serve(http_hello, timeout_keep_alive=60, timeout_graceful_shutdown=10)
+    reader, writer = await open_raw(running)
+    try:
+        writer.write(http_request())
+        assert (await read_response(reader)).status == 200
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(running.server.shutdown(), TIMEOUT)
+        assert loop.time() - started < 2.0  # not the graceful timeout: nothing was in flight
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+
+
+async def test_absolute_form_target(serve: Any) -> None:
+    recorder = Recorder()
+    running = await serve(scope_app(recorder))
+    reader, writer = await open_raw(running)
+    try:
+        writer.write(http_request("GET", "http://example.org/abs/path?q=1"))
+        assert (await read_response(reader)).status == 200
+    finally:
+        writer.close()
+    (scope,) = recorder.scopes
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == (
+        "/abs/path", b"/abs/path", b"q=1"
+    )
+
+
+async def test_keep_alive_timer_does_not_cut_a_slow_app(serve: Any) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await asyncio.sleep(0.4)  # the app's own slow work, longer than timeout_keep_alive
+        await respond(send, 200, b"slow but fine")
+
+    running = await serve(app, timeout_keep_alive=0.1, timeout_handshake=0.1)
+    async with httpx.AsyncClient(base_url=running.http) as client:
+        assert (await client.get("/")).text == "slow but fine"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -746,19 +745,20 @@ async def test_answered_pings_keep_connection_open(serve: Any) -> None:
         writer.close()
 
 
-async def test_websockets_client_keeps_connection_alive_across_pings(serve: Any) -> None:
+async def test_websockets_client_keeps_connection_alive_across_pings(
+    serve: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="websockets.client")
     running = await serve(ws_echo, ws_ping_interval=0.1, ws_ping_timeout=0.2)
+
+    def pings_seen() -> int:
+        return sum(1 for r in caplog.records if r.getMessage().startswith("< PING"))
+
     async with connect(running.ws, ping_interval=None) as ws:
         await ws.send("first")
         assert await ws.recv() == "first"
-        proto = next(iter(running.server.connections))
         # The client library answers the server's pings by itself; let several go by.
-        recv = asyncio.ensure_future(ws.recv())
-        await wait_until(lambda: proto.conn._ping_counter >= 4 or recv.done())
-        assert not recv.done(), recv
-        recv.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recv
+        await wait_until(lambda: pings_seen() >= 4)
         await ws.send("later")
         assert await ws.recv() == "later"
 
@@ -795,10 +795,9 @@ async def test_app_that_does_not_read_pauses_reading(serve: Any) -> None:
             writer.write(one)
         # The server stops reading once the app is behind ...
         await wait_until(lambda: not proto.transport.is_reading())
-        # ... so most of what the client wrote is still on the client's side.
-        held = len(proto.conn._inbox)
-        assert held < count // 4, held
-        assert writer.transport.get_write_buffer_size() > 0
+        # ... so most of what the client wrote is still on the client's side, instead of in
+        # the server's memory.
+        assert writer.transport.get_write_buffer_size() > count * size // 2
         release.set()
         await asyncio.wait_for(writer.drain(), 20)
         answer = await next_data_frame(reader)
@@ -854,7 +853,7 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
         await recorder.wait_for(lambda: "started" in recorder.notes)
         shutdown = asyncio.create_task(running.server.shutdown())
         # New connections are refused once shutdown began.
-        await wait_until(lambda: not any(s.is_serving() for s in running.server._listeners))
+        await wait_until(lambda: running.server.shutting_down)  # listeners close with it
         with pytest.raises(OSError):
             _, w = await asyncio.open_connection(running.host, running.port)
             w.close()
@@ -884,3 +883,200 @@ async def test_many_sequential_connections(serve: Any) -> None:
         async with connect(running.ws) as ws:
             await ws.send(str(i))
             assert await ws.recv() == str(i)
+
+
+# -- more edges ------------------------------------------------------------------------------------
+
+
+async def test_messages_before_close_are_answered_before_the_close(serve: Any) -> None:
+    recorder = Recorder()
+    running = await serve(recording_echo(recorder))
+    reader, writer = await raw_open(running)
+    try:
+        writer.write(frame(OP_TEXT, "one") + frame(OP_TEXT, "two") + close_frame(4005, "end"))
+        got = [await next_data_frame(reader) for _ in range(3)]
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+    assert [(f.opcode, f.payload) for f in got[:2]] == [(OP_TEXT, b"one"), (OP_TEXT, b"two")]
+    assert got[2].opcode == OP_CLOSE and got[2].close_code == 4005
+    await recorder.wait_for(lambda: recorder.of_type("websocket.disconnect"))
+    assert recorder.of_type("websocket.disconnect") == [
+        {"type": "websocket.disconnect", "code": 4005, "reason": "end"}
+    ]
+
+
+async def test_peer_close_answered_when_app_does_not_read(serve: Any) -> None:
+    release = asyncio.Event()
+    recorder = Recorder()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        recorder.note("accepted")
+        await release.wait()
+        recorder.message(await receive())
+
+    running = await serve(app, ws_close_timeout=0.3)
+    reader, writer = await raw_open(running)
+    try:
+        await recorder.wait_for(lambda: "accepted" in recorder.notes)
+        writer.write(close_frame(1000))
+        answer = await next_data_frame(reader)
+        assert answer.opcode == OP_CLOSE
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+    release.set()
+    await recorder.wait_for(lambda: recorder.messages)
+    assert recorder.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        pytest.param(b"\x81\x02hi", 1002, id="unmasked"),
+        pytest.param(frame(OP_TEXT, b"\xff\xfe"), 1007, id="invalid-utf8"),
+        pytest.param(frame(OP_PING, b"p" * 126), 1002, id="ping-too-long"),
+        pytest.param(frame(0x3, b"x"), 1002, id="reserved-opcode"),
+        pytest.param(frame(OP_CONT, b"x"), 1002, id="continuation-first"),
+        pytest.param(frame(OP_CLOSE, b"\x03\xe8\xff"), 1007, id="close-reason-invalid-utf8"),
+        pytest.param(frame(OP_CLOSE, b"\x03"), 1002, id="close-one-byte"),
+    ],
+)
+async def test_protocol_violations_fail_the_connection(
+    serve: Any, data: bytes, code: int
+) -> None:
+    recorder = Recorder()
+    running = await serve(recording_echo(recorder))
+    reader, writer = await raw_open(running)
+    try:
+        writer.write(data)
+        close = await next_data_frame(reader)
+        assert close.opcode == OP_CLOSE
+        assert close.close_code == code
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+    await recorder.wait_for(lambda: recorder.of_type("websocket.disconnect"))
+    assert recorder.of_type("websocket.disconnect")[0]["code"] == code
+    assert recorder.of_type("websocket.receive") == []
+
+
+async def test_shutdown_while_app_has_not_accepted_yet(serve: Any) -> None:
+    recorder = Recorder()
+    go = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        recorder.note("connecting")
+        await go.wait()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = recorder.message(await receive())
+            if message["type"] == "websocket.disconnect":
+                return
+
+    running = await serve(app)
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    try:
+        writer.write(ws_request())
+        await recorder.wait_for(lambda: "connecting" in recorder.notes)
+        shutdown = asyncio.create_task(running.server.shutdown())
+        go.set()
+        head = await read_head(reader)
+        assert head.status == 101
+        close = await next_data_frame(reader)
+        assert close.opcode == OP_CLOSE and close.close_code == 1001
+        writer.write(close_frame(1001))
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+    await asyncio.wait_for(shutdown, TIMEOUT)
+    assert recorder.of_type("websocket.disconnect") == [
+        {"type": "websocket.disconnect", "code": 1001, "reason": ""}
+    ]
+
+
+async def test_shutdown_with_app_that_does_not_read(serve: Any) -> None:
+    recorder = Recorder()
+    go = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        recorder.note("accepted")
+        await go.wait()
+        recorder.message(await receive())
+        try:
+            await receive()
+        except BaseException as exc:
+            recorder.error(exc)
+
+    running = await serve(app)
+    async with connect(running.ws) as ws:
+        await recorder.wait_for(lambda: "accepted" in recorder.notes)
+        shutdown = asyncio.create_task(running.server.shutdown())
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        go.set()
+    await asyncio.wait_for(shutdown, TIMEOUT)
+    assert recorder.messages == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}]
+    assert len(recorder.errors) == 1
+
+
+async def test_http_and_websocket_on_one_connection_sequence(serve: Any) -> None:
+    # A keep-alive HTTP request first, then an upgrade on the same connection.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await receive()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await ws_echo(scope, receive, send)
+
+    running = await serve(app)
+    reader, writer = await asyncio.open_connection(running.host, running.port)
+    try:
+        writer.write(http_request())
+        assert (await read_response(reader)).body == b"ok"
+        writer.write(ws_request())
+        assert (await read_head(reader)).status == 101
+        writer.write(frame(OP_TEXT, "after http"))
+        echo = await next_data_frame(reader)
+        assert echo.payload == b"after http"
+    finally:
+        writer.close()
+
+
+async def test_send_back_pressure_on_slow_websocket_reader(serve: Any) -> None:
+    recorder = Recorder()
+    count = 40
+    payload = b"w" * (1024 * 1024)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        for i in range(count):
+            await send({"type": "websocket.send", "bytes": payload})
+            recorder.note(i)
+        await receive()
+
+    running = await serve(app)
+    reader, writer = await raw_open(running)
+    try:
+        # The app only yields to the loop when send() waits for the transport to drain (or
+        # when it is done): so when the first note shows, the app has stalled or finished.
+        await recorder.wait_for(lambda: recorder.notes)
+        assert len(recorder.notes) < count
+        proto = next(iter(running.server.connections))
+        assert proto.transport.get_write_buffer_size() < 8 * len(payload)
+        for _ in range(count):
+            got = await read_frame(reader, timeout=30)
+            assert got.opcode == OP_BINARY and len(got.payload) == len(payload)
+        writer.write(close_frame(1000))
+        await next_data_frame(reader)
+    finally:
+        writer.close()
