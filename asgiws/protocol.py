@@ -139,8 +139,12 @@ class Connection:
             h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_event_size
         )
         self._codec: FrameCodec | None = None
-        self._out: list[bytes] = []
-        self._inbox: deque[ASGIMessage | _PendingClose] = deque()
+        # Bytes waiting to be written (data_to_send() takes them) and messages waiting for the
+        # app (next_message() takes them). The I/O layer may look at both, never change them.
+        self.output: list[bytes] = []
+        self.inbox: deque[ASGIMessage | _PendingClose] = deque()
+        self.max_queue = config.max_queue
+        self._parked = 0  # bytes received behind the current request, waiting in h11
         self._scope: Scope | None = None  # started by next_scope(), not yet taken
         self._app_running = False
         self._disconnect_queued = False  # exactly one disconnect per cycle
@@ -174,6 +178,8 @@ class Connection:
         if self.timer is Timer.KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
             self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
+        if self.state is not State.IDLE and self._h11.their_state in _H11_WAITING:
+            self._parked += len(data)
         self._h11.receive_data(data)
         self._process_http()
 
@@ -186,11 +192,11 @@ class Connection:
         if state in (State.HTTP, State.IDLE):
             if not self._disconnect_queued:
                 self._disconnect_queued = True
-                self._inbox.append({"type": "http.disconnect"})
+                self.inbox.append({"type": "http.disconnect"})
             return
         # A WebSocket cycle: a Close the app has not read yet still reaches it with its code.
-        if self._inbox and isinstance(self._inbox[-1], _PendingClose):
-            pending = self._inbox.pop()
+        if self.inbox and isinstance(self.inbox[-1], _PendingClose):
+            pending = self.inbox.pop()
             assert isinstance(pending, _PendingClose)
             self._queue_ws_disconnect(pending.code, pending.reason)
         else:
@@ -199,7 +205,7 @@ class Connection:
     # -- bytes out -----------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        out = self._out
+        out = self.output
         if not out:
             return b""
         if len(out) == 1:
@@ -213,13 +219,12 @@ class Connection:
     @property
     def reading_paused(self) -> bool:
         """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
-        if len(self._inbox) >= self.config.max_queue:
+        if len(self.inbox) >= self.max_queue:
             return True
-        if self._codec is None and self._h11 is not None:
-            # A pipelined request (or early WebSocket frames) wait in h11's buffer until this
-            # cycle is done; stop reading so that buffer stays small.
-            return self.state is not State.IDLE and self._h11.their_state in _H11_WAITING
-        return False
+        # Bytes behind the current request (a pipelined request, early WebSocket frames) wait
+        # in h11's buffer until this cycle is done. Reading goes on, so that a client that
+        # leaves is noticed, until they pass the size of one request head.
+        return self._parked > self.config.h11_max_incomplete_event_size
 
     # -- scopes and messages for the app ---------------------------------------------------------
 
@@ -234,7 +239,7 @@ class Connection:
 
     def next_message(self) -> ASGIMessage | None:
         """The next message for the app's ``receive()``, or None when it must wait for more."""
-        inbox = self._inbox
+        inbox = self.inbox
         if inbox:
             item = inbox.popleft()
             if type(item) is dict:
@@ -270,7 +275,7 @@ class Connection:
         if kind == "websocket.send":
             if state is State.WS_OPEN:
                 # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
-                self._out.append(self._codec.encode_message(self._ws_payload(message)))  # type: ignore[union-attr]
+                self.output.append(self._codec.encode_message(self._ws_payload(message)))  # type: ignore[union-attr]
                 return
         elif kind == "http.response.start" or kind == "http.response.body":
             if state is State.HTTP:
@@ -291,10 +296,10 @@ class Connection:
                 code, reason = self._close_args(message)
                 if self._peer_close_pending():
                     # The peer closed first; this Close is our answer.
-                    pending = self._inbox.pop()
+                    pending = self.inbox.pop()
                     assert isinstance(pending, _PendingClose)
                     self._queue_ws_disconnect(pending.code, pending.reason)
-                    self._out.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
+                    self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
                     self.close_code = pending.code
                     self._set_state(State.CLOSED)
                 else:
@@ -334,7 +339,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif state is State.WS_OPEN:
             if self._peer_close_pending():
-                pending = self._inbox.pop()
+                pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
                 self._act_on_close(pending)
             elif error is None:
@@ -353,7 +358,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif timer is Timer.PING:
             self._ping_counter += 1
-            self._out.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
+            self.output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
             if self.config.ws_ping_timeout > 0:
                 self._set_timer(Timer.PONG)
             else:
@@ -361,14 +366,14 @@ class Connection:
         elif timer is Timer.PONG:
             # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
             assert self._codec is not None
-            self._out.append(self._codec.encode_close(1011, "keepalive ping timeout"))
+            self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
             self.close_code = 1011
             self._queue_ws_disconnect(1011, "keepalive ping timeout")
             self._set_state(State.CLOSED)
         elif timer is Timer.CLOSE:
             if self._peer_close_pending():
                 # The app did not read the peer's Close in time: answer it now.
-                pending = self._inbox.pop()
+                pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
                 self._queue_ws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
@@ -385,7 +390,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif state is State.WS_OPEN:
             if self._peer_close_pending():
-                pending = self._inbox.pop()
+                pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
                 self._queue_ws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
@@ -444,8 +449,19 @@ class Connection:
         self._response_complete = False
         self._body_done = False
         self._disconnect_queued = False
-        self._inbox.clear()
+        self.inbox.clear()
         headers = list(request.headers)
+        # h11 bounds only a head still arriving; one that came whole in a read is measured here
+        # (request line and header lines, as sent, give or take white space).
+        limit = self.config.h11_max_incomplete_event_size
+        size = len(request.method) + len(request.target) + 13
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+        if size > limit:
+            self._error_response(
+                431, f"request head too large (the limit is {limit} bytes)"
+            )
+            return
         if len(headers) > self.config.max_header_count:
             self._error_response(
                 431, f"too many header fields: {len(headers)} (the limit is "
@@ -492,7 +508,7 @@ class Connection:
                 v.decode("latin-1") for v in header_values(headers, b"sec-websocket-extensions")
             ]
             self._set_state(State.WS_CONNECTING)
-            self._inbox.append({"type": "websocket.connect"})
+            self.inbox.append({"type": "websocket.connect"})
         else:
             scope["type"] = "http"
             scope["asgi"] = {"version": "3.0", "spec_version": HTTP_SPEC_VERSION}
@@ -503,7 +519,7 @@ class Connection:
         self._scope = scope
 
     def _queue_body(self, body: bytes, more_body: bool) -> None:
-        inbox = self._inbox
+        inbox = self.inbox
         if not more_body:
             self._body_done = True
             # Fold the end into the last chunk when the app has not read it yet.
@@ -585,7 +601,8 @@ class Connection:
             and not self._shutting_down
         ):
             conn.start_next_cycle()
-            self._inbox.clear()
+            self._parked = 0
+            self.inbox.clear()
             self._set_state(State.IDLE)
             self.method = b""
             if self._h11_has_buffered() or self.config.timeout_keep_alive <= 0:
@@ -610,7 +627,7 @@ class Connection:
         except h11.LocalProtocolError as exc:
             raise RuntimeError(f"invalid HTTP response: {exc}") from None
         if data:
-            self._out.append(data)
+            self.output.append(data)
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         if self.state is State.IDLE:
@@ -654,7 +671,7 @@ class Connection:
         except h11.LocalProtocolError:
             # h11 gave up on this connection (a request it could not parse): write it ourselves.
             out = [_raw_response(status, all_headers, body)]
-        self._out.extend(out)
+        self.output.extend(out)
         self._response_started = True
         self._response_complete = True
         self._set_state(State.CLOSED)
@@ -709,7 +726,7 @@ class Connection:
         headers.extend(app_headers)
         conn = self._h11
         assert conn is not None
-        self._out.append(
+        self.output.append(
             conn.send(
                 h11.InformationalResponse(
                     status_code=101,
@@ -721,6 +738,7 @@ class Connection:
         )
         trailing, _closed = conn.trailing_data
         self._h11 = None  # h11's part is over; free its buffers.
+        self._parked = 0
         self.status = 101
         self._codec = FrameCodec(max_size=self.config.ws_max_size, deflate=deflate)
         self._set_state(State.WS_OPEN)
@@ -747,7 +765,7 @@ class Connection:
             if b"connection" not in names:
                 headers = [*headers, (b"connection", b"close")]
             self.status = status
-            self._out.append(
+            self.output.append(
                 conn.send(
                     h11.Response(
                         status_code=status,
@@ -768,9 +786,9 @@ class Connection:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
         if body:
-            self._out.append(conn.send(h11.Data(data=bytes(body))) or b"")
+            self.output.append(conn.send(h11.Data(data=bytes(body))) or b"")
         if not message.get("more_body", False):
-            self._out.append(conn.send(h11.EndOfMessage()) or b"")
+            self.output.append(conn.send(h11.EndOfMessage()) or b"")
             self._set_state(State.CLOSED)
             self._queue_ws_disconnect(1006, "")
 
@@ -785,7 +803,7 @@ class Connection:
         if self.timer is Timer.PONG:
             # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
             self._set_timer(Timer.PING)
-        inbox = self._inbox
+        inbox = self.inbox
         for event in events:
             if type(event) is Message:
                 data_ = event.data
@@ -796,7 +814,7 @@ class Connection:
             elif type(event) is Ping:
                 if self.state is State.WS_OPEN:
                     # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
-                    self._out.append(codec.encode_pong(event.payload))
+                    self.output.append(codec.encode_pong(event.payload))
             elif type(event) is CloseReceived:
                 if self.state is State.WS_CLOSING:
                     # The peer answered our Close: the closing handshake is complete.
@@ -814,7 +832,7 @@ class Connection:
                     self._set_timer(Timer.CLOSE)
 
     def _peer_close_pending(self) -> bool:
-        inbox = self._inbox
+        inbox = self.inbox
         return bool(inbox) and type(inbox[-1]) is _PendingClose
 
     def _act_on_close(self, pending: _PendingClose) -> ASGIMessage:
@@ -831,12 +849,12 @@ class Connection:
                 # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason,
                 # cut to the 123 bytes a Close frame has room for (§5.5).
                 reason = pending.reason.encode()[:123].decode("utf-8", "ignore")
-                self._out.append(codec.encode_close(pending.code, reason))
+                self.output.append(codec.encode_close(pending.code, reason))
             elif pending.code == 1005:
                 # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
-                self._out.append(codec.encode_close(None))
+                self.output.append(codec.encode_close(None))
             else:
-                self._out.append(codec.encode_close(pending.code, ""))
+                self.output.append(codec.encode_close(pending.code, ""))
         self.close_code = pending.code
         # The closing handshake is complete, or the connection is failed: the server closes TCP
         # first (RFC 6455 §7.1.1).
@@ -845,7 +863,7 @@ class Connection:
     def _close_from_app(self, code: int, reason: str) -> None:
         codec = self._codec
         assert codec is not None
-        self._out.append(codec.encode_close(code, reason))
+        self.output.append(codec.encode_close(code, reason))
         self.close_code = code
         self._set_state(State.WS_CLOSING)
         self._set_timer(Timer.CLOSE)
@@ -855,7 +873,7 @@ class Connection:
             self.close_code = code
         if not self._disconnect_queued:
             self._disconnect_queued = True
-            self._inbox.append(_disconnect(code, reason))
+            self.inbox.append(_disconnect(code, reason))
 
     def _ws_payload(self, message: ASGIMessage) -> str | bytes:
         text = message.get("text")

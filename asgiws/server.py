@@ -28,6 +28,9 @@ from .types import ASGIApp
 
 logger = logging.getLogger("asgiws.error")
 
+# Answers to queued messages are written together, up to this many frames per write.
+WRITE_BATCH = 64
+
 
 def _access_logger() -> Any:
     from . import logs
@@ -53,6 +56,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._closed = False
+        self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -117,6 +121,9 @@ class ConnectionProtocol(asyncio.Protocol):
         conn = self.conn
         transport = self.transport
         assert transport is not None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         data = conn.data_to_send()
         if not self._closed:
             if data:
@@ -187,7 +194,12 @@ class ConnectionProtocol(asyncio.Protocol):
         conn = self.conn
         while True:
             message = conn.next_message()
-            self._step()
+            # Only an answer to a Close, a 100 Continue, or room in a full inbox needs acting on.
+            if conn.output or self._read_paused or conn.state is State.CLOSED:
+                self._step()
+            elif self._flush is not None:
+                # The app has caught up with what was queued: write what it answered, at once.
+                self._flush_now()
             if message is not None:
                 return message
             waiter = self.loop.create_future()
@@ -198,8 +210,24 @@ class ConnectionProtocol(asyncio.Protocol):
                 self._waiter = None
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
-        self.conn.send(message)  # type: ignore[arg-type]
-        self._step()
+        conn = self.conn
+        conn.send(message)  # type: ignore[arg-type]
+        if conn.state is State.WS_OPEN and conn.timer_epoch == self._timer_epoch:
+            # The hot path: one WebSocket message out.
+            output = conn.output
+            if conn.inbox and len(output) < WRITE_BATCH:
+                # More messages are queued and the app is answering them one by one without
+                # yielding: write the answers together once it yields (one syscall, not many).
+                if self._flush is None:
+                    self._flush = self.loop.call_soon(self._flush_now)
+                return
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
+            if not self._closed:
+                self.transport.write(conn.data_to_send())  # type: ignore[union-attr]
+        else:
+            self._step()
         if self._write_paused and not self._closed:
             drain = self.loop.create_future()
             self._drain = drain
@@ -207,6 +235,14 @@ class ConnectionProtocol(asyncio.Protocol):
                 await drain
             finally:
                 self._drain = None
+
+    def _flush_now(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        data = self.conn.data_to_send()
+        if data and not self._closed:
+            self.transport.write(data)  # type: ignore[union-attr]
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         conn = self.conn

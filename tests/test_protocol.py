@@ -103,7 +103,9 @@ def test_pipelined_requests_are_served_in_order() -> None:
     first = conn.next_scope()
     assert first is not None and first["path"] == "/1"
     assert conn.next_scope() is None  # one cycle at a time
-    assert conn.reading_paused  # the second request waits in h11's buffer
+    assert not conn.reading_paused  # reading goes on, to notice a client that leaves
+    conn.receive_data(b"GET /3 HTTP/1.1\r\nHost: h\r\n\r\n" * 1000)
+    assert conn.reading_paused  # but no more than a request head's worth waits in h11
     conn.send({"type": "http.response.start", "status": 204})
     conn.send({"type": "http.response.body"})
     assert conn.data_to_send() == b"HTTP/1.1 204 No Content\r\nserver: asgiws\r\n\r\n"
