@@ -590,7 +590,9 @@ class FrameCodec:
             return _bad_utf8(exc, self._message_size - len(exc.object) + exc.start)
         if not final and _surrogate_pending(decoder):
             return ProtocolFailure(
-                INVALID_DATA, "invalid UTF-8 in text message: encoded surrogate (ED A0..BF)"
+                INVALID_DATA,
+                f"invalid UTF-8 in text message at byte {self._message_size - 2}: "
+                "encoded surrogate (ED A0..BF)",
             )
         if text:
             self._parts.append(text)

@@ -368,7 +368,9 @@ def test_encoded_surrogate_fails_at_its_second_byte() -> None:
     assert codec.receive_data(frame[: 6 + 3]) == []
     events = codec.receive_data(frame[6 + 3 : 6 + 4])
     assert events == [
-        ProtocolFailure(1007, "invalid UTF-8 in text message: encoded surrogate (ED A0..BF)")
+        ProtocolFailure(
+            1007, "invalid UTF-8 in text message at byte 2: encoded surrogate (ED A0..BF)"
+        )
     ]
 
 

