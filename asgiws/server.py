@@ -87,7 +87,17 @@ class ConnectionProtocol(asyncio.Protocol):
         self._step()
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
+        conn = self.conn
+        conn.receive_data(data)
+        if (
+            conn.state is State.WS_OPEN
+            and not conn.output
+            and conn.timer_epoch == self._timer_epoch
+            and len(conn.inbox) < conn.max_queue
+        ):
+            # The hot path: messages for the app and nothing else to do.
+            self._wake()
+            return
         self._step()
 
     def eof_received(self) -> bool:
@@ -194,12 +204,13 @@ class ConnectionProtocol(asyncio.Protocol):
         conn = self.conn
         while True:
             message = conn.next_message()
-            # Only an answer to a Close, a 100 Continue, or room in a full inbox needs acting on.
-            if conn.output or self._read_paused or conn.state is State.CLOSED:
+            if conn.state is not State.WS_OPEN or self._read_paused:
+                self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
+            elif message is None:
+                if conn.output:
+                    self._flush_now()  # the app has caught up: write its batched answers now
+            elif conn.output and self._flush is None:
                 self._step()
-            elif self._flush is not None:
-                # The app has caught up with what was queued: write what it answered, at once.
-                self._flush_now()
             if message is not None:
                 return message
             waiter = self.loop.create_future()
