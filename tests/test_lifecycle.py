@@ -1,0 +1,148 @@
+"""Process lifecycle through the real CLI: lifespan modes, Unix sockets, signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from test_cli import DEADLINE_S, ServerProcess
+
+APP = textwrap.dedent(
+    '''
+    import asyncio
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    if FAIL_STARTUP:
+                        await send({"type": "lifespan.startup.failed", "message": "no database"})
+                        return
+                    scope["state"]["greeting"] = "hello from startup"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    print("lifespan shutdown ran", flush=True)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        await receive()
+        if scope["path"] == "/hang":
+            print("hanging request started", flush=True)
+            await asyncio.Event().wait()
+        body = scope.get("state", {}).get("greeting", "no state").encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    FAIL_STARTUP = False
+
+    async def failing(scope, receive, send):
+        global FAIL_STARTUP
+        FAIL_STARTUP = True
+        await app(scope, receive, send)
+
+    async def no_lifespan(scope, receive, send):
+        if scope["type"] == "lifespan":
+            raise RuntimeError("this app does not do lifespan")
+        await app(scope, receive, send)
+    '''
+)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "lifeapp.py").write_text(APP)
+    return tmp_path
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def start(servers: list[ServerProcess], app_dir: Path, *args: str) -> tuple[ServerProcess, int]:
+    server = ServerProcess("lifeapp:" + args[0], "--app-dir", str(app_dir), *args[1:])
+    servers.append(server)
+    if "--uds" in args:
+        server.wait_for_line(r"running on unix:")
+        return server, 0
+    found = server.wait_for_line(r"http://127\.0\.0\.1:(\d+)")
+    return server, int(found[1])
+
+
+def test_lifespan_state_reaches_requests_and_shutdown_runs(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server, port = start(servers, app_dir, "app", "--port", "0", "--lifespan", "on")
+    response = httpx.get(f"http://127.0.0.1:{port}/", timeout=DEADLINE_S)
+    assert response.text == "hello from startup"
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    assert "lifespan shutdown ran" in server.output()
+
+
+def test_lifespan_startup_failure_exits_3_with_the_message(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server = ServerProcess(
+        "lifeapp:failing", "--app-dir", str(app_dir), "--port", "0", "--lifespan", "on"
+    )
+    servers.append(server)
+    assert server.process.wait(timeout=DEADLINE_S) == 3
+    output = server.output()
+    assert "lifespan startup failed: no database" in output
+    assert "Traceback" not in output
+
+
+def test_lifespan_auto_goes_on_without_an_app_that_lacks_it(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    _server, port = start(servers, app_dir, "no_lifespan", "--port", "0")
+    response = httpx.get(f"http://127.0.0.1:{port}/", timeout=DEADLINE_S)
+    assert (response.status_code, response.text) == (200, "no state")
+
+
+def test_lifespan_off_never_calls_it(servers: list[ServerProcess], app_dir: Path) -> None:
+    server, port = start(servers, app_dir, "app", "--port", "0", "--lifespan", "off")
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=DEADLINE_S).text == "no state"
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    assert "lifespan shutdown ran" not in server.output()
+
+
+def test_unix_socket(servers: list[ServerProcess], app_dir: Path) -> None:
+    path = app_dir / "asgiws.sock"
+    server, _ = start(servers, app_dir, "app", "--uds", str(path))
+    transport = httpx.HTTPTransport(uds=str(path))
+    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
+        assert client.get("http://localhost/").text == "hello from startup"
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    assert not path.exists()
+
+
+def test_second_signal_forces_exit(servers: list[ServerProcess], app_dir: Path) -> None:
+    server, port = start(
+        servers, app_dir, "app", "--port", "0", "--timeout-graceful-shutdown", "60"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as client:
+        client.sendall(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        server.wait_for_line("hanging request started")
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for_line("shutting down")
+        # The request in flight holds the graceful shutdown (60 s) ...
+        with pytest.raises(Exception, match="timed out"):
+            server.process.wait(timeout=0.5)
+        # ... until a second signal cuts it short.
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=DEADLINE_S) == 1
+    assert "forced exit" in server.output()
