@@ -24,10 +24,21 @@ import re
 from collections import deque
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
 
 import h11
 
+from .asgi import (
+    ASGIMessage,
+    Headers,
+    Scope,
+    check_headers,
+    close_args,
+    make_http_scope,
+    make_websocket_scope,
+    request_scope,
+    ws_disconnect,
+    ws_payload,
+)
 from .config import Config
 from .frames import CloseReceived, FrameCodec, Message, Ping, ProtocolFailure
 from .handshake import (
@@ -39,15 +50,6 @@ from .handshake import (
     validate_upgrade,
 )
 
-Scope = dict[str, Any]
-ASGIMessage = dict[str, Any]
-Headers = list[tuple[bytes, bytes]]
-
-HTTP_SPEC_VERSION = "2.3"
-WS_SPEC_VERSION = "2.5"
-
-# RFC 6455 §7.4.1: 1005, 1006 and 1015 are never sent in a Close frame; 1004 is reserved.
-_UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 # Headers the server computes for the 101 response; the app may not set them.
 _RESERVED_ACCEPT_HEADERS = frozenset(
     {b"sec-websocket-protocol", b"sec-websocket-accept", b"sec-websocket-extensions"}
@@ -105,10 +107,6 @@ class ServerHeaders:
 
     def __init__(self, headers: Headers | None = None) -> None:
         self.headers: Headers = headers if headers is not None else [(b"server", b"asgiws")]
-
-
-def _disconnect(code: int, reason: str = "") -> ASGIMessage:
-    return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
 
 class Connection:
@@ -198,9 +196,9 @@ class Connection:
         if self.inbox and isinstance(self.inbox[-1], _PendingClose):
             pending = self.inbox.pop()
             assert isinstance(pending, _PendingClose)
-            self._queue_ws_disconnect(pending.code, pending.reason)
+            self._queue_wsws_disconnect(pending.code, pending.reason)
         else:
-            self._queue_ws_disconnect(1006, "")
+            self._queue_wsws_disconnect(1006, "")
 
     # -- bytes out -----------------------------------------------------------------------------
 
@@ -275,7 +273,7 @@ class Connection:
         if kind == "websocket.send":
             if state is State.WS_OPEN:
                 # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
-                self.output.append(self._codec.encode_message(self._ws_payload(message)))  # type: ignore[union-attr]
+                self.output.append(self._codec.encode_message(ws_payload(message, state)))  # type: ignore[union-attr]
                 return
         elif kind == "http.response.start" or kind == "http.response.body":
             if state is State.HTTP:
@@ -293,12 +291,12 @@ class Connection:
                 self._error_response(403, "WebSocket connection rejected by the application")
                 return
             if state is State.WS_OPEN:
-                code, reason = self._close_args(message)
+                code, reason = close_args(message)
                 if self._peer_close_pending():
                     # The peer closed first; this Close is our answer.
                     pending = self.inbox.pop()
                     assert isinstance(pending, _PendingClose)
-                    self._queue_ws_disconnect(pending.code, pending.reason)
+                    self._queue_wsws_disconnect(pending.code, pending.reason)
                     self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
                     self.close_code = pending.code
                     self._set_state(State.CLOSED)
@@ -368,18 +366,18 @@ class Connection:
             assert self._codec is not None
             self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
             self.close_code = 1011
-            self._queue_ws_disconnect(1011, "keepalive ping timeout")
+            self._queue_wsws_disconnect(1011, "keepalive ping timeout")
             self._set_state(State.CLOSED)
         elif timer is Timer.CLOSE:
             if self._peer_close_pending():
                 # The app did not read the peer's Close in time: answer it now.
                 pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
-                self._queue_ws_disconnect(pending.code, pending.reason)
+                self._queue_wsws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
             else:
                 # Our Close was never answered.
-                self._queue_ws_disconnect(1006, "")
+                self._queue_wsws_disconnect(1006, "")
                 self._set_state(State.CLOSED)
 
     def shutdown(self, code: int) -> None:
@@ -392,11 +390,11 @@ class Connection:
             if self._peer_close_pending():
                 pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
-                self._queue_ws_disconnect(pending.code, pending.reason)
+                self._queue_wsws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
             else:
                 self._close_from_app(code, "")
-                self._queue_ws_disconnect(code, "")
+                self._queue_wsws_disconnect(code, "")
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -468,29 +466,15 @@ class Connection:
                 f"{self.config.max_header_count})"
             )
             return
-        target = request.target
-        raw_path, _, query = target.partition(b"?")
-        if not raw_path.startswith(b"/") and b"://" in raw_path:
-            # RFC 9112 §3.2.2 absolute-form: keep the path part.
-            after = raw_path.split(b"://", 1)[1]
-            slash = after.find(b"/")
-            raw_path = after[slash:] if slash >= 0 else b"/"
-        root_path = self.config.root_path
-        path = unquote(raw_path.decode("latin-1"))
-        self.path = path
-        scope: Scope = {
-            "http_version": request.http_version.decode("ascii"),
-            "scheme": "http",
-            "path": root_path + path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": root_path,
-            "headers": headers,
-            "client": self.client,
-            "server": self.server,
-        }
-        if self.lifespan_state is not None:
-            scope["state"] = self.lifespan_state.copy()
+        scope = request_scope(
+            request,
+            headers,
+            root_path=self.config.root_path,
+            client=self.client,
+            server=self.server,
+            lifespan_state=self.lifespan_state,
+        )
+        self.path = scope["path"]
         if is_upgrade_request(headers):
             try:
                 self._ws_key = validate_upgrade(request.method, request.http_version, headers)
@@ -498,23 +482,15 @@ class Connection:
                 self._ws_key = b""
                 self._error_response(exc.status, exc.reason, exc.headers)
                 return
-            scope["type"] = "websocket"
-            scope["asgi"] = {"version": "3.0", "spec_version": WS_SPEC_VERSION}
-            scope["scheme"] = "wss" if self.secure else "ws"
             self._subprotocols = parse_subprotocols(headers)
-            scope["subprotocols"] = self._subprotocols
-            scope["extensions"] = {"websocket.http.response": {}}
+            make_websocket_scope(scope, self._subprotocols, secure=self.secure)
             self._extension_offers = [
                 v.decode("latin-1") for v in header_values(headers, b"sec-websocket-extensions")
             ]
             self._set_state(State.WS_CONNECTING)
             self.inbox.append({"type": "websocket.connect"})
         else:
-            scope["type"] = "http"
-            scope["asgi"] = {"version": "3.0", "spec_version": HTTP_SPEC_VERSION}
-            scope["method"] = request.method.decode("ascii")
-            if self.secure:
-                scope["scheme"] = "https"
+            make_http_scope(scope, request.method, secure=self.secure)
             self._set_state(State.HTTP)
         self._scope = scope
 
@@ -539,7 +515,7 @@ class Connection:
             status = message.get("status")
             if not isinstance(status, int) or not 100 <= status <= 999:
                 raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
-            headers = _check_headers(message.get("headers", []), kind)
+            headers = check_headers(message.get("headers", []), kind)
             self._response = h11.Response(
                 status_code=status,
                 headers=self._with_server_headers(headers),
@@ -676,7 +652,7 @@ class Connection:
         self._response_complete = True
         self._set_state(State.CLOSED)
         if self._is_ws_cycle:
-            self._queue_ws_disconnect(1006, "")
+            self._queue_wsws_disconnect(1006, "")
 
     # -- WebSocket handshake -------------------------------------------------------------------
 
@@ -696,7 +672,7 @@ class Connection:
                 )
                 self._error_response(500, "Internal Server Error")
                 raise RuntimeError(problem)
-        app_headers = _check_headers(message.get("headers", []), "websocket.accept")
+        app_headers = check_headers(message.get("headers", []), "websocket.accept")
         for name, _ in app_headers:
             if name in _RESERVED_ACCEPT_HEADERS:
                 self._error_response(500, "Internal Server Error")
@@ -744,7 +720,7 @@ class Connection:
         self._set_state(State.WS_OPEN)
         if self._shutting_down:
             self._close_from_app(self.config.ws_shutdown_code, "")
-            self._queue_ws_disconnect(self.config.ws_shutdown_code, "")
+            self._queue_wsws_disconnect(self.config.ws_shutdown_code, "")
             return
         self._set_timer(Timer.PING if self.config.ws_ping_interval > 0 else Timer.NONE)
         if trailing:
@@ -760,7 +736,7 @@ class Connection:
             status = message.get("status")
             if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
                 raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
-            headers = _check_headers(message.get("headers", []), kind)
+            headers = check_headers(message.get("headers", []), kind)
             names = {name for name, _ in headers}
             if b"connection" not in names:
                 headers = [*headers, (b"connection", b"close")]
@@ -790,7 +766,7 @@ class Connection:
         if not message.get("more_body", False):
             self.output.append(conn.send(h11.EndOfMessage()) or b"")
             self._set_state(State.CLOSED)
-            self._queue_ws_disconnect(1006, "")
+            self._queue_wsws_disconnect(1006, "")
 
     # -- WebSocket data --------------------------------------------------------------------------
 
@@ -818,14 +794,14 @@ class Connection:
             elif type(event) is CloseReceived:
                 if self.state is State.WS_CLOSING:
                     # The peer answered our Close: the closing handshake is complete.
-                    self._queue_ws_disconnect(event.code, event.reason)
+                    self._queue_wsws_disconnect(event.code, event.reason)
                     self._set_state(State.CLOSED)
                 else:
                     inbox.append(_PendingClose(event.code, event.reason, failure=False))
                     self._set_timer(Timer.CLOSE)
             elif type(event) is ProtocolFailure:
                 if self.state is State.WS_CLOSING:
-                    self._queue_ws_disconnect(1006, "")
+                    self._queue_wsws_disconnect(1006, "")
                     self._set_state(State.CLOSED)
                 else:
                     inbox.append(_PendingClose(event.code, event.reason, failure=True))
@@ -839,7 +815,7 @@ class Connection:
         """The app has read up to the peer's Close (or failure): answer it, tell the app."""
         self._answer_close(pending)
         self._disconnect_queued = True
-        return _disconnect(pending.code, pending.reason)
+        return ws_disconnect(pending.code, pending.reason)
 
     def _answer_close(self, pending: _PendingClose) -> None:
         codec = self._codec
@@ -868,61 +844,12 @@ class Connection:
         self._set_state(State.WS_CLOSING)
         self._set_timer(Timer.CLOSE)
 
-    def _queue_ws_disconnect(self, code: int, reason: str) -> None:
+    def _queue_wsws_disconnect(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code = code
         if not self._disconnect_queued:
             self._disconnect_queued = True
-            self.inbox.append(_disconnect(code, reason))
-
-    def _ws_payload(self, message: ASGIMessage) -> str | bytes:
-        text = message.get("text")
-        data = message.get("bytes")
-        if text is not None:
-            if data is not None:
-                raise RuntimeError(
-                    f"'websocket.send' has both 'text' and 'bytes' in state {self.state.name}"
-                )
-            if type(text) is not str:
-                raise RuntimeError(
-                    f"'text' in 'websocket.send' must be str, not {type(text).__name__}"
-                )
-            return text
-        if data is None:
-            raise RuntimeError(
-                f"'websocket.send' has neither 'text' nor 'bytes' in state {self.state.name}"
-            )
-        if type(data) is not bytes:
-            if not isinstance(data, bytearray | memoryview):
-                raise RuntimeError(
-                    f"'bytes' in 'websocket.send' must be bytes, not {type(data).__name__}"
-                )
-            data = bytes(data)
-        return data
-
-    @staticmethod
-    def _close_args(message: ASGIMessage) -> tuple[int, str]:
-        code = message.get("code", 1000)
-        reason = message.get("reason") or ""
-        if not isinstance(code, int) or isinstance(code, bool):
-            raise RuntimeError(f"'code' in 'websocket.close' must be an int, not {code!r}")
-        # RFC 6455 §7.4: codes below 1000 are unused, 5000 and up undefined; some are never sent.
-        if not 1000 <= code <= 4999 or code in _UNSENDABLE_CLOSE_CODES:
-            raise RuntimeError(
-                f"invalid close code {code} in 'websocket.close': use 1000-4999 except "
-                "1004, 1005, 1006 and 1015"
-            )
-        if not isinstance(reason, str):
-            raise RuntimeError(
-                f"'reason' in 'websocket.close' must be a str, not {type(reason).__name__}"
-            )
-        # RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the code.
-        if len(reason.encode("utf-8")) > 123:
-            raise RuntimeError(
-                f"'reason' in 'websocket.close' is {len(reason.encode('utf-8'))} bytes of UTF-8; "
-                "the limit is 123"
-            )
-        return code, reason
+            self.inbox.append(ws_disconnect(code, reason))
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -934,16 +861,6 @@ class Connection:
     def _set_timer(self, timer: Timer) -> None:
         self.timer = timer
         self.timer_epoch += 1
-
-
-def _check_headers(headers: Any, kind: str) -> Headers:
-    try:
-        checked = [(bytes(name).lower(), bytes(value)) for name, value in headers]
-    except (TypeError, ValueError):
-        raise RuntimeError(
-            f"'headers' in {kind!r} must be an iterable of (bytes, bytes) pairs"
-        ) from None
-    return checked
 
 
 def _raw_response(status: int, headers: Headers, body: bytes) -> bytes:

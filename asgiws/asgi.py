@@ -1,0 +1,143 @@
+"""The ASGI side of a connection: scopes built from a request, and checks of what an app sends.
+
+Pure functions, no state: :mod:`asgiws.protocol` calls them. The checks raise RuntimeError with a
+message naming the message type, the key and the value, so that a mistake in an app is found
+from the first line of its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+
+Scope = dict[str, Any]
+ASGIMessage = dict[str, Any]
+Headers = list[tuple[bytes, bytes]]
+
+ASGI_VERSION = "3.0"
+# HTTP 2.3, not 2.4: from 2.4 on, send() after the client left may raise, which broke Starlette's
+# streaming responses when a server tried it; here it is a no-op.
+HTTP_SPEC_VERSION = "2.3"
+WS_SPEC_VERSION = "2.5"
+
+# RFC 6455 §7.4.1: 1005, 1006 and 1015 are never sent in a Close frame; 1004 is reserved.
+UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+# RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the close code.
+MAX_CLOSE_REASON = 123
+
+
+def request_scope(
+    request: h11.Request,
+    headers: Headers,
+    *,
+    root_path: str,
+    client: Any,
+    server: Any,
+    lifespan_state: dict[str, Any] | None,
+) -> Scope:
+    """The keys an ``http`` and a ``websocket`` scope share, from an h11 request."""
+    raw_path, _, query = request.target.partition(b"?")
+    if not raw_path.startswith(b"/") and b"://" in raw_path:
+        # RFC 9112 §3.2.2 absolute-form (http://host/path): keep the path.
+        after = raw_path.split(b"://", 1)[1]
+        slash = after.find(b"/")
+        raw_path = after[slash:] if slash >= 0 else b"/"
+    scope: Scope = {
+        "http_version": request.http_version.decode("ascii"),
+        "scheme": "http",
+        "path": root_path + unquote(raw_path.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": headers,
+        "client": client,
+        "server": server,
+    }
+    if lifespan_state is not None:
+        # ASGI lifespan: each request gets a shallow copy of what startup left.
+        scope["state"] = lifespan_state.copy()
+    return scope
+
+
+def make_http_scope(scope: Scope, method: bytes, *, secure: bool) -> None:
+    scope["type"] = "http"
+    scope["asgi"] = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
+    scope["method"] = method.decode("ascii")
+    if secure:
+        scope["scheme"] = "https"
+
+
+def make_websocket_scope(scope: Scope, subprotocols: list[str], *, secure: bool) -> None:
+    scope["type"] = "websocket"
+    scope["asgi"] = {"version": ASGI_VERSION, "spec_version": WS_SPEC_VERSION}
+    scope["scheme"] = "wss" if secure else "ws"
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {"websocket.http.response": {}}
+
+
+def ws_disconnect(code: int, reason: str = "") -> ASGIMessage:
+    return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+
+def check_headers(headers: Any, kind: str) -> Headers:
+    """``headers`` of an app message as a list of (lower-case name, value) byte pairs."""
+    try:
+        return [(bytes(name).lower(), bytes(value)) for name, value in headers]
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"'headers' in {kind!r} must be an iterable of (bytes, bytes) pairs"
+        ) from None
+
+
+def ws_payload(message: ASGIMessage, state: Any) -> str | bytes:
+    """The payload of a ``websocket.send``: exactly one of ``text`` (str) and ``bytes``."""
+    text = message.get("text")
+    data = message.get("bytes")
+    if text is not None:
+        if data is not None:
+            raise RuntimeError(
+                f"'websocket.send' has both 'text' and 'bytes' in state {state.name}"
+            )
+        if type(text) is not str:
+            raise RuntimeError(
+                f"'text' in 'websocket.send' must be str, not {type(text).__name__}"
+            )
+        return text
+    if data is None:
+        raise RuntimeError(
+            f"'websocket.send' has neither 'text' nor 'bytes' in state {state.name}"
+        )
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            raise RuntimeError(
+                f"'bytes' in 'websocket.send' must be bytes, not {type(data).__name__}"
+            )
+        data = bytes(data)
+    return data
+
+
+def close_args(message: ASGIMessage) -> tuple[int, str]:
+    """``code`` and ``reason`` of a ``websocket.close``, checked against RFC 6455 §7.4."""
+    code = message.get("code", 1000)
+    reason = message.get("reason") or ""
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise RuntimeError(f"'code' in 'websocket.close' must be an int, not {code!r}")
+    # RFC 6455 §7.4: codes below 1000 are unused, 5000 and up undefined; some are never sent.
+    if not 1000 <= code <= 4999 or code in UNSENDABLE_CLOSE_CODES:
+        raise RuntimeError(
+            f"invalid close code {code} in 'websocket.close': use 1000-4999 except "
+            "1004, 1005, 1006 and 1015"
+        )
+    if not isinstance(reason, str):
+        raise RuntimeError(
+            f"'reason' in 'websocket.close' must be a str, not {type(reason).__name__}"
+        )
+    size = len(reason.encode("utf-8"))
+    if size > MAX_CLOSE_REASON:
+        raise RuntimeError(
+            f"'reason' in 'websocket.close' is {size} bytes of UTF-8; "
+            f"the limit is {MAX_CLOSE_REASON}"
+        )
+    return code, reason
