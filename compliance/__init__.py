@@ -1,0 +1,1 @@
+"""Autobahn|Testsuite harness: run compliance/autobahn.sh; see compliance/README.md."""
