@@ -112,6 +112,42 @@ class ServerHeaders:
 class Connection:
     """One HTTP/1.1 connection, which may become a WebSocket connection."""
 
+    # Thousands of these sit idle at once: no per-instance __dict__.
+    __slots__ = (
+        "_app_running",
+        "_body_done",
+        "_codec",
+        "_disconnect_queued",
+        "_extension_offers",
+        "_h11",
+        "_parked",
+        "_ping_counter",
+        "_response",
+        "_response_complete",
+        "_response_started",
+        "_scope",
+        "_shutting_down",
+        "_subprotocols",
+        "_ws_key",
+        "client",
+        "close_code",
+        "config",
+        "http_version",
+        "inbox",
+        "lifespan_state",
+        "max_queue",
+        "method",
+        "output",
+        "path",
+        "secure",
+        "server",
+        "server_headers",
+        "state",
+        "status",
+        "timer",
+        "timer_epoch",
+    )
+
     def __init__(
         self,
         config: Config,

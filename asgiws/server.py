@@ -41,6 +41,24 @@ def _access_logger() -> Any:
 class ConnectionProtocol(asyncio.Protocol):
     """Feeds one transport into one sans-IO :class:`Connection` and runs the app for it."""
 
+    __slots__ = (
+        "_closed",
+        "_drain",
+        "_flush",
+        "_read_paused",
+        "_task",
+        "_timer",
+        "_timer_epoch",
+        "_waiter",
+        "_write_paused",
+        "app",
+        "config",
+        "conn",
+        "loop",
+        "server",
+        "transport",
+    )
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.config = server.config
