@@ -174,8 +174,8 @@ cleanup() {
     if [[ -n $SERVER_PID ]]; then stop_pid "$SERVER_PID"; fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'say "interrupted: stopping the server and wstest"; exit 130' INT
+trap 'say "terminated: stopping the server and wstest"; exit 143' TERM
 
 wait_accepting() {
     # Poll until the port accepts a TCP connection, the server exits, or the deadline passes.
