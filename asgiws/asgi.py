@@ -7,6 +7,7 @@ from the first line of its traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -89,6 +90,22 @@ def check_headers(headers: Any, kind: str) -> Headers:
         raise RuntimeError(
             f"'headers' in {kind!r} must be an iterable of (bytes, bytes) pairs"
         ) from None
+
+
+# RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[^\x00\r\n]*")
+
+
+def check_field_lines(headers: Any, kind: str) -> Headers:
+    """Like :func:`check_headers`, and each name and value is fit to write as it is."""
+    checked = check_headers(headers, kind)
+    for name, value in checked:
+        if not _TOKEN.fullmatch(name):
+            raise RuntimeError(f"invalid header name in {kind!r}: {name!r}")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise RuntimeError(f"invalid value for header {name.decode()!r} in {kind!r}: {value!r}")
+    return checked
 
 
 def ws_payload(message: ASGIMessage, state: Any) -> str | bytes:

@@ -31,6 +31,7 @@ from .asgi import (
     ASGIMessage,
     Headers,
     Scope,
+    check_field_lines,
     check_headers,
     close_args,
     make_http_scope,
@@ -56,7 +57,8 @@ _RESERVED_ACCEPT_HEADERS = frozenset(
 )
 
 
-_H11_WAITING = (h11.DONE, h11._state.MIGHT_SWITCH_PROTOCOL)
+_MIGHT_SWITCH_PROTOCOL = h11._state.MIGHT_SWITCH_PROTOCOL
+_H11_WAITING = (h11.DONE, _MIGHT_SWITCH_PROTOCOL)
 
 
 _BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
@@ -232,9 +234,9 @@ class Connection:
         if self.inbox and isinstance(self.inbox[-1], _PendingClose):
             pending = self.inbox.pop()
             assert isinstance(pending, _PendingClose)
-            self._queue_wsws_disconnect(pending.code, pending.reason)
+            self._queue_ws_disconnect(pending.code, pending.reason)
         else:
-            self._queue_wsws_disconnect(1006, "")
+            self._queue_ws_disconnect(1006, "")
 
     # -- bytes out -----------------------------------------------------------------------------
 
@@ -332,7 +334,7 @@ class Connection:
                     # The peer closed first; this Close is our answer.
                     pending = self.inbox.pop()
                     assert isinstance(pending, _PendingClose)
-                    self._queue_wsws_disconnect(pending.code, pending.reason)
+                    self._queue_ws_disconnect(pending.code, pending.reason)
                     self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
                     self.close_code = pending.code
                     self._set_state(State.CLOSED)
@@ -402,18 +404,18 @@ class Connection:
             assert self._codec is not None
             self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
             self.close_code = 1011
-            self._queue_wsws_disconnect(1011, "keepalive ping timeout")
+            self._queue_ws_disconnect(1011, "keepalive ping timeout")
             self._set_state(State.CLOSED)
         elif timer is Timer.CLOSE:
             if self._peer_close_pending():
                 # The app did not read the peer's Close in time: answer it now.
                 pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
-                self._queue_wsws_disconnect(pending.code, pending.reason)
+                self._queue_ws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
             else:
                 # Our Close was never answered.
-                self._queue_wsws_disconnect(1006, "")
+                self._queue_ws_disconnect(1006, "")
                 self._set_state(State.CLOSED)
 
     def shutdown(self, code: int) -> None:
@@ -426,11 +428,11 @@ class Connection:
             if self._peer_close_pending():
                 pending = self.inbox.pop()
                 assert isinstance(pending, _PendingClose)
-                self._queue_wsws_disconnect(pending.code, pending.reason)
+                self._queue_ws_disconnect(pending.code, pending.reason)
                 self._answer_close(pending)
             else:
                 self._close_from_app(code, "")
-                self._queue_wsws_disconnect(code, "")
+                self._queue_ws_disconnect(code, "")
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -688,7 +690,7 @@ class Connection:
         self._response_complete = True
         self._set_state(State.CLOSED)
         if self._is_ws_cycle:
-            self._queue_wsws_disconnect(1006, "")
+            self._queue_ws_disconnect(1006, "")
 
     # -- WebSocket handshake -------------------------------------------------------------------
 
@@ -708,7 +710,7 @@ class Connection:
                 )
                 self._error_response(500, "Internal Server Error")
                 raise RuntimeError(problem)
-        app_headers = check_headers(message.get("headers", []), "websocket.accept")
+        app_headers = check_field_lines(message.get("headers", []), "websocket.accept")
         for name, _ in app_headers:
             if name in _RESERVED_ACCEPT_HEADERS:
                 self._error_response(500, "Internal Server Error")
@@ -738,16 +740,18 @@ class Connection:
         headers.extend(app_headers)
         conn = self._h11
         assert conn is not None
-        self.output.append(
-            conn.send(
-                h11.InformationalResponse(
-                    status_code=101,
-                    headers=self._with_server_headers(headers),
-                    reason=b"Switching Protocols",
-                )
-            )
-            or b""
-        )
+        if conn.their_state is not _MIGHT_SWITCH_PROTOCOL:
+            self._error_response(400, "a WebSocket upgrade request cannot carry a body")
+            raise RuntimeError("cannot accept: the upgrade request carried a body")
+        # The 101 is written here rather than through h11, which is dropped right after: it is
+        # the one response of a WebSocket connection, and h11's checks would cost more than the
+        # rest of the handshake. The app's own headers were checked by check_field_lines().
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in self._with_server_headers(headers):
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        self.output.append(b"".join(lines))
+        # Bytes that came right behind the request are the start of the WebSocket stream.
         trailing, _closed = conn.trailing_data
         self._h11 = None  # h11's part is over; free its buffers.
         self._parked = 0
@@ -756,7 +760,7 @@ class Connection:
         self._set_state(State.WS_OPEN)
         if self._shutting_down:
             self._close_from_app(self.config.ws_shutdown_code, "")
-            self._queue_wsws_disconnect(self.config.ws_shutdown_code, "")
+            self._queue_ws_disconnect(self.config.ws_shutdown_code, "")
             return
         self._set_timer(Timer.PING if self.config.ws_ping_interval > 0 else Timer.NONE)
         if trailing:
@@ -802,7 +806,7 @@ class Connection:
         if not message.get("more_body", False):
             self.output.append(conn.send(h11.EndOfMessage()) or b"")
             self._set_state(State.CLOSED)
-            self._queue_wsws_disconnect(1006, "")
+            self._queue_ws_disconnect(1006, "")
 
     # -- WebSocket data --------------------------------------------------------------------------
 
@@ -830,14 +834,14 @@ class Connection:
             elif type(event) is CloseReceived:
                 if self.state is State.WS_CLOSING:
                     # The peer answered our Close: the closing handshake is complete.
-                    self._queue_wsws_disconnect(event.code, event.reason)
+                    self._queue_ws_disconnect(event.code, event.reason)
                     self._set_state(State.CLOSED)
                 else:
                     inbox.append(_PendingClose(event.code, event.reason, failure=False))
                     self._set_timer(Timer.CLOSE)
             elif type(event) is ProtocolFailure:
                 if self.state is State.WS_CLOSING:
-                    self._queue_wsws_disconnect(1006, "")
+                    self._queue_ws_disconnect(1006, "")
                     self._set_state(State.CLOSED)
                 else:
                     inbox.append(_PendingClose(event.code, event.reason, failure=True))
@@ -880,7 +884,7 @@ class Connection:
         self._set_state(State.WS_CLOSING)
         self._set_timer(Timer.CLOSE)
 
-    def _queue_wsws_disconnect(self, code: int, reason: str) -> None:
+    def _queue_ws_disconnect(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code = code
         if not self._disconnect_queued:

@@ -484,3 +484,26 @@ def test_reading_pauses_when_the_app_is_behind() -> None:
     assert conn.reading_paused
     conn.next_message()
     assert not conn.reading_paused
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(b"x-a", b"1\r\nx-evil: 1"), (b"x a", b"1"), (b"x-a", b"\x00"), (b"", b"1")],
+)
+def test_accept_headers_cannot_break_the_response(name: bytes, value: bytes) -> None:
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match=r"invalid (header name|value for header)"):
+        conn.send({"type": "websocket.accept", "headers": [(name, value)]})
+    assert conn.data_to_send() == b""
+    assert conn.state is State.WS_CONNECTING
+
+
+def test_upgrade_request_with_an_unfinished_body_cannot_be_accepted() -> None:
+    conn = make()
+    conn.receive_data(UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nab"))
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match="carried a body"):
+        conn.send({"type": "websocket.accept"})
+    assert conn.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
