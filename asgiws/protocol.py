@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import deque
 from http import HTTPStatus
 from typing import Any
 
@@ -62,6 +61,9 @@ _H11_WAITING = (h11.DONE, _MIGHT_SWITCH_PROTOCOL)
 
 
 _BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
+
+
+_EMPTY: list[str] = []
 
 
 class ClientDisconnected(OSError):
@@ -178,7 +180,9 @@ class Connection:
         # Bytes waiting to be written (data_to_send() takes them) and messages waiting for the
         # app (next_message() takes them). The I/O layer may look at both, never change them.
         self.output: list[bytes] = []
-        self.inbox: deque[ASGIMessage | _PendingClose] = deque()
+        # A list, not a deque: it holds at most max_queue items, and an empty deque costs
+        # 600 bytes more per idle connection.
+        self.inbox: list[ASGIMessage | _PendingClose] = []
         self.max_queue = config.max_queue
         self._parked = 0  # bytes received behind the current request, waiting in h11
         self._scope: Scope | None = None  # started by next_scope(), not yet taken
@@ -277,7 +281,7 @@ class Connection:
         """The next message for the app's ``receive()``, or None when it must wait for more."""
         inbox = self.inbox
         if inbox:
-            item = inbox.popleft()
+            item = inbox.pop(0)
             if type(item) is dict:
                 return item
             assert isinstance(item, _PendingClose)
@@ -753,7 +757,8 @@ class Connection:
         self.output.append(b"".join(lines))
         # Bytes that came right behind the request are the start of the WebSocket stream.
         trailing, _closed = conn.trailing_data
-        self._h11 = None  # h11's part is over; free its buffers.
+        self._h11 = None  # h11's part is over; free its buffers ...
+        self._subprotocols = self._extension_offers = _EMPTY  # ... and the handshake's.
         self._parked = 0
         self.status = 101
         self._codec = FrameCodec(max_size=self.config.ws_max_size, deflate=deflate)
