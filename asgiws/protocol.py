@@ -132,6 +132,7 @@ class Connection:
         "_scope",
         "_shutting_down",
         "_subprotocols",
+        "_upgrade_refused",
         "_ws_key",
         "client",
         "close_code",
@@ -143,6 +144,7 @@ class Connection:
         "method",
         "output",
         "path",
+        "rejected",
         "secure",
         "server",
         "server_headers",
@@ -196,6 +198,10 @@ class Connection:
         self.http_version = b"1.1"
         self.status: int | None = None  # the response status sent (101 for an accepted upgrade)
         self.close_code: int | None = None  # how the WebSocket session ended
+        # "http" or "websocket" when the server refused a request that no app saw (400, 431,
+        # a bad handshake): the I/O layer logs the access line for it.
+        self.rejected: str | None = None
+        self._upgrade_refused = False
         self._ws_key = b""
         self._subprotocols: list[str] = []
         self._extension_offers: list[str] = []
@@ -481,6 +487,7 @@ class Connection:
     def _start_request(self, request: h11.Request) -> None:
         self.method = request.method
         self.http_version = request.http_version
+        self.path = request.target.decode("latin-1")  # as sent, until the scope decodes it
         self.status = None
         self.close_code = None
         self._ws_key = b""
@@ -522,6 +529,7 @@ class Connection:
                 self._ws_key = validate_upgrade(request.method, request.http_version, headers)
             except HandshakeError as exc:
                 self._ws_key = b""
+                self._upgrade_refused = True
                 self._error_response(exc.status, exc.reason, exc.headers)
                 return
             self._subprotocols = parse_subprotocols(headers)
@@ -669,6 +677,9 @@ class Connection:
         conn = self._h11
         assert conn is not None
         self.status = status
+        if not self._app_running and self._scope is None:
+            # Refused before any app saw it: the I/O layer logs it on the app's behalf.
+            self.rejected = "websocket" if self._ws_key or self._upgrade_refused else "http"
         body = reason.encode("utf-8", "replace") + b"\n"
         all_headers = self._with_server_headers(
             [

@@ -45,6 +45,7 @@ class ConnectionProtocol(asyncio.Protocol):
         "_closed",
         "_drain",
         "_flush",
+        "_opened",
         "_read_paused",
         "_task",
         "_timer",
@@ -81,6 +82,7 @@ class ConnectionProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
         self.transport = transport  # type: ignore[assignment]
+        self._opened = self.loop.time()
         sock = transport.get_extra_info("socket")
         client: Any = None
         server: Any = None
@@ -160,6 +162,8 @@ class ConnectionProtocol(asyncio.Protocol):
                 # Written data is flushed before the socket closes.
                 transport.close()
                 self._closed = True
+                if conn.rejected is not None and self.config.access_log:
+                    self._log_rejection()
             else:
                 if conn.timer_epoch != self._timer_epoch:
                     self._arm_timer()
@@ -298,6 +302,18 @@ class ConnectionProtocol(asyncio.Protocol):
         self.server.tasks.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
         self._step()
         self.server.check_idle()
+
+    def _log_rejection(self) -> None:
+        conn = self.conn
+        logs = _access_logger()
+        duration = self.loop.time() - self._opened
+        if conn.rejected == "websocket":
+            logs.log_ws_access(conn.client, conn.path, conn.status, None, duration)
+        else:
+            method = conn.method.decode("latin-1") or "-"
+            version = conn.http_version.decode("latin-1")
+            path = conn.path or "-"
+            logs.log_http_access(conn.client, method, path, version, conn.status, duration)
 
     def _log_access(self, scope: dict[str, Any], status: int | None, duration: float) -> None:
         logs = _access_logger()

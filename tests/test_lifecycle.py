@@ -146,3 +146,20 @@ def test_second_signal_forces_exit(servers: list[ServerProcess], app_dir: Path) 
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=DEADLINE_S) == 1
     assert "forced exit" in server.output()
+
+
+def test_requests_refused_before_the_app_are_logged(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server, port = start(servers, app_dir, "app", "--port", "0")
+    bad_handshake = (
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    for request in (bad_handshake, b"NOT HTTP\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as client:
+            client.sendall(request)
+            while client.recv(4096):
+                pass
+    server.wait_for_line(r'127\.0\.0\.1:\d+ - "GET /ws" WebSocket rejected 400 in \d')
+    server.wait_for_line(r'127\.0\.0\.1:\d+ - "- - HTTP/1\.1" 400 in \d')
