@@ -106,6 +106,33 @@ def versions() -> dict[str, str]:
     return found
 
 
+def asgiws_source() -> str:
+    """The commit asgiws runs from, "+dirty" when asgiws/ has uncommitted changes.
+
+    asgiws is installed editable, so each server start runs the tree as it is at that moment.
+    """
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "asgiws"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
@@ -230,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                         **common,
                         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                         "round": round_,
+                        "asgiws_source": asgiws_source(),
                         "server": server.name,
                         "asgi": server.asgi,
                         "app": server.app,
