@@ -103,6 +103,17 @@ class Config:
         None, "Serve on this already-open listening socket file descriptor.", minimum=0
     )
     backlog: int = option(2048, "Listen backlog.", unit=COUNT, minimum=1)
+    ssl_certfile: str | None = option(
+        None,
+        "Serve HTTPS and wss:// with this PEM certificate chain (the key may be in it too).",
+        metavar="PATH",
+    )
+    ssl_keyfile: str | None = option(
+        None, "PEM private key for --ssl-certfile, when it is a separate file.", metavar="PATH"
+    )
+    ssl_keyfile_password: str | None = option(
+        None, "Password of an encrypted --ssl-keyfile.", metavar="PASSWORD"
+    )
 
     # -- Runtime ---------------------------------------------------------------------------------
     loop: LoopName = option(  # noqa: RUF009 (option() returns a dataclasses.field)
@@ -580,6 +591,12 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
             f"{origin['uds']} and {origin['fd']} cannot be used together: "
             f"serve on the Unix socket {merged['uds']!r} or on file descriptor {merged['fd']}"
         )
+    for needs_cert in ("ssl_keyfile", "ssl_keyfile_password"):
+        if merged.get(needs_cert) is not None and merged.get("ssl_certfile") is None:
+            raise OptionError(
+                f"{origin[needs_cert]} needs {origin.get('ssl_certfile', '--ssl-certfile')}: "
+                "name the certificate to serve with that key"
+            )
     return Config(**merged)
 
 

@@ -238,14 +238,25 @@ _unpack_long: Final = struct.Struct("!Q").unpack_from
 _utf8_decoder: Final = codecs.getincrementaldecoder("utf-8")
 
 
+# From this payload size on, a frame's header and payload are written as two buffers instead of
+# being copied into one: below it, the copy is cheaper than a second buffer.
+_NO_COPY_SIZE = 64 * 1024
+
+
 def _frame(first: int, payload: bytes) -> bytes:
     """A server frame: unmasked (RFC 6455 §5.1), with the shortest length encoding (§5.2)."""
     n = len(payload)
     if n < 126:
         return bytes((first, n)) + payload
+    return _header(first, n) + payload
+
+
+def _header(first: int, n: int) -> bytes:
+    if n < 126:
+        return bytes((first, n))
     if n < 0x10000:
-        return _pack_short(first, 126, n) + payload
-    return _pack_long(first, 127, n) + payload
+        return _pack_short(first, 126, n)
+    return _pack_long(first, 127, n)
 
 
 def _surrogate_pending(decoder: codecs.IncrementalDecoder) -> bool:
@@ -633,6 +644,20 @@ class FrameCodec:
 
         With permessage-deflate negotiated, the payload is compressed and RSV1 set (RFC 7692 §6).
         """
+        first, payload = self._message_payload(data)
+        return _frame(first, payload)
+
+    def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
+        """Like :meth:`encode_message`, appending to ``output``; a large payload is appended as
+        it is, after its header, so that it is not copied (the I/O layer writes both at once)."""
+        first, payload = self._message_payload(data)
+        if len(payload) < _NO_COPY_SIZE:
+            output.append(_frame(first, payload))
+        else:
+            output.append(_header(first, len(payload)))
+            output.append(payload)
+
+    def _message_payload(self, data: str | bytes) -> tuple[int, bytes]:
         if isinstance(data, str):
             first = FIN | OP_TEXT
             payload = data.encode()
@@ -642,7 +667,7 @@ class FrameCodec:
         if self._deflate is not None:
             payload = self._deflate.compress(payload)
             first |= RSV1
-        return _frame(first, payload)
+        return first, payload
 
     def encode_ping(self, payload: bytes = b"") -> bytes:
         return _frame(FIN | OP_PING, _control_payload(payload, "ping"))

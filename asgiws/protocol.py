@@ -262,6 +262,13 @@ class Connection:
         out.clear()
         return data
 
+    def output_buffers(self) -> list[bytes]:
+        """Like :meth:`data_to_send`, as a list of buffers to write in order, without joining
+        them (a large message's payload is one of them, uncopied)."""
+        out = self.output
+        self.output = []
+        return out
+
     @property
     def reading_paused(self) -> bool:
         """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
@@ -321,7 +328,7 @@ class Connection:
         if kind == "websocket.send":
             if state is State.WS_OPEN:
                 # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
-                self.output.append(self._codec.encode_message(ws_payload(message, state)))  # type: ignore[union-attr]
+                self._codec.encode_message_into(ws_payload(message, state), self.output)  # type: ignore[union-attr]
                 return
         elif kind == "http.response.start" or kind == "http.response.body":
             if state is State.HTTP:

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -36,6 +37,10 @@ def _access_logger() -> Any:
     from . import logs
 
     return logs
+
+
+class TLSConfigError(Exception):
+    """The certificate or key of --ssl-certfile / --ssl-keyfile could not be loaded."""
 
 
 class ConnectionProtocol(asyncio.Protocol):
@@ -154,10 +159,12 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        data = conn.data_to_send()
+        if conn.output:
+            if self._closed:
+                conn.output.clear()  # Nowhere to write it.
+            else:
+                self._write(conn)
         if not self._closed:
-            if data:
-                transport.write(data)
             if conn.state is State.CLOSED:
                 # Written data is flushed before the socket closes.
                 transport.close()
@@ -258,7 +265,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 self._flush.cancel()
                 self._flush = None
             if not self._closed:
-                self.transport.write(conn.data_to_send())  # type: ignore[union-attr]
+                self._write(conn)
         else:
             self._step()
         if self._write_paused and not self._closed:
@@ -273,9 +280,17 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        data = self.conn.data_to_send()
-        if data and not self._closed:
-            self.transport.write(data)  # type: ignore[union-attr]
+        if not self._closed:
+            self._write(self.conn)
+
+    def _write(self, conn: Connection) -> None:
+        output = conn.output
+        if len(output) == 1:
+            self.transport.write(output.pop())  # type: ignore[union-attr]
+        elif output:
+            # Several frames (batched answers, or a large payload after its header): one
+            # vectored write, nothing joined.
+            self.transport.writelines(conn.output_buffers())  # type: ignore[union-attr]
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         conn = self.conn
@@ -349,12 +364,18 @@ class Server:
         self._idle = asyncio.Event()
         self._forced = False
         self._date_timer: asyncio.TimerHandle | None = None
+        self._ssl: ssl.SSLContext | None = None
         self.bound: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, sockets: list[socket.socket] | None = None) -> int:
         self._install_signal_handlers()
+        try:
+            self.ssl_context()
+        except TLSConfigError as exc:
+            logger.error("%s", exc)
+            return 2
         try:
             await self.lifespan.startup()
         except LifespanError as exc:
@@ -400,18 +421,44 @@ class Server:
             self._tick_date()
         if sockets is None:
             sockets = [self._make_socket()]
+        tls = self.ssl_context()
         for sock in sockets:
             if sock.family == socket.AF_UNIX:
-                listener = await loop.create_unix_server(factory, sock=sock, backlog=config.backlog)
+                listener = await loop.create_unix_server(
+                    factory, sock=sock, backlog=config.backlog, ssl=tls
+                )
                 name = sock.getsockname()
                 self.uds = name if isinstance(name, str) else config.uds
                 self.bound.append(f"unix:{self.uds}")
             else:
-                listener = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+                listener = await loop.create_server(
+                    factory, sock=sock, backlog=config.backlog, ssl=tls
+                )
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
-                self.bound.append(f"http://{shown}:{port}")
+                self.bound.append(f"{'https' if tls else 'http'}://{shown}:{port}")
             self._listeners.append(listener)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of --ssl-certfile, or None; raises TLSConfigError naming the flag."""
+        config = self.config
+        if config.ssl_certfile is None:
+            return None
+        if self._ssl is None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(
+                    config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
+                )
+            except (OSError, ssl.SSLError) as exc:
+                flag = "--ssl-keyfile" if config.ssl_keyfile else "--ssl-certfile"
+                shown = config.ssl_keyfile or config.ssl_certfile
+                reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise TLSConfigError(f"{flag}: cannot load {shown!r}: {reason}") from None
+            # The handshake offers HTTP/1.1 only: h2 is not spoken here.
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return self._ssl
 
     def _make_socket(self) -> socket.socket:
         config = self.config

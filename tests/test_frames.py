@@ -533,3 +533,17 @@ def test_events_compare_and_print() -> None:
     assert Ping(b"x") != Pong(b"x")
     assert repr(CloseReceived(1000, "")) == "CloseReceived(code=1000, reason='')"
     assert len({Message("a"), Message("a")}) == 1
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 65537, 1 << 20])
+@pytest.mark.parametrize("text", [False, True])
+def test_encode_message_into_matches_encode_message(size: int, text: bool) -> None:
+    codec = FrameCodec()
+    data: str | bytes = "x" * size if text else bytes(range(256)) * (size // 256) + b"y" * (
+        size % 256
+    )
+    output: list[bytes] = []
+    codec.encode_message_into(data, output)
+    assert b"".join(output) == codec.encode_message(data)
+    # A large payload goes out as it is: no copy joined to its header.
+    assert len(output) == (2 if size >= 64 * 1024 else 1)
