@@ -392,9 +392,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif state is State.WS_OPEN:
             if self._peer_close_pending():
-                pending = self.inbox.pop()
-                assert isinstance(pending, _PendingClose)
-                self._act_on_close(pending)
+                self._answer_close_now()
             elif error is None:
                 self._close_from_app(1000, "")
             else:
@@ -425,11 +423,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif timer is Timer.CLOSE:
             if self._peer_close_pending():
-                # The app did not read the peer's Close in time: answer it now.
-                pending = self.inbox.pop()
-                assert isinstance(pending, _PendingClose)
-                self._queue_ws_disconnect(pending.code, pending.reason)
-                self._answer_close(pending)
+                self._answer_close_now()  # The app did not read the peer's Close in time.
             else:
                 # Our Close was never answered.
                 self._queue_ws_disconnect(1006, "")
@@ -443,10 +437,7 @@ class Connection:
             self._set_state(State.CLOSED)
         elif state is State.WS_OPEN:
             if self._peer_close_pending():
-                pending = self.inbox.pop()
-                assert isinstance(pending, _PendingClose)
-                self._queue_ws_disconnect(pending.code, pending.reason)
-                self._answer_close(pending)
+                self._answer_close_now()
             else:
                 self._close_from_app(code, "")
                 self._queue_ws_disconnect(code, "")
@@ -879,6 +870,14 @@ class Connection:
         self._answer_close(pending)
         self._disconnect_queued = True
         return ws_disconnect(pending.code, pending.reason)
+
+    def _answer_close_now(self) -> None:
+        """Answer the peer's Close at the end of the inbox before the app has read up to it;
+        the app still gets its disconnect after the messages ahead of it."""
+        pending = self.inbox.pop()
+        assert isinstance(pending, _PendingClose)
+        self._queue_ws_disconnect(pending.code, pending.reason)
+        self._answer_close(pending)
 
     def _answer_close(self, pending: _PendingClose) -> None:
         codec = self._codec
