@@ -892,7 +892,8 @@ class Connection:
                 # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
                 self.output.append(codec.encode_close(None))
             else:
-                self.output.append(codec.encode_close(pending.code, ""))
+                # RFC 6455 §5.5.1: echo the Close; its code and reason fit, as they came in one.
+                self.output.append(codec.encode_close(pending.code, pending.reason))
         self.close_code = pending.code
         # The closing handshake is complete, or the connection is failed: the server closes TCP
         # first (RFC 6455 §7.1.1).

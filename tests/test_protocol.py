@@ -370,7 +370,7 @@ def test_peer_close_waits_for_the_app_to_read_what_came_before() -> None:
     conn.send({"type": "websocket.send", "text": "a"})
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 4001, "reason": "x"}
     # The answer to "a" goes out before the echoed Close.
-    assert conn.data_to_send() == b"\x81\x01a" + b"\x88\x02\x0f\xa1"
+    assert conn.data_to_send() == b"\x81\x01a" + b"\x88\x03\x0f\xa1x"
     assert conn.state is State.CLOSED
     with pytest.raises(ClientDisconnected):
         conn.send({"type": "websocket.send", "text": "late"})
