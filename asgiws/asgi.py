@@ -8,6 +8,7 @@ from the first line of its traceback.
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -158,3 +159,17 @@ def close_args(message: ASGIMessage) -> tuple[int, str]:
             f"the limit is {MAX_CLOSE_REASON}"
         )
     return code, reason
+
+
+def raw_response(status: int, headers: Headers, body: bytes) -> bytes:
+    """An error response written without h11, for when h11 has given up on the connection."""
+    lines = [b"HTTP/1.1 %d %s" % (status, reason_phrase(status))]
+    lines.extend(name + b": " + value for name, value in headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"")

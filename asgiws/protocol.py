@@ -19,9 +19,7 @@ with :attr:`Connection.timer_epoch`), and :meth:`Connection.timeout` is called w
 
 from __future__ import annotations
 
-import enum
 import re
-from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -35,12 +33,13 @@ from .asgi import (
     close_args,
     make_http_scope,
     make_websocket_scope,
+    raw_response,
+    reason_phrase,
     request_scope,
-    ws_disconnect,
     ws_payload,
 )
 from .config import Config
-from .frames import CloseReceived, FrameCodec, Message, Ping, ProtocolFailure
+from .frames import FrameCodec
 from .handshake import (
     HandshakeError,
     accept_value,
@@ -49,8 +48,12 @@ from .handshake import (
     parse_subprotocols,
     validate_upgrade,
 )
+from .states import ClientDisconnected, PendingClose, State, Timer
+from .websocket import WebSocketPhase
 
 # Headers the server computes for the 101 response; the app may not set them.
+__all__ = ["ClientDisconnected", "Connection", "ServerHeaders", "State", "Timer"]
+
 _RESERVED_ACCEPT_HEADERS = frozenset(
     {b"sec-websocket-protocol", b"sec-websocket-accept", b"sec-websocket-extensions"}
 )
@@ -66,44 +69,6 @@ _BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
 _EMPTY: list[str] = []
 
 
-class ClientDisconnected(OSError):
-    """``send()`` was called after the WebSocket connection closed."""
-
-
-class State(enum.Enum):
-    IDLE = "waiting for a request head"
-    HTTP = "serving an HTTP request"
-    WS_CONNECTING = "waiting for the app to accept the WebSocket"
-    WS_DENYING = "sending the app's denial response"
-    WS_OPEN = "WebSocket open"
-    WS_CLOSING = "WebSocket Close frame sent, waiting for the peer's"
-    CLOSED = "closed"
-
-
-class Timer(enum.Enum):
-    NONE = enum.auto()
-    HEAD = enum.auto()  # timeout_handshake: a complete request head must arrive
-    KEEP_ALIVE = enum.auto()  # timeout_keep_alive: between requests
-    PING = enum.auto()  # ws_ping_interval: time to send a keep-alive ping
-    PONG = enum.auto()  # ws_ping_timeout: something must arrive after our ping
-    CLOSE = enum.auto()  # ws_close_timeout: the closing handshake must finish
-
-
-# In these states no timer runs: the app decides (HTTP, handshake) or nothing is left (CLOSED).
-_NO_TIMER_STATES = frozenset({State.CLOSED, State.HTTP, State.WS_CONNECTING, State.WS_DENYING})
-
-
-class _PendingClose:
-    """Stands in the inbox where the peer's Close frame, or its protocol failure, arrived."""
-
-    __slots__ = ("code", "failure", "reason")
-
-    def __init__(self, code: int, reason: str, failure: bool) -> None:
-        self.code = code
-        self.reason = reason
-        self.failure = failure
-
-
 class ServerHeaders:
     """Headers added to every response (``date``, ``server``), kept fresh by the I/O layer."""
 
@@ -113,7 +78,7 @@ class ServerHeaders:
         self.headers: Headers = headers if headers is not None else [(b"server", b"asgiws")]
 
 
-class Connection:
+class Connection(WebSocketPhase):
     """One HTTP/1.1 connection, which may become a WebSocket connection."""
 
     # Thousands of these sit idle at once: no per-instance __dict__.
@@ -121,11 +86,9 @@ class Connection:
         "_app_running",
         "_body_done",
         "_codec",
-        "_disconnect_queued",
         "_extension_offers",
         "_h11",
         "_parked",
-        "_ping_counter",
         "_response",
         "_response_complete",
         "_response_started",
@@ -135,7 +98,6 @@ class Connection:
         "_upgrade_refused",
         "_ws_key",
         "client",
-        "close_code",
         "config",
         "http_version",
         "inbox",
@@ -148,10 +110,7 @@ class Connection:
         "secure",
         "server",
         "server_headers",
-        "state",
         "status",
-        "timer",
-        "timer_epoch",
     )
 
     def __init__(
@@ -184,7 +143,7 @@ class Connection:
         self.output: list[bytes] = []
         # A list, not a deque: it holds at most max_queue items, and an empty deque costs
         # 600 bytes more per idle connection.
-        self.inbox: list[ASGIMessage | _PendingClose] = []
+        self.inbox: list[ASGIMessage | PendingClose] = []
         self.max_queue = config.max_queue
         self._parked = 0  # bytes received behind the current request, waiting in h11
         self._scope: Scope | None = None  # started by next_scope(), not yet taken
@@ -241,9 +200,9 @@ class Connection:
                 self.inbox.append({"type": "http.disconnect"})
             return
         # A WebSocket cycle: a Close the app has not read yet still reaches it with its code.
-        if self.inbox and isinstance(self.inbox[-1], _PendingClose):
+        if self.inbox and isinstance(self.inbox[-1], PendingClose):
             pending = self.inbox.pop()
-            assert isinstance(pending, _PendingClose)
+            assert isinstance(pending, PendingClose)
             self._queue_ws_disconnect(pending.code, pending.reason)
         else:
             self._queue_ws_disconnect(1006, "")
@@ -297,7 +256,7 @@ class Connection:
             item = inbox.pop(0)
             if type(item) is dict:
                 return item
-            assert isinstance(item, _PendingClose)
+            assert isinstance(item, PendingClose)
             return self._act_on_close(item)
         if self._is_ws_cycle:
             if self._disconnect_queued:
@@ -346,17 +305,7 @@ class Connection:
                 self._error_response(403, "WebSocket connection rejected by the application")
                 return
             if state is State.WS_OPEN:
-                code, reason = close_args(message)
-                if self._peer_close_pending():
-                    # The peer closed first; this Close is our answer.
-                    pending = self.inbox.pop()
-                    assert isinstance(pending, _PendingClose)
-                    self._queue_ws_disconnect(pending.code, pending.reason)
-                    self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
-                    self.close_code = pending.code
-                    self._set_state(State.CLOSED)
-                else:
-                    self._close_from_app(code, reason)
+                self._close_message(*close_args(message))
                 return
         elif kind == "websocket.http.response.start" or kind == "websocket.http.response.body":
             if state is State.WS_CONNECTING or state is State.WS_DENYING:
@@ -407,27 +356,8 @@ class Connection:
             return
         if timer is Timer.HEAD or timer is Timer.KEEP_ALIVE:
             self._set_state(State.CLOSED)
-        elif timer is Timer.PING:
-            self._ping_counter += 1
-            self.output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
-            if self.config.ws_ping_timeout > 0:
-                self._set_timer(Timer.PONG)
-            else:
-                self._set_timer(Timer.PING)
-        elif timer is Timer.PONG:
-            # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
-            assert self._codec is not None
-            self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
-            self.close_code = 1011
-            self._queue_ws_disconnect(1011, "keepalive ping timeout")
-            self._set_state(State.CLOSED)
-        elif timer is Timer.CLOSE:
-            if self._peer_close_pending():
-                self._answer_close_now()  # The app did not read the peer's Close in time.
-            else:
-                # Our Close was never answered.
-                self._queue_ws_disconnect(1006, "")
-                self._set_state(State.CLOSED)
+        else:
+            self._ws_timeout(timer)
 
     def shutdown(self, code: int) -> None:
         """The server is stopping: finish HTTP work, close WebSockets with ``code``."""
@@ -567,7 +497,7 @@ class Connection:
             self._response = h11.Response(
                 status_code=status,
                 headers=self._with_server_headers(headers),
-                reason=_reason_phrase(status),
+                reason=reason_phrase(status),
             )
             self.status = status
             return
@@ -689,7 +619,7 @@ class Connection:
         )
         try:
             response = h11.Response(
-                status_code=status, headers=all_headers, reason=_reason_phrase(status)
+                status_code=status, headers=all_headers, reason=reason_phrase(status)
             )
             out = [conn.send(response) or b""]
             if self.method != b"HEAD":
@@ -697,8 +627,8 @@ class Connection:
             out.append(conn.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             # h11 gave up on this connection (a request it could not parse): write it ourselves.
-            out = [_raw_response(status, all_headers, body)]
-        self.output.extend(out)
+            out = [raw_response(status, all_headers, body)]
+        self.output.extend(chunk for chunk in out if chunk)
         self._response_started = True
         self._response_complete = True
         self._set_state(State.CLOSED)
@@ -795,15 +725,12 @@ class Connection:
             if b"connection" not in names:
                 headers = [*headers, (b"connection", b"close")]
             self.status = status
-            self.output.append(
-                conn.send(
-                    h11.Response(
-                        status_code=status,
-                        headers=self._with_server_headers(headers),
-                        reason=_reason_phrase(status),
-                    )
+            self._h11_send(
+                h11.Response(
+                    status_code=status,
+                    headers=self._with_server_headers(headers),
+                    reason=reason_phrase(status),
                 )
-                or b""
             )
             self._set_state(State.WS_DENYING)
             return
@@ -816,125 +743,10 @@ class Connection:
         if not isinstance(body, bytes | bytearray | memoryview):
             raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
         if body:
-            self.output.append(conn.send(h11.Data(data=bytes(body))) or b"")
+            self._h11_send(h11.Data(data=bytes(body)))
         if not message.get("more_body", False):
-            self.output.append(conn.send(h11.EndOfMessage()) or b"")
+            self._h11_send(h11.EndOfMessage())
             self._set_state(State.CLOSED)
             self._queue_ws_disconnect(1006, "")
 
     # -- WebSocket data --------------------------------------------------------------------------
-
-    def _receive_frames(self, data: bytes) -> None:
-        codec = self._codec
-        assert codec is not None
-        events = codec.receive_data(data)
-        if not events:
-            return
-        if self.timer is Timer.PONG:
-            # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
-            self._set_timer(Timer.PING)
-        inbox = self.inbox
-        for event in events:
-            if type(event) is Message:
-                data_ = event.data
-                if type(data_) is str:
-                    inbox.append({"type": "websocket.receive", "text": data_})
-                else:
-                    inbox.append({"type": "websocket.receive", "bytes": data_})
-            elif type(event) is Ping:
-                if self.state is State.WS_OPEN:
-                    # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
-                    self.output.append(codec.encode_pong(event.payload))
-            elif type(event) is CloseReceived:
-                if self.state is State.WS_CLOSING:
-                    # The peer answered our Close: the closing handshake is complete.
-                    self._queue_ws_disconnect(event.code, event.reason)
-                    self._set_state(State.CLOSED)
-                else:
-                    inbox.append(_PendingClose(event.code, event.reason, failure=False))
-                    self._set_timer(Timer.CLOSE)
-            elif type(event) is ProtocolFailure:
-                if self.state is State.WS_CLOSING:
-                    self._queue_ws_disconnect(1006, "")
-                    self._set_state(State.CLOSED)
-                else:
-                    inbox.append(_PendingClose(event.code, event.reason, failure=True))
-                    self._set_timer(Timer.CLOSE)
-
-    def _peer_close_pending(self) -> bool:
-        inbox = self.inbox
-        return bool(inbox) and type(inbox[-1]) is _PendingClose
-
-    def _act_on_close(self, pending: _PendingClose) -> ASGIMessage:
-        """The app has read up to the peer's Close (or failure): answer it, tell the app."""
-        self._answer_close(pending)
-        self._disconnect_queued = True
-        return ws_disconnect(pending.code, pending.reason)
-
-    def _answer_close_now(self) -> None:
-        """Answer the peer's Close at the end of the inbox before the app has read up to it;
-        the app still gets its disconnect after the messages ahead of it."""
-        pending = self.inbox.pop()
-        assert isinstance(pending, _PendingClose)
-        self._queue_ws_disconnect(pending.code, pending.reason)
-        self._answer_close(pending)
-
-    def _answer_close(self, pending: _PendingClose) -> None:
-        codec = self._codec
-        assert codec is not None
-        if self.state is State.WS_OPEN:
-            if pending.failure:
-                # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason,
-                # cut to the 123 bytes a Close frame has room for (§5.5).
-                reason = pending.reason.encode()[:123].decode("utf-8", "ignore")
-                self.output.append(codec.encode_close(pending.code, reason))
-            elif pending.code == 1005:
-                # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
-                self.output.append(codec.encode_close(None))
-            else:
-                # RFC 6455 §5.5.1: echo the Close; its code and reason fit, as they came in one.
-                self.output.append(codec.encode_close(pending.code, pending.reason))
-        self.close_code = pending.code
-        # The closing handshake is complete, or the connection is failed: the server closes TCP
-        # first (RFC 6455 §7.1.1).
-        self._set_state(State.CLOSED)
-
-    def _close_from_app(self, code: int, reason: str) -> None:
-        codec = self._codec
-        assert codec is not None
-        self.output.append(codec.encode_close(code, reason))
-        self.close_code = code
-        self._set_state(State.WS_CLOSING)
-        self._set_timer(Timer.CLOSE)
-
-    def _queue_ws_disconnect(self, code: int, reason: str) -> None:
-        if self.close_code is None:
-            self.close_code = code
-        if not self._disconnect_queued:
-            self._disconnect_queued = True
-            self.inbox.append(ws_disconnect(code, reason))
-
-    # -- state ---------------------------------------------------------------------------------
-
-    def _set_state(self, state: State) -> None:
-        self.state = state
-        if state in _NO_TIMER_STATES:
-            self._set_timer(Timer.NONE)
-
-    def _set_timer(self, timer: Timer) -> None:
-        self.timer = timer
-        self.timer_epoch += 1
-
-
-def _raw_response(status: int, headers: Headers, body: bytes) -> bytes:
-    """An error response written without h11, for when h11 has given up on the connection."""
-    lines = [b"HTTP/1.1 %d %s" % (status, _reason_phrase(status))]
-    lines.extend(name + b": " + value for name, value in headers)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
-
-
-def _reason_phrase(status: int) -> bytes:
-    return _REASONS.get(status, b"")

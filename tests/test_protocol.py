@@ -507,3 +507,16 @@ def test_upgrade_request_with_an_unfinished_body_cannot_be_accepted() -> None:
     with pytest.raises(RuntimeError, match="carried a body"):
         conn.send({"type": "websocket.accept"})
     assert conn.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_no_empty_buffer_reaches_the_output() -> None:
+    # An empty buffer among several makes CPython 3.12/3.13's writelines() hang before close.
+    conn = make()
+    conn.receive_data(UPGRADE.replace(b"Version: 13", b"Version: 8"))
+    assert conn.output and all(conn.output)
+    conn = make()
+    conn.receive_data(UPGRADE)
+    conn.next_scope()
+    conn.send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+    conn.send({"type": "websocket.http.response.body", "body": b""})
+    assert conn.output and all(conn.output)
