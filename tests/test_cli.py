@@ -1,13 +1,7 @@
-"""The asgiws command, run as a real subprocess, and its in-process pieces.
-
-Tests that need the real server (``asgiws.server.serve``) call ``require_server()`` first: they
-are skipped, with that reason, while the module has no ``serve``, except when ``CI`` is set, where
-a missing server is a failure.
-"""
+"""The asgiws command, run as a real subprocess, and its in-process pieces."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import queue
 import re
@@ -31,21 +25,6 @@ from asgiws import cli
 from asgiws.config import Config, options
 
 DEADLINE_S = 30.0
-
-
-def require_server() -> None:
-    """Skip while asgiws.server.serve does not exist yet; under CI, fail instead."""
-    try:
-        module = importlib.import_module("asgiws.server")
-    except ModuleNotFoundError as exc:
-        if exc.name != "asgiws.server":
-            raise
-        module = None
-    if module is None or not hasattr(module, "serve"):
-        reason = "asgiws.server.serve does not exist yet"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: a missing server is a failure)")
-        pytest.skip(reason)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -461,7 +440,6 @@ def test_every_log_level_choice_is_known() -> None:
 
 
 def test_startup_logs_the_real_url(servers: list[ServerProcess]) -> None:
-    require_server()
     import httpx
 
     server = ServerProcess("asgiws.demo:app", "--port", "0")
@@ -475,7 +453,6 @@ def test_startup_logs_the_real_url(servers: list[ServerProcess]) -> None:
 
 
 def test_access_log_lines_and_switching_them_off(servers: list[ServerProcess]) -> None:
-    require_server()
     import httpx
 
     with listening_socket() as sock:
@@ -499,7 +476,6 @@ def test_access_log_lines_and_switching_them_off(servers: list[ServerProcess]) -
 
 @pytest.mark.parametrize("code", [1001, 1012])
 def test_sigterm_closes_websockets_and_exits_0(servers: list[ServerProcess], code: int) -> None:
-    require_server()
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 

@@ -8,7 +8,6 @@ it does not exist, except when ``CI`` is set. The browser test needs ``chromium`
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import shutil
@@ -266,25 +265,9 @@ def test_a_slow_client_is_closed_and_does_not_hold_up_others(fresh_room: demo.Ro
 # -- Over real sockets, with the real server -----------------------------------------------------
 
 
-def require_server() -> None:
-    """Skip while asgiws.server.serve does not exist yet; under CI, fail instead."""
-    try:
-        module = importlib.import_module("asgiws.server")
-    except ModuleNotFoundError as exc:
-        if exc.name != "asgiws.server":
-            raise
-        module = None
-    if module is None or not hasattr(module, "serve"):
-        reason = "asgiws.server.serve does not exist yet"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: a missing server is a failure)")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def demo_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The port of a demo server on 127.0.0.1, serving a socket bound here and passed by --fd."""
-    require_server()
     log = tmp_path_factory.mktemp("demo") / "server.log"
     with socket.socket() as sock, log.open("w") as out:
         sock.bind(("127.0.0.1", 0))
