@@ -210,6 +210,15 @@ class Config:
         minimum=9,
         maximum=15,
     )
+    ws_deflate_client_window_bits: int = option(
+        15,
+        "Largest zlib window (9 to 15) the client's compressor may use, where the client lets "
+        "the server choose (browsers do): the server keeps an inflater window this large per "
+        "compressing connection, 2^bits bytes.",
+        unit="bits",
+        minimum=9,
+        maximum=15,
+    )
     ws_deflate_mem_level: int = option(
         5,
         "zlib memory level of the server's compressor (1 to 9).",

@@ -200,31 +200,35 @@ def _split_elements(header: str) -> list[str]:
 
 
 def negotiate(
-    offers: list[str], *, window_bits: int, mem_level: int
+    offers: list[str], *, window_bits: int, mem_level: int, client_window_bits: int = 15
 ) -> tuple[str, PerMessageDeflate] | None:
     """Accept the first acceptable permessage-deflate offer among ``offers``.
 
     ``offers`` are the values of every Sec-WebSocket-Extensions request header, in order.
     ``window_bits`` (9-15) and ``mem_level`` (1-9) configure the server's compressor; the
-    window is lowered further when the client asks. Returns the response header value and the
-    compression state, or None when no offer is acceptable.
+    window is lowered further when the client asks. ``client_window_bits`` (9-15) is the largest
+    window the server lets the client's compressor use, where the client offered
+    client_max_window_bits (otherwise the client may use 15). Returns the response header value
+    and the compression state, or None when no offer is acceptable.
     """
     if not 9 <= window_bits <= 15:
         raise ValueError(f"window_bits must be 9 to 15, not {window_bits}")
+    if not 9 <= client_window_bits <= 15:
+        raise ValueError(f"client_window_bits must be 9 to 15, not {client_window_bits}")
     if not 1 <= mem_level <= 9:
         raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
     for header in offers:
         for element in parse_extensions(header):
             if element is None or element[0] != EXTENSION_NAME:
                 continue
-            accepted = _accept(element[1], window_bits, mem_level)
+            accepted = _accept(element[1], window_bits, mem_level, client_window_bits)
             if accepted is not None:
                 return accepted
     return None
 
 
 def _accept(
-    params: Params, window_bits: int, mem_level: int
+    params: Params, window_bits: int, mem_level: int, client_window_bits: int
 ) -> tuple[str, PerMessageDeflate] | None:
     """Answer one offer, or None to decline it (RFC 7692 §7.1)."""
     seen: set[str] = set()
@@ -277,12 +281,13 @@ def _accept(
     )
     response.append(f"server_max_window_bits={server_bits}")
     # RFC 7692 §7.1.2.2: client_max_window_bits appears in the response only if it was offered;
-    # an offered value may be answered with the same or a smaller one: the server echoes it,
-    # and answers a value-less offer with 15, the client's default.
+    # an offered value (or 15, for a value-less offer) may be answered with the same or a
+    # smaller one: the server answers with at most client_window_bits, which sizes its
+    # inflater. Without the offer the client may use 15, and the inflater must allow it.
     client_bits = 15
     if client_max_window_bits_offered:
-        if client_max_window_bits is not None:
-            client_bits = client_max_window_bits
+        offered = 15 if client_max_window_bits is None else client_max_window_bits
+        client_bits = min(offered, client_window_bits)
         response.append(f"client_max_window_bits={client_bits}")
     state = PerMessageDeflate(
         server_no_context_takeover=server_no_context_takeover,

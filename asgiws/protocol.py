@@ -39,6 +39,7 @@ from .asgi import (
     ws_payload,
 )
 from .config import Config
+from .deflate import negotiate as negotiate_deflate
 from .frames import FrameCodec
 from .handshake import (
     HandshakeError,
@@ -670,12 +671,11 @@ class Connection(WebSocketPhase):
             headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         deflate = None
         if self.config.ws_per_message_deflate and self._extension_offers:
-            from .deflate import negotiate as negotiate_deflate
-
             negotiated = negotiate_deflate(
                 self._extension_offers,
                 window_bits=self.config.ws_deflate_window_bits,
                 mem_level=self.config.ws_deflate_mem_level,
+                client_window_bits=self.config.ws_deflate_client_window_bits,
             )
             if negotiated is not None:
                 response_value, deflate = negotiated

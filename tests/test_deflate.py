@@ -387,3 +387,31 @@ def test_zip_bomb_after_a_good_message_and_a_ping() -> None:
     assert events[:2] == [Message("Hello"), Ping(b"p")]
     assert isinstance(events[2], ProtocolFailure) and events[2].code == 1009
     assert len(events) == 3
+
+
+@pytest.mark.parametrize(
+    ("offer", "response_bits", "inflater_bits"),
+    [
+        ("permessage-deflate; client_max_window_bits", "client_max_window_bits=12", 12),
+        ("permessage-deflate; client_max_window_bits=10", "client_max_window_bits=10", 10),
+        ("permessage-deflate; client_max_window_bits=14", "client_max_window_bits=12", 12),
+        # Without the offer the client may use 15: the server cannot ask for less.
+        ("permessage-deflate", None, 15),
+    ],
+)
+def test_client_window_is_capped_only_where_the_client_lets_the_server_choose(
+    offer: str, response_bits: str | None, inflater_bits: int
+) -> None:
+    result = negotiate([offer], window_bits=12, mem_level=5, client_window_bits=12)
+    assert result is not None
+    response, state = result
+    if response_bits is None:
+        assert "client_max_window_bits" not in response
+    else:
+        assert response_bits in response.split("; ")
+    assert state.client_max_window_bits == inflater_bits
+
+
+def test_client_window_bits_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="client_window_bits must be 9 to 15, not 16"):
+        negotiate(["permessage-deflate"], window_bits=12, mem_level=5, client_window_bits=16)

@@ -1080,3 +1080,24 @@ async def test_send_back_pressure_on_slow_websocket_reader(serve: Any) -> None:
         await next_data_frame(reader)
     finally:
         writer.close()
+
+
+async def test_client_window_bits_option_is_negotiated_with_a_real_client(serve: Any) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    running = await serve(app, ws_deflate_client_window_bits=10)
+    async with ws_connect(f"{running.ws}/w", compression="deflate") as ws:
+        extensions = ws.response.headers["Sec-WebSocket-Extensions"]
+        assert "client_max_window_bits=10" in extensions
+        text = "".join(f"{i:06d} repeated words compress well " for i in range(20000))
+        await ws.send(text)
+        assert await ws.recv() == text
