@@ -211,7 +211,7 @@ class Config:
         maximum=15,
     )
     ws_deflate_client_window_bits: int = option(
-        15,
+        12,
         "Largest zlib window (9 to 15) the client's compressor may use, where the client lets "
         "the server choose (browsers do): the server keeps an inflater window this large per "
         "compressing connection, 2^bits bytes.",
