@@ -85,7 +85,6 @@ class Connection(WebSocketPhase):
     # Thousands of these sit idle at once: no per-instance __dict__.
     __slots__ = (
         "_app_running",
-        "_body_done",
         "_codec",
         "_extension_offers",
         "_h11",
@@ -168,7 +167,6 @@ class Connection(WebSocketPhase):
         self._response: h11.Response | None = None  # http.response.start, held until the body
         self._response_started = False
         self._response_complete = False
-        self._body_done = False  # the whole request body was delivered
         self._ping_counter = 0
 
     # -- bytes in ------------------------------------------------------------------------------
@@ -423,7 +421,6 @@ class Connection(WebSocketPhase):
         self._response = None
         self._response_started = False
         self._response_complete = False
-        self._body_done = False
         self._disconnect_queued = False
         self.inbox.clear()
         headers = list(request.headers)
@@ -476,7 +473,6 @@ class Connection(WebSocketPhase):
     def _queue_body(self, body: bytes, more_body: bool) -> None:
         inbox = self.inbox
         if not more_body:
-            self._body_done = True
             # Fold the end into the last chunk when the app has not read it yet.
             if inbox and type(inbox[-1]) is dict:
                 last = inbox[-1]
