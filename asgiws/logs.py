@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 # One level below DEBUG for per-frame and per-event detail.
 TRACE = 5
@@ -72,7 +73,11 @@ def configure_logging(level: str, *, access_log: bool = True) -> None:
     access_logger.setLevel(number if access_log else logging.CRITICAL + 1)
 
 
-def format_client(client: tuple[str, int] | str | None) -> str:
+# A scope's client: (host, port), [host, port], a Unix socket path, or None when unknown.
+Client = tuple[str, int] | list[Any] | str | None
+
+
+def format_client(client: Client) -> str:
     """``127.0.0.1:51234``, ``[::1]:51234``, a Unix socket path, or ``-`` when unknown."""
     if client is None:
         return "-"
@@ -100,31 +105,32 @@ def _clean(text: str) -> str:
 
 
 def log_http_access(
-    client: tuple[str, int] | str | None,
+    client: Client,
     method: str,
     path: str,
     http_version: str,
-    status: int,
+    status: int | None,
     duration_s: float,
 ) -> None:
-    """``127.0.0.1:51234 - "GET /health HTTP/1.1" 200 in 0.001s``"""
+    """``127.0.0.1:51234 - "GET /health HTTP/1.1" 200 in 0.001s``; status ``-`` when the client
+    left before any response was sent."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
     access_logger.info(
-        '%s - "%s %s HTTP/%s" %d in %.3fs',
+        '%s - "%s %s HTTP/%s" %s in %.3fs',
         format_client(client),
         _clean(method),
         _clean(path),
         http_version,
-        status,
+        "-" if status is None else status,
         duration_s,
     )
 
 
 def log_ws_access(
-    client: tuple[str, int] | str | None,
+    client: Client,
     path: str,
-    status: int,
+    status: int | None,
     close_code: int | None,
     duration_s: float,
 ) -> None:
@@ -132,7 +138,7 @@ def log_ws_access(
 
     ``status`` is the handshake's: 101 when the session was accepted (then ``close_code`` is the
     code it closed with, or None when the connection dropped without a Close frame), anything
-    else when the handshake was rejected.
+    else when the handshake was rejected, None when the client left before any answer.
     """
     if not access_logger.isEnabledFor(logging.INFO):
         return
@@ -147,9 +153,9 @@ def log_ws_access(
         )
     else:
         access_logger.info(
-            '%s - "GET %s" WebSocket rejected %d in %.3fs',
+            '%s - "GET %s" WebSocket rejected %s in %.3fs',
             format_client(client),
             _clean(path),
-            status,
+            "-" if status is None else status,
             duration_s,
         )

@@ -17,11 +17,11 @@ import os
 import signal
 import socket
 import ssl
-import sys
+import stat
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from . import __version__
+from . import __version__, logs
 from .config import Config
 from .lifespan import Lifespan, LifespanError
 from .protocol import Connection, ServerHeaders
@@ -34,12 +34,6 @@ logger = logging.getLogger("asgiws.error")
 WRITE_BATCH = 64
 # A buffer this large is written on its own rather than copied into a joined one.
 LARGE_WRITE = 64 * 1024
-
-
-def _access_logger() -> Any:
-    from . import logs
-
-    return logs
 
 
 class TLSConfigError(Exception):
@@ -338,7 +332,6 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def _log_rejection(self) -> None:
         conn = self.conn
-        logs = _access_logger()
         duration = self.loop.time() - self._opened
         if conn.rejected == "websocket":
             logs.log_ws_access(conn.client, conn.path, conn.status, None, duration)
@@ -349,7 +342,6 @@ class ConnectionProtocol(asyncio.Protocol):
             logs.log_http_access(conn.client, method, path, version, conn.status, duration)
 
     def _log_access(self, scope: dict[str, Any], status: int | None, duration: float) -> None:
-        logs = _access_logger()
         client = scope.get("client")
         path = scope.get("path", "")
         query = scope.get("query_string", b"")
@@ -487,11 +479,8 @@ class Server:
         if config.uds:
             path = config.uds
             with contextlib.suppress(FileNotFoundError):
-                if os.path.exists(path) and not os.path.isdir(path):
-                    import stat
-
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.unlink(path)  # A stale socket from an earlier run.
+                if stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.unlink(path)  # A stale socket from an earlier run.
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(path)
             sock.listen(config.backlog)
@@ -611,7 +600,3 @@ def serve(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = No
             return runner.run(main())
         except KeyboardInterrupt:  # pragma: no cover - only without signal handlers
             return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use the 'asgiws' command or 'python -m asgiws'")

@@ -163,3 +163,20 @@ def test_requests_refused_before_the_app_are_logged(
                 pass
     server.wait_for_line(r'127\.0\.0\.1:\d+ - "GET /ws" WebSocket rejected 400 in \d')
     server.wait_for_line(r'127\.0\.0\.1:\d+ - "- - HTTP/1\.1" 400 in \d')
+
+
+def test_access_line_for_a_client_that_left_before_any_response(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    # /hang never answers; the client leaves; shutdown cancels the app. The access line says
+    # "-" for the status instead of breaking the logging call.
+    server, port = start(
+        servers, app_dir, "app", "--port", "0", "--timeout-graceful-shutdown", "0.2"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as client:
+        client.sendall(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        server.wait_for_line("hanging request started")
+    server.process.send_signal(signal.SIGTERM)
+    server.wait_for_line(r'127\.0\.0\.1:\d+ - "GET /hang HTTP/1\.1" - in \d')
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    assert "Logging error" not in server.output()
