@@ -12,8 +12,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-import h11
-
 Scope = dict[str, Any]
 ASGIMessage = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
@@ -30,8 +28,12 @@ UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
 MAX_CLOSE_REASON = 123
 
 
+_HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+
+
 def request_scope(
-    request: h11.Request,
+    target: bytes,
+    http_version: bytes,
     headers: Headers,
     *,
     root_path: str,
@@ -39,17 +41,20 @@ def request_scope(
     server: Any,
     lifespan_state: dict[str, Any] | None,
 ) -> Scope:
-    """The keys an ``http`` and a ``websocket`` scope share, from an h11 request."""
-    raw_path, _, query = request.target.partition(b"?")
+    """The keys an ``http`` and a ``websocket`` scope share, from a request's head."""
+    raw_path, _, query = target.partition(b"?")
     if not raw_path.startswith(b"/") and b"://" in raw_path:
         # RFC 9112 §3.2.2 absolute-form (http://host/path): keep the path.
         after = raw_path.split(b"://", 1)[1]
         slash = after.find(b"/")
         raw_path = after[slash:] if slash >= 0 else b"/"
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)  # slow, and nearly every path has no %-escape to undo
     scope: Scope = {
-        "http_version": request.http_version.decode("ascii"),
+        "http_version": _HTTP_VERSIONS.get(http_version) or http_version.decode("ascii"),
         "scheme": "http",
-        "path": root_path + unquote(raw_path.decode("latin-1")),
+        "path": root_path + path,
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,

@@ -31,15 +31,48 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
+# The request headers the handshake reads; every other header is passed over in one scan.
+HANDSHAKE_FIELDS = frozenset(
+    {
+        b"host",
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-protocol",
+        b"sec-websocket-extensions",
+    }
+)
+
+# The values of the handshake's headers, by lower-case name, in the order they came.
+Fields = dict[bytes, list[bytes]]
+
+
+def handshake_fields(headers: Headers) -> Fields:
+    """The values of the headers in :data:`HANDSHAKE_FIELDS`, collected in one pass."""
+    fields: Fields = {}
+    for name, value in headers:
+        if name in HANDSHAKE_FIELDS:
+            values = fields.get(name)
+            if values is None:
+                fields[name] = [value]
+            else:
+                values.append(value)
+    return fields
+
+
+def _fields(headers: Headers | Fields) -> Fields:
+    return headers if type(headers) is dict else handshake_fields(headers)  # type: ignore[arg-type]
+
+
 def header_values(headers: Headers, name: bytes) -> list[bytes]:
     """Every value of header ``name`` (lower case), in order."""
     return [value for key, value in headers if key == name]
 
 
-def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
-    """The comma-separated tokens of every ``name`` header, trimmed and lower-cased."""
+def _tokens(values: list[bytes] | None) -> list[bytes]:
     tokens = []
-    for value in header_values(headers, name):
+    for value in values or ():
         for token in value.split(b","):
             token = token.strip()
             if token:
@@ -47,15 +80,23 @@ def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
     return tokens
 
 
-def is_upgrade_request(headers: Headers) -> bool:
+def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
+    """The comma-separated tokens of every ``name`` header, trimmed and lower-cased."""
+    return _tokens(header_values(headers, name))
+
+
+def is_upgrade_request(headers: Headers | Fields) -> bool:
     """True when the request asks to switch to WebSocket (RFC 6455 §4.1, items 5 and 6)."""
-    return b"websocket" in header_tokens(headers, b"upgrade") and b"upgrade" in header_tokens(
-        headers, b"connection"
-    )
+    fields = _fields(headers)
+    upgrade = fields.get(b"upgrade")
+    if upgrade is None:
+        return False  # Most plain HTTP requests: no tokens to split.
+    return b"websocket" in _tokens(upgrade) and b"upgrade" in _tokens(fields.get(b"connection"))
 
 
-def validate_upgrade(method: bytes, http_version: bytes, headers: Headers) -> bytes:
+def validate_upgrade(method: bytes, http_version: bytes, headers: Headers | Fields) -> bytes:
     """Check an upgrade request; return its ``Sec-WebSocket-Key`` or raise HandshakeError."""
+    fields = _fields(headers)
     # RFC 6455 §4.1: "The method of the request MUST be GET".
     if method != b"GET":
         raise HandshakeError(
@@ -69,10 +110,10 @@ def validate_upgrade(method: bytes, http_version: bytes, headers: Headers) -> by
             400, f"WebSocket upgrade requires HTTP/1.1, not HTTP/{http_version.decode('latin-1')}"
         )
     # RFC 6455 §4.1, item 4: the request MUST contain a Host header field.
-    if not header_values(headers, b"host"):
+    if b"host" not in fields:
         raise HandshakeError(400, "missing Host header")
     # RFC 6455 §4.1, item 7: the key is a nonce of 16 bytes, base64-encoded.
-    keys = header_values(headers, b"sec-websocket-key")
+    keys = fields.get(b"sec-websocket-key")
     if not keys:
         raise HandshakeError(400, "missing Sec-WebSocket-Key header")
     if len(keys) > 1:
@@ -87,8 +128,8 @@ def validate_upgrade(method: bytes, http_version: bytes, headers: Headers) -> by
             400, f"invalid Sec-WebSocket-Key header: {key.decode('latin-1')!r}"
         )
     # RFC 6455 §4.2.2: on an unsupported version, answer 426 with the versions we speak.
-    versions = header_values(headers, b"sec-websocket-version")
-    if [v.strip() for v in versions] != [SUPPORTED_VERSION]:
+    versions = fields.get(b"sec-websocket-version") or []
+    if len(versions) != 1 or versions[0].strip() != SUPPORTED_VERSION:
         shown = ", ".join(v.decode("latin-1") for v in versions) or "(missing)"
         raise HandshakeError(
             426,
@@ -103,13 +144,13 @@ def accept_value(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
 
 
-def parse_subprotocols(headers: Headers) -> list[str]:
+def parse_subprotocols(headers: Headers | Fields) -> list[str]:
     """Subprotocols offered in every Sec-WebSocket-Protocol header, in order, trimmed, no empties.
 
     Tokens keep their case: RFC 6455 §11.3.4 says subprotocol names are case-sensitive.
     """
     offered = []
-    for value in header_values(headers, b"sec-websocket-protocol"):
+    for value in _fields(headers).get(b"sec-websocket-protocol") or ():
         for token in value.split(b","):
             token = token.strip()
             if token:

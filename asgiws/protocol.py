@@ -40,11 +40,13 @@ from .asgi import (
 )
 from .config import Config
 from .deflate import negotiate as negotiate_deflate
+from .fasthead import parse_head
 from .frames import FrameCodec
 from .handshake import (
+    Fields,
     HandshakeError,
     accept_value,
-    header_values,
+    handshake_fields,
     is_upgrade_request,
     parse_subprotocols,
     validate_upgrade,
@@ -60,6 +62,14 @@ _RESERVED_ACCEPT_HEADERS = frozenset(
 )
 
 
+# The 101's fixed part, up to the Sec-WebSocket-Accept value.
+_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"upgrade: websocket\r\n"
+    b"connection: Upgrade\r\n"
+    b"sec-websocket-accept: "
+)
+
 _MIGHT_SWITCH_PROTOCOL = h11._state.MIGHT_SWITCH_PROTOCOL
 _H11_WAITING = (h11.DONE, _MIGHT_SWITCH_PROTOCOL)
 
@@ -73,10 +83,21 @@ _EMPTY: list[str] = []
 class ServerHeaders:
     """Headers added to every response (``date``, ``server``), kept fresh by the I/O layer."""
 
-    __slots__ = ("headers",)
+    __slots__ = ("_lines", "_lines_of", "headers")
 
     def __init__(self, headers: Headers | None = None) -> None:
         self.headers: Headers = headers if headers is not None else [(b"server", b"asgiws")]
+        self._lines = b""
+        self._lines_of: Headers | None = None
+
+    @property
+    def lines(self) -> bytes:
+        """The headers as field lines, each ending in CRLF, encoded once per change."""
+        headers = self.headers
+        if headers is not self._lines_of:
+            self._lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+            self._lines_of = headers
+        return self._lines
 
 
 class Connection(WebSocketPhase):
@@ -86,8 +107,10 @@ class Connection(WebSocketPhase):
     __slots__ = (
         "_app_running",
         "_codec",
+        "_early",
         "_extension_offers",
         "_h11",
+        "_head",
         "_parked",
         "_response",
         "_response_complete",
@@ -134,9 +157,11 @@ class Connection(WebSocketPhase):
         self.timer = Timer.HEAD if config.timeout_handshake > 0 else Timer.NONE
         self.timer_epoch = 0
 
-        self._h11: h11.Connection | None = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=config.h11_max_incomplete_event_size
-        )
+        # h11 is created on the first bytes that the fast path (asgiws.fasthead) does not take,
+        # or when a response has to go through it; an accepted WebSocket may never need it.
+        self._h11: h11.Connection | None = None
+        self._head = b""  # a request head the fast path took, until the 101 or h11 needs it
+        self._early = b""  # bytes that came behind that head, before the 101
         self._codec: FrameCodec | None = None
         # Bytes waiting to be written (data_to_send() takes them) and messages waiting for the
         # app (next_message() takes them). The I/O layer may look at both, never change them.
@@ -177,15 +202,63 @@ class Connection(WebSocketPhase):
             if self.state is State.WS_OPEN or self.state is State.WS_CLOSING:
                 self._receive_frames(data)
             return
-        if self._h11 is None or self.state is State.CLOSED:
+        state = self.state
+        if state is State.CLOSED:
             return
+        conn = self._h11
+        if conn is None:
+            if self._head:
+                if data:
+                    # Bytes behind an upgrade request the app has not answered yet.
+                    self._early += data
+                    self._parked += len(data)
+                    return
+            elif state is State.IDLE and self._fast_request(data):
+                return
+            conn = self._h11_conn()
         if self.timer is Timer.KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
             self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
-        if self.state is not State.IDLE and self._h11.their_state in _H11_WAITING:
+        if state is not State.IDLE and conn.their_state in _H11_WAITING:
             self._parked += len(data)
-        self._h11.receive_data(data)
+        conn.receive_data(data)
         self._process_http()
+
+    def _fast_request(self, data: bytes) -> bool:
+        """Take the connection's first bytes without h11 when they hold a whole, plain
+        WebSocket upgrade request (see asgiws.fasthead); False leaves them to h11."""
+        # Cheap tests first: an upgrade is a GET, and says "websocket" in some case.
+        if not data.startswith(b"GET ") or (b"ebsocket" not in data and b"EBSOCKET" not in data):
+            return False
+        head = parse_head(data, self.config.h11_max_incomplete_event_size)
+        if head is None:
+            return False
+        fields = handshake_fields(head.headers)
+        if not is_upgrade_request(fields):
+            return False
+        self._head = data[: head.size]
+        self._early = data[head.size :]
+        self._start_request(head.method, head.target, head.http_version, head.headers, fields)
+        return True
+
+    def _h11_conn(self) -> h11.Connection:
+        """The h11 connection, created on first need. When the fast path took the request, h11
+        is given it too, and brought to where it would be had it parsed it itself."""
+        conn = self._h11
+        if conn is not None:
+            return conn
+        conn = self._h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_event_size
+        )
+        if self._head:
+            conn.receive_data(self._head + self._early)
+            self._head = self._early = b""
+            # The Request, its EndOfMessage, then PAUSED: the upgrade waits for an answer.
+            for _ in range(3):
+                event = conn.next_event()
+                if event is h11.PAUSED or event is h11.NEED_DATA:
+                    break
+        return conn
 
     def connection_lost(self) -> None:
         """The transport is gone (EOF, reset, or closed by us)."""
@@ -396,7 +469,9 @@ class Connection(WebSocketPhase):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
-                self._start_request(event)
+                self._start_request(
+                    event.method, event.target, event.http_version, list(event.headers)
+                )
             elif isinstance(event, h11.Data):
                 if state is State.HTTP:
                     self._queue_body(bytes(event.data), more_body=True)
@@ -411,10 +486,17 @@ class Connection(WebSocketPhase):
         conn = self._h11
         return conn is not None and bool(conn.trailing_data[0])
 
-    def _start_request(self, request: h11.Request) -> None:
-        self.method = request.method
-        self.http_version = request.http_version
-        self.path = request.target.decode("latin-1")  # as sent, until the scope decodes it
+    def _start_request(
+        self,
+        method: bytes,
+        target: bytes,
+        http_version: bytes,
+        headers: Headers,
+        fields: Fields | None = None,
+    ) -> None:
+        self.method = method
+        self.http_version = http_version
+        self.path = target.decode("latin-1")  # as sent, until the scope decodes it
         self.status = None
         self.close_code = None
         self._ws_key = b""
@@ -423,50 +505,53 @@ class Connection(WebSocketPhase):
         self._response_complete = False
         self._disconnect_queued = False
         self.inbox.clear()
-        headers = list(request.headers)
         # h11 bounds only a head still arriving; one that came whole in a read is measured here
         # (request line and header lines, as sent, give or take white space).
-        limit = self.config.h11_max_incomplete_event_size
-        size = len(request.method) + len(request.target) + 13
+        config = self.config
+        limit = config.h11_max_incomplete_event_size
+        size = len(method) + len(target) + 13 + 4 * len(headers)
         for name, value in headers:
-            size += len(name) + len(value) + 4
+            size += len(name) + len(value)
         if size > limit:
             self._error_response(
                 431, f"request head too large (the limit is {limit} bytes)"
             )
             return
-        if len(headers) > self.config.max_header_count:
+        if len(headers) > config.max_header_count:
             self._error_response(
                 431, f"too many header fields: {len(headers)} (the limit is "
-                f"{self.config.max_header_count})"
+                f"{config.max_header_count})"
             )
             return
         scope = request_scope(
-            request,
+            target,
+            http_version,
             headers,
-            root_path=self.config.root_path,
+            root_path=config.root_path,
             client=self.client,
             server=self.server,
             lifespan_state=self.lifespan_state,
         )
         self.path = scope["path"]
-        if is_upgrade_request(headers):
+        if fields is None:
+            fields = handshake_fields(headers)
+        if is_upgrade_request(fields):
             try:
-                self._ws_key = validate_upgrade(request.method, request.http_version, headers)
+                self._ws_key = validate_upgrade(method, http_version, fields)
             except HandshakeError as exc:
                 self._ws_key = b""
                 self._upgrade_refused = True
                 self._error_response(exc.status, exc.reason, exc.headers)
                 return
-            self._subprotocols = parse_subprotocols(headers)
+            self._subprotocols = parse_subprotocols(fields)
             make_websocket_scope(scope, self._subprotocols, secure=self.secure)
-            self._extension_offers = [
-                v.decode("latin-1") for v in header_values(headers, b"sec-websocket-extensions")
-            ]
-            self._set_state(State.WS_CONNECTING)
+            offers = fields.get(b"sec-websocket-extensions")
+            self._extension_offers = [v.decode("latin-1") for v in offers] if offers else _EMPTY
+            self.state = State.WS_CONNECTING
+            self._set_timer(Timer.NONE)  # the app decides how long the handshake takes
             self.inbox.append({"type": "websocket.connect"})
         else:
-            make_http_scope(scope, request.method, secure=self.secure)
+            make_http_scope(scope, method, secure=self.secure)
             self._set_state(State.HTTP)
         self._scope = scope
 
@@ -571,8 +656,7 @@ class Connection(WebSocketPhase):
         return [*headers, *extra] if extra else headers
 
     def _h11_send(self, event: Any) -> None:
-        conn = self._h11
-        assert conn is not None
+        conn = self._h11_conn()
         try:
             data = conn.send(event)
         except h11.LocalProtocolError as exc:
@@ -599,8 +683,7 @@ class Connection(WebSocketPhase):
         self, status: int, reason: str, headers: Headers = ()  # type: ignore[assignment]
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
-        conn = self._h11
-        assert conn is not None
+        conn = self._h11_conn()
         self.status = status
         if not self._app_running and self._scope is None:
             # Refused before any app saw it: the I/O layer logs it on the app's behalf.
@@ -650,23 +733,21 @@ class Connection(WebSocketPhase):
                 )
                 self._error_response(500, "Internal Server Error")
                 raise RuntimeError(problem)
-        app_headers = check_field_lines(message.get("headers", []), "websocket.accept")
-        for name, _ in app_headers:
-            if name in _RESERVED_ACCEPT_HEADERS:
-                self._error_response(500, "Internal Server Error")
-                raise RuntimeError(
-                    f"'websocket.accept' headers may not set {name.decode()!r}; "
-                    "use the 'subprotocol' key for Sec-WebSocket-Protocol"
-                )
-        headers: Headers = [
-            (b"upgrade", b"websocket"),
-            (b"connection", b"Upgrade"),
-            (b"sec-websocket-accept", accept_value(self._ws_key)),
-        ]
+        app_headers = message.get("headers")
+        if app_headers:
+            app_headers = check_field_lines(app_headers, "websocket.accept")
+            for name, _ in app_headers:
+                if name in _RESERVED_ACCEPT_HEADERS:
+                    self._error_response(500, "Internal Server Error")
+                    raise RuntimeError(
+                        f"'websocket.accept' headers may not set {name.decode()!r}; "
+                        "use the 'subprotocol' key for Sec-WebSocket-Protocol"
+                    )
+        headers: Headers = []
         if subprotocol is not None:
             headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         deflate = None
-        if self.config.ws_per_message_deflate and self._extension_offers:
+        if self._extension_offers and self.config.ws_per_message_deflate:
             negotiated = negotiate_deflate(
                 self._extension_offers,
                 window_bits=self.config.ws_deflate_window_bits,
@@ -676,22 +757,33 @@ class Connection(WebSocketPhase):
             if negotiated is not None:
                 response_value, deflate = negotiated
                 headers.append((b"sec-websocket-extensions", response_value.encode("latin-1")))
-        headers.extend(app_headers)
+        if app_headers:
+            headers.extend(app_headers)
         conn = self._h11
-        assert conn is not None
-        if conn.their_state is not _MIGHT_SWITCH_PROTOCOL:
+        if conn is not None and conn.their_state is not _MIGHT_SWITCH_PROTOCOL:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
         # The 101 is written here rather than through h11, which is dropped right after: it is
         # the one response of a WebSocket connection, and h11's checks would cost more than the
         # rest of the handshake. The app's own headers were checked by check_field_lines().
-        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        for name, value in self._with_server_headers(headers):
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"\r\n")
-        self.output.append(b"".join(lines))
+        accept = accept_value(self._ws_key)
+        if headers:
+            lines = [_SWITCHING + accept + b"\r\n"]
+            for name, value in self._with_server_headers(headers):
+                lines.append(b"%s: %s\r\n" % (name, value))
+            lines.append(b"\r\n")
+            self.output.append(b"".join(lines))
+        else:
+            # Nearly every accept: no subprotocol, extension or header of the app's.
+            self.output.append(
+                b"%s%s\r\n%s\r\n" % (_SWITCHING, accept, self.server_headers.lines)
+            )
         # Bytes that came right behind the request are the start of the WebSocket stream.
-        trailing, _closed = conn.trailing_data
+        if conn is None:
+            trailing: bytes | bytearray = self._early
+            self._head = self._early = b""
+        else:
+            trailing = conn.trailing_data[0]
         self._h11 = None  # h11's part is over; free its buffers ...
         self._subprotocols = self._extension_offers = _EMPTY  # ... and the handshake's.
         self._parked = 0
@@ -708,8 +800,6 @@ class Connection(WebSocketPhase):
             self._receive_frames(bytes(trailing))
 
     def _send_denial(self, message: ASGIMessage, kind: str) -> None:
-        conn = self._h11
-        assert conn is not None
         if kind == "websocket.http.response.start":
             if self.state is State.WS_DENYING:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from .config import Config
 from .lifespan import Lifespan, LifespanError
 from .protocol import Connection, ServerHeaders
 from .states import ClientDisconnected, State, Timer
+from .timers import TimerWheel
 from .types import ASGIApp
 
 logger = logging.getLogger("asgiws.error")
@@ -40,6 +42,26 @@ class TLSConfigError(Exception):
     """The certificate or key of --ssl-certfile / --ssl-keyfile could not be loaded."""
 
 
+class Listener:
+    """What every connection accepted on one listening socket shares."""
+
+    __slots__ = ("scheme", "server_address", "unix")
+
+    def __init__(self, sock: socket.socket, tls: bool, uds: str | None) -> None:
+        self.unix = sock.family == socket.AF_UNIX
+        self.scheme = "https" if tls else "http"
+        # The scope's "server": the same for every connection of a Unix socket or of a socket
+        # bound to one address; None where each connection must ask (0.0.0.0, ::).
+        self.server_address: Any
+        if self.unix:
+            name = sock.getsockname()
+            self.server_address = [str(name or uds or ""), None]
+        else:
+            host, port = sock.getsockname()[:2]
+            unspecified = ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+            self.server_address = None if unspecified else (str(host), int(port))
+
+
 class ConnectionProtocol(asyncio.Protocol):
     """Feeds one transport into one sans-IO :class:`Connection` and runs the app for it."""
 
@@ -50,20 +72,23 @@ class ConnectionProtocol(asyncio.Protocol):
         "_opened",
         "_read_paused",
         "_task",
-        "_timer",
         "_timer_epoch",
+        "_timer_kind",
+        "_timer_tick",
         "_waiter",
         "_write_paused",
         "app",
         "config",
         "conn",
+        "listener",
         "loop",
         "server",
         "transport",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, listener: Listener) -> None:
         self.server = server
+        self.listener = listener
         self.config = server.config
         self.loop = server.loop
         self.app = server.app
@@ -72,7 +97,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
         self._drain: asyncio.Future[None] | None = None  # the app waits in send()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer_tick = 0  # the server's TimerWheel tick of our timer; 0: none armed
+        self._timer_kind = Timer.NONE
         self._timer_epoch = -1
         self._read_paused = False
         self._write_paused = False
@@ -85,21 +111,21 @@ class ConnectionProtocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
         self.transport = transport  # type: ignore[assignment]
         self._opened = self.loop.time()
-        sock = transport.get_extra_info("socket")
+        listener = self.listener
         client: Any = None
-        server: Any = None
-        if sock is not None and sock.family == socket.AF_UNIX:
-            server = [str(transport.get_extra_info("sockname") or self.server.uds or ""), None]
-        else:
+        server: Any = listener.server_address
+        if not listener.unix:
+            # One system call each: the local address only where the listener cannot tell it.
             peer = transport.get_extra_info("peername")
-            local = transport.get_extra_info("sockname")
             client = (str(peer[0]), int(peer[1])) if peer else None
-            server = (str(local[0]), int(local[1])) if local else None
+            if server is None:
+                local = transport.get_extra_info("sockname")
+                server = (str(local[0]), int(local[1])) if local else None
         self.conn = Connection(
             self.config,
             client=client,
             server=server,
-            scheme="https" if transport.get_extra_info("sslcontext") else "http",
+            scheme=listener.scheme,
             server_headers=self.server.server_headers,
             lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
         )
@@ -128,9 +154,9 @@ class ConnectionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.conn.connection_lost()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._timer_tick:
+            self.server.timers.disarm(self, self._timer_tick)
+            self._timer_tick = 0
         self._wake()
         drain = self._drain
         if drain is not None and not drain.done():
@@ -193,26 +219,22 @@ class ConnectionProtocol(asyncio.Protocol):
     def _arm_timer(self) -> None:
         conn = self.conn
         self._timer_epoch = conn.timer_epoch
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        timers = self.server.timers
+        if self._timer_tick:
+            timers.disarm(self, self._timer_tick)
+            self._timer_tick = 0
         kind = conn.timer
-        if kind is Timer.NONE:
-            return
-        config = self.config
-        delay = {
-            Timer.HEAD: config.timeout_handshake,
-            Timer.KEEP_ALIVE: config.timeout_keep_alive,
-            Timer.PING: config.ws_ping_interval,
-            Timer.PONG: config.ws_ping_timeout,
-            Timer.CLOSE: config.ws_close_timeout,
-        }[kind]
-        self._timer = self.loop.call_later(delay, self._on_timer, kind)
+        if kind is not Timer.NONE:
+            self._timer_kind = kind
+            self._timer_tick = timers.arm(self, self.server.timer_delays[kind])
 
-    def _on_timer(self, kind: Timer) -> None:
-        self._timer = None
+    def on_tick(self, tick: int) -> None:
+        """The server's TimerWheel: our timer is due."""
+        if tick != self._timer_tick:
+            return
+        self._timer_tick = 0
         self._timer_epoch = -1
-        self.conn.timeout(kind)
+        self.conn.timeout(self._timer_kind)
         self._step()
 
     def shutdown(self) -> None:
@@ -231,7 +253,13 @@ class ConnectionProtocol(asyncio.Protocol):
         while True:
             message = conn.next_message()
             if conn.state is not State.WS_OPEN or self._read_paused:
-                self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
+                if (
+                    conn.output
+                    or conn.state is State.CLOSED
+                    or self._read_paused
+                    or conn.timer_epoch != self._timer_epoch
+                ):
+                    self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
             elif message is None:
                 if conn.output:
                     self._flush_now()  # the app has caught up: write its batched answers now
@@ -374,6 +402,15 @@ class Server:
         self._idle = asyncio.Event()
         self._forced = False
         self._date_timer: asyncio.TimerHandle | None = None
+        # Every connection's timer, in shared buckets (one loop timer), and each Timer's delay.
+        self.timers = TimerWheel(self.loop)
+        delays = [0.0] * (max(Timer) + 1)
+        delays[Timer.HEAD] = config.timeout_handshake
+        delays[Timer.KEEP_ALIVE] = config.timeout_keep_alive
+        delays[Timer.PING] = config.ws_ping_interval
+        delays[Timer.PONG] = config.ws_ping_timeout
+        delays[Timer.CLOSE] = config.ws_close_timeout
+        self.timer_delays = tuple(delays)
         self._ssl: ssl.SSLContext | None = None
         self.bound: list[str] = []
 
@@ -424,16 +461,18 @@ class Server:
         config = self.config
         loop = self.loop
 
-        def factory() -> ConnectionProtocol:
-            return ConnectionProtocol(self)
-
         if self._date_timer is None:
             self._tick_date()
         if sockets is None:
             sockets = [self._make_socket()]
         tls = self.ssl_context()
         for sock in sockets:
-            if sock.family == socket.AF_UNIX:
+            shared = Listener(sock, tls is not None, config.uds)
+
+            def factory(shared: Listener = shared) -> ConnectionProtocol:
+                return ConnectionProtocol(self, shared)
+
+            if shared.unix:
                 listener = await loop.create_unix_server(
                     factory, sock=sock, backlog=config.backlog, ssl=tls
                 )
@@ -530,6 +569,7 @@ class Server:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
         if self._date_timer is not None:
             self._date_timer.cancel()
+        self.timers.close()
         if self.uds and self.config.fd is None:
             with contextlib.suppress(OSError):
                 os.unlink(self.uds)

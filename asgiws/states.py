@@ -20,7 +20,9 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class Timer(enum.Enum):
+class Timer(enum.IntEnum):
+    """The timer a connection wants armed. An int, so that it indexes a table of delays."""
+
     NONE = enum.auto()
     HEAD = enum.auto()  # timeout_handshake: a complete request head must arrive
     KEEP_ALIVE = enum.auto()  # timeout_keep_alive: between requests
@@ -30,7 +32,9 @@ class Timer(enum.Enum):
 
 
 # In these states no timer runs: the app decides (HTTP, handshake) or nothing is left (CLOSED).
-NO_TIMER_STATES = frozenset({State.CLOSED, State.HTTP, State.WS_CONNECTING, State.WS_DENYING})
+# A tuple, not a frozenset: membership by identity, where a set would call Enum.__hash__, a
+# Python function before 3.12.
+NO_TIMER_STATES = (State.CLOSED, State.HTTP, State.WS_CONNECTING, State.WS_DENYING)
 
 
 class PendingClose:

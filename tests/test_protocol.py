@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from asgiws import protocol
 from asgiws.config import Config
+from asgiws.fasthead import parse_head
 from asgiws.protocol import ClientDisconnected, Connection, ServerHeaders, State, Timer
 
 RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -520,3 +522,147 @@ def test_no_empty_buffer_reaches_the_output() -> None:
     conn.send({"type": "websocket.http.response.start", "status": 403, "headers": []})
     conn.send({"type": "websocket.http.response.body", "body": b""})
     assert conn.output and all(conn.output)
+
+
+# -- the fast path for upgrade heads, against h11 -----------------------------------------------
+# A whole upgrade head in one read is taken without h11 (asgiws.fasthead); the same head split
+# over two reads goes through h11. Every conversation below must give the same bytes, messages
+# and states both ways, including the ones where h11 is brought in late to send a refusal.
+
+
+def _observe(conn: Connection, log: list[Any]) -> None:
+    log.append((conn.data_to_send(), conn.state, conn.timer, conn.reading_paused, conn.status))
+
+
+def _run(conn: Connection, steps: list[Any], log: list[Any]) -> None:
+    for step in steps:
+        try:
+            if isinstance(step, bytes):
+                conn.receive_data(step)
+            elif isinstance(step, dict):
+                conn.send(step)
+            elif step == "scope":
+                scope = conn.next_scope()
+                log.append(None if scope is None else {k: scope[k] for k in ("type", "path")})
+            elif step == "message":
+                log.append(conn.next_message())
+            elif step == "finished":
+                log.append(conn.app_finished(None))
+            elif step == "failed":
+                log.append(conn.app_finished(ValueError("boom")))
+            elif step == "lost":
+                conn.connection_lost()
+            elif step == "shutdown":
+                conn.shutdown(1001)
+            else:
+                raise AssertionError(step)
+        except (RuntimeError, ClientDisconnected) as exc:
+            log.append(f"{type(exc).__name__}: {exc}")
+        _observe(conn, log)
+
+
+ACCEPT = {"type": "websocket.accept"}
+BAD_KEY_UPGRADE = UPGRADE.replace(RFC_KEY, b"c2hvcnQ=")
+EARLY = client_frame(0x1, b"early")
+
+CONVERSATIONS: dict[str, tuple[bytes, list[Any]]] = {
+    "accept, echo, peer close": (UPGRADE, [
+        "scope", "message", ACCEPT, client_frame(0x1, b"hi"), "message",
+        {"type": "websocket.send", "text": "hi"}, client_frame(0x8, b"\x03\xe8"), "message",
+        "finished", "lost", "message",
+    ]),
+    "subprotocol and app headers": (UPGRADE, [
+        "scope", "message",
+        {"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-a", b"1")]},
+    ]),
+    "unoffered subprotocol": (UPGRADE, [
+        "scope", "message", {"type": "websocket.accept", "subprotocol": "nope"}, "failed",
+    ]),
+    "close before accept: 403": (UPGRADE, [
+        "scope", "message", {"type": "websocket.close"}, "finished", "message",
+    ]),
+    "denial response": (UPGRADE, [
+        "scope", "message",
+        {"type": "websocket.http.response.start", "status": 401, "headers": [(b"a", b"b")]},
+        {"type": "websocket.http.response.body", "body": b"no", "more_body": True},
+        {"type": "websocket.http.response.body", "body": b"!"},
+        "finished",
+    ]),
+    "app error before accept: 500": (UPGRADE, ["scope", "message", "failed", "message"]),
+    "app returns before accept: 500": (UPGRADE, ["scope", "message", "finished"]),
+    "bad key: 400": (BAD_KEY_UPGRADE, ["scope", "message"]),
+    "frame in the same read as the head": (UPGRADE + EARLY, [
+        "scope", "message", ACCEPT, "message",
+    ]),
+    "frame in a later read, before the accept": (UPGRADE, [
+        "scope", "message", EARLY, EARLY, ACCEPT, "message", "message",
+    ]),
+    "frame before a denial": (UPGRADE, [
+        "scope", "message", EARLY, {"type": "websocket.close"}, "finished",
+    ]),
+    "early bytes past the limit pause reading": (UPGRADE, [
+        "scope", "message", EARLY * 5000, ACCEPT, "message",
+    ]),
+    "client leaves before the accept": (UPGRADE, ["scope", "message", b"", "message"]),
+    "connection lost before the accept": (UPGRADE, [
+        "scope", "message", "lost", "message", ACCEPT,
+    ]),
+    "shutdown before the accept": (UPGRADE, [
+        "scope", "message", "shutdown", ACCEPT, "message", client_frame(0x8, b"\x03\xe9"),
+        "message",
+    ]),
+}
+
+
+@pytest.fixture
+def fast_heads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What asgiws.fasthead.parse_head returned to the connection, call by call."""
+    results: list[Any] = []
+
+    def recording(data: bytes, max_size: int) -> Any:
+        result = parse_head(data, max_size)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(protocol, "parse_head", recording)
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(CONVERSATIONS))
+def test_fast_path_and_h11_give_the_same_conversation(name: str, fast_heads: list[Any]) -> None:
+    head, steps = CONVERSATIONS[name]
+    logs = []
+    for split in (None, 20):
+        conn = make()
+        log: list[Any] = []
+        fast_heads.clear()
+        if split is None:
+            conn.receive_data(head)
+            assert fast_heads and fast_heads[0] is not None  # the fast path took it
+        else:
+            conn.receive_data(head[:split])
+            conn.receive_data(head[split:])
+            assert not any(fast_heads)  # h11 took it
+        _observe(conn, log)
+        _run(conn, steps, log)
+        logs.append(log)
+    fast, slow = logs
+    assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        UPGRADE.replace(b"GET", b"POST"),  # not a GET: h11 and the 405 of the handshake
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 0\r\n\r\n"),
+        UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c\r\nX: websocket"),  # plain GET
+        UPGRADE.replace(b"\r\nHost: example.com", b""),
+        UPGRADE.replace(b"\r\n", b"\n"),
+    ],
+)
+def test_heads_the_fast_path_leaves_to_h11(head: bytes) -> None:
+    conn = make()
+    conn.receive_data(head)
+    assert conn._h11 is not None
+    assert conn.next_scope() is not None or conn.status is not None

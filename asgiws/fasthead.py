@@ -1,0 +1,174 @@
+"""A strict fast path for parsing an HTTP/1.1 request head, in front of h11.
+
+Why this exists
+---------------
+Every WebSocket connection starts with one HTTP/1.1 request (the upgrade). Running it through
+h11 (``h11.Connection()``, ``receive_data``, then ``next_event`` for the ``Request`` and again for
+the ``EndOfMessage``) costs some 25-35 µs of CPU. Almost every real handshake is the easy case:
+a small, well-formed head that arrives whole in the first read. ``parse_head`` recognises that
+case with a few C-level operations (one ``find`` for the blank line, one precompiled regex
+``match`` for the request line, one ``findall`` that both validates and splits every header
+line, two ``count`` calls and a ``lower``); the only Python-level loop is the one that
+lower-cases the header names. It returns the same fields h11 would. The grammar below
+mirrors h11's own (``h11/_abnf.py``, ``_readers.py``, ``_headers.py``, ``_events.py``, h11
+0.16); ``tests/test_fasthead.py`` checks it against h11 byte for byte, so a change in h11's
+grammar shows up there.
+
+The contract
+------------
+``parse_head`` accepts a *strict subset* of what h11 accepts. It returns a ``RequestHead`` only
+when it is certain that ``h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)``, fed
+the same bytes, would produce an ``h11.Request`` with the same ``method``, ``target``,
+``http_version`` and ``list(request.headers)``, followed by ``EndOfMessage`` (no body) for the
+bytes up to ``size``. In every other case it returns ``None``, and the caller hands the same
+bytes to h11, which then accepts them or produces its precise error. ``None`` is always a safe
+answer; a head that h11 would refuse or parse differently would be a bug.
+
+What is accepted (everything else is ``None``)
+----------------------------------------------
+* The head ends at the first ``CRLF CRLF`` in ``data``, and that ``CRLF CRLF`` lies entirely
+  within the first ``max_size`` bytes. Bytes after it (early WebSocket frames, a pipelined
+  request) are allowed and are not looked at.
+* Request line: ``method SP request-target SP "HTTP/1.1" CRLF``, with exactly one space at each
+  separator; the method is a token and the target is one or more of ``%x21-7E``. These are
+  h11's own request-line rules, restricted to HTTP/1.1.
+* Lines end in ``CRLF`` only. A bare LF (which h11 accepts as a line end) or a bare CR anywhere
+  in the head means ``None``.
+* Header lines: ``field-name ":" OWS field-value OWS`` where the name is a token (no white
+  space before the colon), OWS is ``*( SP / HTAB )`` and the value is empty or starts and ends
+  with a byte that h11 counts as visible: anything but NUL, SP, HTAB, LF, VT, FF and CR (that
+  is h11's ``[^\\x00\\s]`` on bytes: other control bytes, DEL and obs-text ``%x80-FF`` are in),
+  with runs of SP / HTAB allowed inside. No obs-fold: a line that starts with SP or HTAB is not
+  a header line, so a continuation line means ``None``.
+* Exactly one ``Host`` header (h11 refuses an HTTP/1.1 request with none or with several);
+  its value is not checked further, h11 does not check it either.
+* No ``Content-Length`` and no ``Transfer-Encoding`` header at all, even a valid one: then the
+  request has no body, and h11's next event after the ``Request`` is ``EndOfMessage``.
+  (h11 then pauses for an ``Upgrade`` request or ``CONNECT``, or waits for the next request.)
+
+The header list is what ``list(h11_request.headers)`` gives: names lower-cased, values with the
+surrounding OWS removed, in the order sent.
+
+h11 itself only limits the size of a head that is still incomplete; a complete head longer than
+``max_size`` passes through h11, but is ``None`` here, so the fast path never accepts more than
+the configured limit.
+
+This module has no I/O and imports nothing from asyncio.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["RequestHead", "parse_head"]
+
+
+class RequestHead:
+    """A request head, as h11 would have parsed it. See ``parse_head``.
+
+    ``headers`` is a list of ``(lower-cased name, value)`` pairs, exactly
+    ``list(h11.Request.headers)``; ``size`` is the length of the head in bytes, final
+    ``CRLF CRLF`` included, so ``data[size:]`` is whatever followed it.
+    """
+
+    __slots__ = ("headers", "http_version", "method", "size", "target")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        http_version: bytes,
+        headers: list[tuple[bytes, bytes]],
+        size: int,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers
+        self.size = size
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestHead(method={self.method!r}, target={self.target!r}, "
+            f"http_version={self.http_version!r}, headers={self.headers!r}, size={self.size})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RequestHead):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.target == other.target
+            and self.http_version == other.http_version
+            and self.headers == other.headers
+            and self.size == other.size
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like h11's events
+
+
+# tchar, RFC 9110 §5.6.2; identical to h11's ``token`` (h11/_abnf.py).
+_TCHAR: Final = rb"-!#$%&'*+.^_`|~0-9A-Za-z"
+# A byte h11 takes as field-vchar: its ``[^\x00\s]`` on bytes, which leaves out exactly
+# NUL, HTAB, LF, VT, FF, CR and SP.
+_VCHAR: Final = rb"\x01-\x08\x0e-\x1f\x21-\xff"
+
+# method SP request-target SP HTTP/1.1 CRLF, matched at the start of the data. The target is
+# h11's ``vchar+``; neither it nor the method can contain CR or LF, so the match ends at the
+# first line end of the data, which is inside the head.
+_REQUEST_LINE: Final = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e]+) HTTP/1\.1\r\n")
+
+# One header line, *including the CRLF that ends the line before it*, and followed (not
+# consumed) by its own CRLF. Name and value contain no CR or LF, so a match spans exactly one
+# whole line between two consecutive CRLFs (see parse_head for why that makes findall a
+# validator). A Content-Length or Transfer-Encoding line (any case) does not match, so such a
+# head is refused like any other line that does not match. The value group is h11's
+# ``field_content`` with possessive quantifiers: runs of visible bytes separated by runs of
+# SP / HTAB, so it starts and ends with a visible byte and the OWS on both sides is left out,
+# as h11 leaves it out. Possessive matching never backtracks: the cost is linear in the line.
+_HEADER_LINE: Final = re.compile(
+    rb"\r\n(?!(?i:content-length|transfer-encoding):)"
+    rb"([" + _TCHAR + rb"]+):[ \t]*+"
+    rb"([" + _VCHAR + rb"]*+(?:[ \t]++[" + _VCHAR + rb"]++)*+)"
+    rb"[ \t]*+(?=\r\n)"
+)
+
+
+def parse_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
+    """Parse a complete, strictly well-formed HTTP/1.1 request head at the start of ``data``.
+
+    Returns a ``RequestHead`` when h11, fed the same bytes, would certainly produce an equal
+    ``Request`` with no body; returns ``None`` in every other case (head incomplete, longer
+    than ``max_size``, not HTTP/1.1, anything h11 treats leniently or refuses, a
+    Content-Length or Transfer-Encoding header, no Host or several). The caller then falls back
+    to h11 with the same bytes. See the module docstring for the exact accepted grammar.
+    """
+    # First CRLF CRLF lying entirely inside the first max_size bytes: the head fits the limit.
+    end = data.find(b"\r\n\r\n", 0, max_size)
+    if end < 0:
+        return None
+    line = _REQUEST_LINE.match(data, 0, end + 2)
+    if line is None:
+        return None
+    # The header block runs from the request line's CRLF to the CRLF that ends the last header
+    # line: "CRLF h1 CRLF h2 ... CRLF hn CRLF", with n + 1 LFs for n header lines (or fewer
+    # lines and some bare LFs). Each match starts at a CRLF, holds no CR or LF, and ends right
+    # before a CRLF; the last LF cannot start one. So there are n matches only if every LF
+    # but the last starts one, which means the matches tile the block: every line is a clean
+    # header line, split on CRLF exactly as h11 splits it, and there is no bare CR or LF.
+    start = line.end() - 2
+    stop = end + 2
+    pairs: list[tuple[bytes, bytes]] = _HEADER_LINE.findall(data, start, stop)
+    if len(pairs) != data.count(b"\n", start, stop) - 1:
+        # A line that is not a clean header line (obs-fold, bare LF or CR, NUL, white space
+        # before the colon...) or is a Content-Length or Transfer-Encoding line.
+        return None
+    # Each line is "CRLF name:..." with the name between the CRLF and the first colon, so
+    # this substring count on the lower-cased block counts the Host lines exactly.
+    if data[start:stop].lower().count(b"\r\nhost:") != 1:
+        return None  # h11 refuses an HTTP/1.1 request with no Host, or with several
+    method, target = line.groups()
+    return RequestHead(
+        method, target, b"1.1", [(name.lower(), value) for name, value in pairs], end + 4
+    )

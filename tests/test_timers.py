@@ -1,0 +1,189 @@
+"""asgiws.timers.TimerWheel, on a clock the test moves by hand (no sleeps, exact times)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from asgiws.timers import TimerWheel
+
+
+class Handle:
+    def __init__(self, clock: FakeClock, when: float, callback: Callable[[], object]) -> None:
+        self.clock = clock
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """The two event-loop methods the wheel uses; advance() runs what is due, in time order."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.handles: list[Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object], /) -> Handle:
+        handle = Handle(self, when, callback)
+        self.handles.append(handle)
+        return handle
+
+    @property
+    def pending(self) -> list[Handle]:
+        return [h for h in self.handles if not h.cancelled]
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        for _ in range(1000):  # bounded: a wheel that reschedules forever fails the test
+            due = sorted((h for h in self.pending if h.when <= end), key=lambda h: h.when)
+            if not due:
+                break
+            handle = due[0]
+            handle.cancelled = True  # run once
+            self.now = max(self.now, handle.when)
+            handle.callback()
+        else:
+            raise AssertionError("the wheel kept rescheduling")
+        self.now = end
+
+
+class Owner:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.fired: list[tuple[int, float]] = []
+
+    def on_tick(self, tick: int) -> None:
+        self.fired.append((tick, self.clock.now))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_fires_after_the_deadline_and_within_one_resolution(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner = Owner(clock)
+    start = clock.now
+    tick = wheel.arm(owner, 1.012)
+    clock.advance(1.0)
+    assert owner.fired == []
+    clock.advance(0.011)
+    assert owner.fired == []  # never early
+    clock.advance(0.1)
+    assert len(owner.fired) == 1
+    fired_tick, at = owner.fired[0]
+    assert fired_tick == tick
+    assert start + 1.012 <= at <= start + 1.012 + 0.05
+    assert len(wheel) == 0
+    assert clock.pending == []  # nothing left to wake the loop for
+
+
+def test_disarmed_timer_never_fires(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner = Owner(clock)
+    tick = wheel.arm(owner, 0.5)
+    wheel.disarm(owner, tick)
+    clock.advance(2.0)
+    assert owner.fired == []
+    assert len(wheel) == 0
+
+
+def test_rearm_moves_the_timer(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner = Owner(clock)
+    first = wheel.arm(owner, 0.5)
+    wheel.disarm(owner, first)
+    second = wheel.arm(owner, 3.0)
+    assert second != first
+    clock.advance(1.0)
+    assert owner.fired == []
+    clock.advance(2.1)
+    assert [t for t, _ in owner.fired] == [second]
+
+
+def test_owners_in_one_bucket_share_one_loop_timer(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owners = [Owner(clock) for _ in range(100)]
+    for owner in owners:
+        wheel.arm(owner, 0.2)
+    assert len(clock.pending) == 1
+    assert len(wheel) == 100
+    clock.advance(0.3)
+    assert all(len(owner.fired) == 1 for owner in owners)
+
+
+def test_an_earlier_deadline_replaces_the_loop_timer(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    late, early = Owner(clock), Owner(clock)
+    wheel.arm(late, 10.0)
+    wheel.arm(early, 0.1)
+    assert len(clock.pending) == 1
+    assert clock.pending[0].when <= clock.now + 0.15
+    clock.advance(0.2)
+    assert len(early.fired) == 1
+    assert late.fired == []
+    # The wheel woke for the early one and set the loop timer for the late one.
+    assert len(clock.pending) == 1
+    clock.advance(10.0)
+    assert len(late.fired) == 1
+
+
+def test_buckets_emptied_by_disarm_are_skipped(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    a, b = Owner(clock), Owner(clock)
+    tick_a = wheel.arm(a, 0.1)
+    wheel.arm(b, 5.0)
+    wheel.disarm(a, tick_a)
+    clock.advance(0.2)  # wakes for a's empty bucket, goes back to sleep until b's
+    assert [h.when for h in clock.pending] == [pytest.approx(clock.now + 4.8, abs=0.06)]
+    clock.advance(5.0)
+    assert len(b.fired) == 1
+    assert a.fired == []
+
+
+def test_an_owner_rearming_from_its_callback(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+
+    class Repeating(Owner):
+        def on_tick(self, tick: int) -> None:
+            super().on_tick(tick)
+            if len(self.fired) < 3:
+                wheel.arm(self, 1.0)
+
+    owner = Repeating(clock)
+    wheel.arm(owner, 1.0)
+    clock.advance(3.5)
+    assert len(owner.fired) == 3
+    times = [at for _, at in owner.fired]
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+
+
+def test_a_loop_timer_that_wakes_a_millisecond_early_still_fires(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner = Owner(clock)
+    wheel.arm(owner, 0.5)
+    handle = clock.pending[0]
+    clock.now = handle.when - 0.001  # libuv rounds to whole milliseconds
+    handle.cancelled = True
+    handle.callback()
+    assert len(owner.fired) == 1
+
+
+def test_close_drops_everything(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner = Owner(clock)
+    wheel.arm(owner, 0.5)
+    wheel.close()
+    assert clock.pending == []
+    clock.advance(1.0)
+    assert owner.fired == []
+    assert len(wheel) == 0
