@@ -1,11 +1,14 @@
 """The load generator: one scenario against one server, as a separate process.
 
-Run as `python -m benchmarks.loadgen '<json request>'`; prints one JSON result line. It uses
-picows's Cython client, so a message costs the client a few microseconds, far less than any
-server here. It reads the server's CPU time from /proc itself at the edges of the measured
-window, and its own CPU time over the same window, so a run where the client was the
+Run as `python -m benchmarks.loadgen '<json request>'`; prints one JSON result line. The
+stream and handshake scenarios run the C client `wsload.c` (built on first use, see
+wsload.py), whose CPU cost per message is the kernel's loopback work and little else; where
+gcc is missing, or the request says "client": "python", they run on picows's Cython client
+(stream) and a raw-bytes asyncio client (handshakes) instead, as the idle scenario always
+does. The server's CPU time is read from /proc here, at the edges of the measured window,
+and the client's own CPU time over the same window, so a run where the client was the
 bottleneck is flagged rather than reported as the server's speed. Every echo is checked
-(type, length and content); a wrong one fails the run.
+(type, length and content); a wrong one fails the run. The result names the client used.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from benchmarks import procstat
+from benchmarks import procstat, wsload
 from benchmarks.scenarios import Scenario
 
 CONNECT_TIMEOUT = 10.0  # seconds for one connect + upgrade
@@ -38,6 +42,8 @@ PAYLOADS_LARGE = 4
 CLIENT_BOUND = 0.90  # client process CPU share of its core over the window
 CORE_SATURATED = 0.95  # whole client core busy share over the window
 MAX_FRAME = 64 * 1024 * 1024
+PICOWS = "picows"  # client names, as results record them
+PYTHON_RAW = "asyncio-raw"
 
 
 class WrongEcho(Exception):
@@ -280,13 +286,19 @@ class Readings:
     cores: procstat.CoreTimes
 
     @classmethod
-    def take(cls, server_pid: int) -> Readings:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+    def take(cls, server_pid: int, client: wsload.Marker | None = None) -> Readings:
+        """Now; the client is this process, or the C client as of its `client` marker."""
+        if client is None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            wall, sys_cpu = time.perf_counter(), usage.ru_stime
+            cpu = usage.ru_utime + usage.ru_stime
+        else:
+            wall, cpu, sys_cpu = client.t, client.utime + client.stime, client.stime
         return cls(
-            wall=time.perf_counter(),
+            wall=wall,
             server_cpu=procstat.tree_cpu_seconds(server_pid),
-            client_cpu=usage.ru_utime + usage.ru_stime,
-            client_sys=usage.ru_stime,
+            client_cpu=cpu,
+            client_sys=sys_cpu,
             cores=procstat.core_times(),
         )
 
@@ -529,11 +541,48 @@ async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any
     }
 
 
+def run_wsload(binary: Path, scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    """One stream or handshakes scenario on the C client; the same result dict as run()."""
+    pid = request["server_pid"]
+    edges: dict[str, Readings] = {}
+    outcome = wsload.run(
+        wsload.command(binary, scenario, request["port"]),
+        timeout=wsload.time_bound(scenario),
+        on_start=lambda marker: edges.__setitem__("start", Readings.take(pid, marker)),
+        on_end=lambda marker: edges.__setitem__("end", Readings.take(pid, marker)),
+    )
+    result: dict[str, Any] = {"ok": bool(outcome.get("ok")), "client": wsload.NAME,
+                              "client_build": binary.name}  # fmt: skip
+    if "start" in edges and "end" in edges:
+        result.update(window_result(edges["start"], edges["end"], outcome.get("ops", 0), request))
+        result["latency_ms"] = outcome.get("latency_ms") or percentiles_ms([])
+    if not result["ok"]:
+        result["error"] = outcome.get("error") or "wsload failed"
+        result["wrong_echo"] = bool(outcome.get("wrong_echo"))
+    return result
+
+
+def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
+    """The wsload program for this run, or None for the Python clients.
+
+    request["client"]: "auto" (default: wsload when gcc can build it), "wsload" (required:
+    an error without gcc), or "python". The idle scenario always runs in Python.
+    """
+    wanted = request.get("client", "auto")
+    if wanted == "python" or scenario.kind == "idle":
+        return None
+    binary = wsload.build()
+    if binary is None and wanted == "wsload":
+        raise wsload.BuildFailed("the wsload client was asked for, but there is no gcc")
+    return binary
+
+
 async def run(request: dict[str, Any]) -> dict[str, Any]:
     scenario = Scenario.from_json(request["scenario"])
     runner = {"stream": run_stream, "handshakes": run_handshakes, "idle": run_idle}[scenario.kind]
     request["_window"] = None
-    result: dict[str, Any] = {"ok": False}
+    client = PYTHON_RAW if scenario.kind == "handshakes" else PICOWS
+    result: dict[str, Any] = {"ok": False, "client": client}
     try:
         result.update(await runner(scenario, request))
     except Exception as exc:
@@ -553,9 +602,18 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import uvloop
+    scenario = Scenario.from_json(request["scenario"])
+    try:
+        binary = choose_client(scenario, request)
+    except wsload.BuildFailed as exc:
+        result: dict[str, Any] = {"ok": False, "client": wsload.NAME, "error": str(exc)}
+    else:
+        if binary is not None:
+            result = run_wsload(binary, scenario, request)
+        else:
+            import uvloop
 
-    result = uvloop.run(run(request))
+            result = uvloop.run(run(request))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

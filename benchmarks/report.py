@@ -314,7 +314,11 @@ def client_verdict(lines: list[dict[str, Any]]) -> str:
         }
     )
     starved = sum(1 for line in measured if line["result"].get("client_core_saturated"))
-    text = f"Load generator: highest share of its core {top:.0%} (bound at >= 90%). "
+    # Which client measured the windows (results from before wsload.c do not say).
+    clients = sorted({str(line["result"]["client"]) for line in measured
+                      if line["result"].get("client")})  # fmt: skip
+    named = f" ({', '.join(clients)})" if clients else ""
+    text = f"Load generator{named}: highest share of its core {top:.0%} (bound at >= 90%). "
     if bound:
         text += (
             f"It WAS the bottleneck in: {', '.join(bound)}; those figures understate the server."

@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import procstat, report, scenarios, venv
+from benchmarks import procstat, report, scenarios, venv, wsload
 from benchmarks.servers import SERVERS, Running, Server, ServerFailed
 
 REPO = venv.REPO
@@ -68,6 +68,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument("--output", type=Path, help="results file (default: a new one)")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wsload", "python"),
+        default="auto",
+        help="load generator for echo/pipelined/large/handshakes: the C client wsload.c "
+        "(built with gcc on first use), the Python clients (picows; raw asyncio for "
+        "handshakes), or auto: wsload when gcc is there",
+    )
     parser.add_argument(
         "--no-install", action="store_true", help="use the bench venv as it is, do not pip"
     )
@@ -160,6 +168,7 @@ def measure(
             "server_pid": running.pid,
             "server_core": args.server_core,
             "client_core": args.client_core,
+            "client": args.client,
         }
         command = ["taskset", "-c", str(args.client_core), sys.executable, "-m",
                    "benchmarks.loadgen", json.dumps(request)]  # fmt: skip
@@ -211,6 +220,22 @@ def progress(round_: int, rounds: int, server: str, scenario: str, r: dict[str, 
     )
 
 
+def prepare_client(choice: str) -> str:
+    """Build wsload now if it will be used (not inside each measurement); describe the choice."""
+    if choice == "python":
+        return "Python clients (picows; raw asyncio for handshakes), as asked"
+    try:
+        binary = wsload.build()
+    except wsload.BuildFailed as exc:
+        sys.exit(f"benchmarks: {exc}")
+    if binary is None:
+        if choice == "wsload":
+            sys.exit("benchmarks: --client wsload needs gcc, which is not on PATH")
+        return "Python clients (picows; raw asyncio for handshakes): no gcc to build wsload.c"
+    shown = binary.relative_to(REPO) if binary.is_relative_to(REPO) else binary
+    return f"wsload, the C client ({shown}); idle runs on picows"
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -229,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         connections=args.connection_counts,
     )
     servers = [SERVERS[name] for name in args.servers.split(",")]
+    client = prepare_client(args.client)
     # Server and load generator are separate processes: each holds one end of every connection.
     raise_fd_limit(max(s.connections for s in chosen) + 1024)
     with contextlib.suppress(OSError):
@@ -245,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")
     print(f"machine: {common['machine']}; python {common['python']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in common["versions"].items()))
+    print(f"load generator: {client}")
     print(f"server on core {args.server_core}, load generator on core {args.client_core}\n")
     written: list[dict[str, Any]] = []
     interrupted = False
