@@ -7,7 +7,6 @@ order of RFC 6455 §4.2.1, and each failure carries the response it needs.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
@@ -70,6 +69,15 @@ def header_values(headers: Headers, name: bytes) -> list[bytes]:
     return [value for key, value in headers if key == name]
 
 
+def _has_token(values: list[bytes] | None, token: bytes) -> bool:
+    """True when ``token`` (lower case) is among the comma-separated tokens of ``values``."""
+    if values is None:
+        return False
+    if len(values) == 1 and values[0].lower() == token:
+        return True  # "Upgrade: websocket", "Connection: Upgrade": no list to split
+    return token in _tokens(values)
+
+
 def _tokens(values: list[bytes] | None) -> list[bytes]:
     tokens = []
     for value in values or ():
@@ -88,10 +96,9 @@ def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
 def is_upgrade_request(headers: Headers | Fields) -> bool:
     """True when the request asks to switch to WebSocket (RFC 6455 §4.1, items 5 and 6)."""
     fields = _fields(headers)
-    upgrade = fields.get(b"upgrade")
-    if upgrade is None:
-        return False  # Most plain HTTP requests: no tokens to split.
-    return b"websocket" in _tokens(upgrade) and b"upgrade" in _tokens(fields.get(b"connection"))
+    return _has_token(fields.get(b"upgrade"), b"websocket") and _has_token(
+        fields.get(b"connection"), b"upgrade"
+    )
 
 
 def validate_upgrade(method: bytes, http_version: bytes, headers: Headers | Fields) -> bytes:
@@ -119,9 +126,11 @@ def validate_upgrade(method: bytes, http_version: bytes, headers: Headers | Fiel
     if len(keys) > 1:
         raise HandshakeError(400, "more than one Sec-WebSocket-Key header")
     key = keys[0].strip()
+    # 16 bytes are 24 base64 characters, the last two "=" padding; strict_mode refuses any
+    # other character, misplaced padding and leftover bits.
     try:
-        raw = base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
+        raw = binascii.a2b_base64(key, strict_mode=True) if len(key) == 24 else b""
+    except binascii.Error:
         raw = b""
     if len(raw) != 16:
         raise HandshakeError(
@@ -141,7 +150,7 @@ def validate_upgrade(method: bytes, http_version: bytes, headers: Headers | Fiel
 
 def accept_value(key: bytes) -> bytes:
     """RFC 6455 §4.2.2, item 5.4: base64 of the SHA-1 of the key and the GUID."""
-    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    return binascii.b2a_base64(hashlib.sha1(key + WS_GUID).digest(), newline=False)
 
 
 def parse_subprotocols(headers: Headers | Fields) -> list[str]:

@@ -494,6 +494,7 @@ class Connection(WebSocketPhase):
         headers: Headers,
         fields: Fields | None = None,
     ) -> None:
+        """A request head from h11, or from the fast path with its handshake fields."""
         self.method = method
         self.http_version = http_version
         self.path = target.decode("latin-1")  # as sent, until the scope decodes it
@@ -508,15 +509,17 @@ class Connection(WebSocketPhase):
         # h11 bounds only a head still arriving; one that came whole in a read is measured here
         # (request line and header lines, as sent, give or take white space).
         config = self.config
-        limit = config.h11_max_incomplete_event_size
-        size = len(method) + len(target) + 13 + 4 * len(headers)
-        for name, value in headers:
-            size += len(name) + len(value)
-        if size > limit:
-            self._error_response(
-                431, f"request head too large (the limit is {limit} bytes)"
-            )
-            return
+        if fields is None:
+            # From h11 (the fast path takes no head over the limit).
+            limit = config.h11_max_incomplete_event_size
+            size = len(method) + len(target) + 13 + 4 * len(headers)
+            for name, value in headers:
+                size += len(name) + len(value)
+            if size > limit:
+                self._error_response(
+                    431, f"request head too large (the limit is {limit} bytes)"
+                )
+                return
         if len(headers) > config.max_header_count:
             self._error_response(
                 431, f"too many header fields: {len(headers)} (the limit is "

@@ -353,8 +353,9 @@ class ConnectionProtocol(asyncio.Protocol):
             status = conn.status
         if self.config.access_log:
             self._log_access(scope, status, self.loop.time() - started)
-        self._task = None
-        self.server.tasks.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+        if self._task is not None:
+            self.server.tasks.discard(self._task)
+            self._task = None
         self._step()
         self.server.check_idle()
 
