@@ -128,6 +128,17 @@ class Config:
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     )
     access_log: bool = option(True, "Log one line per HTTP request and per WebSocket session.")
+    malloc_keep: int = option(
+        64 * MIB,
+        "Linux with glibc: freed memory the allocator keeps for reuse instead of returning it to "
+        "the system at once (M_TRIM_THRESHOLD), with blocks up to --ws-max-size (at most 32 MiB) "
+        "taken from that reusable heap (M_MMAP_THRESHOLD). Without it, every large message maps "
+        "fresh pages and page-faults on each; the cost is up to this much memory held after a "
+        "burst of large messages.",
+        unit=BYTES,
+        minimum=0,
+        zero_means="glibc's own settings",
+    )
 
     # -- HTTP ------------------------------------------------------------------------------------
     h11_max_incomplete_event_size: int = option(

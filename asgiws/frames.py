@@ -57,6 +57,39 @@ __all__ = [
     "is_valid_close_code",
 ]
 
+class BufferPool:
+    """Payload buffers of large frames, kept for the next large frame.
+
+    A fresh buffer for every large message costs more than the message's unmasking: the
+    allocator zero-fills it and, for a megabyte, often maps new pages, each a page fault. At
+    most ``count`` buffers of at most ``largest`` bytes each are kept, for the whole process.
+    """
+
+    __slots__ = ("buffers", "count", "largest")
+
+    def __init__(self, count: int, largest: int) -> None:
+        self.count = count
+        self.largest = largest
+        self.buffers: list[bytearray] = []
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes (its contents are whatever they were)."""
+        buffers = self.buffers
+        for i, buffer in enumerate(buffers):
+            if len(buffer) >= size:
+                return buffers.pop(i)
+        return bytearray(size)
+
+    def give(self, buffer: bytearray) -> None:
+        """Take back a buffer no longer in use, if there is room for it."""
+        if len(buffer) <= self.largest and len(self.buffers) < self.count:
+            self.buffers.append(buffer)
+
+
+# Up to 16 MiB kept: four frames of up to 4 MiB arriving at once find a buffer.
+_POOL = BufferPool(count=4, largest=4 * 1024 * 1024)
+
+
 # -- events ----------------------------------------------------------------------------------
 
 
@@ -147,6 +180,8 @@ RSV1: Final = 0x40
 RSV2: Final = 0x20
 RSV3: Final = 0x10
 MASK_BIT: Final = 0x80
+# A binary frame at least this large, arriving over several reads, is collected in one buffer.
+DIRECT_MIN: Final = 64 * 1024
 
 PROTOCOL_ERROR: Final = 1002
 INVALID_DATA: Final = 1007
@@ -199,7 +234,10 @@ def _xor_table(key: int) -> bytes:
     return table
 
 
-def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+Buffer = bytes | bytearray | memoryview
+
+
+def apply_mask_python(data: Buffer, mask: Buffer) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 §5.3), in pure Python.
 
     Small payloads go through one big-integer XOR; large ones through ``bytes.translate`` on
@@ -207,6 +245,7 @@ def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byte
     integer route).
     """
     n = len(data)
+    mask = bytes(mask)  # it may be a memoryview of the frame
     if n < 2048:
         if not n:
             return b""
@@ -220,14 +259,15 @@ def apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byte
     return bytes(out)
 
 
-MaskFunction = Callable[[bytes | bytearray | memoryview, bytes], bytes]
+MaskFunction = Callable[[Buffer, Buffer], bytes]
 
 try:  # The compiled routine of the websockets package, when it is installed with its speedups.
     from websockets.speedups import apply_mask as _compiled_apply_mask
 except ImportError:  # pragma: no cover - depends on the environment
     _apply_mask: MaskFunction = apply_mask_python
 else:
-    _apply_mask = _compiled_apply_mask
+    # Typed for bytes masks, it takes any buffer (a memoryview of the frame, here).
+    _apply_mask = _compiled_apply_mask  # type: ignore[assignment]
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -249,6 +289,11 @@ def _frame(first: int, payload: bytes) -> bytes:
     if n < 126:
         return bytes((first, n)) + payload
     return _header(first, n) + payload
+
+
+# The two-byte headers of unfragmented, uncompressed text and binary frames up to 125 bytes.
+_TEXT_HEADS: Final = tuple(bytes((FIN | OP_TEXT, n)) for n in range(126))
+_BINARY_HEADS: Final = tuple(bytes((FIN | OP_BINARY, n)) for n in range(126))
 
 
 def _header(first: int, n: int) -> bytes:
@@ -289,6 +334,10 @@ class FrameCodec:
         "_closed",
         "_decoder",
         "_deflate",
+        "_direct",
+        "_direct_end",
+        "_direct_mask",
+        "_direct_pos",
         "_frame_fin",
         "_frame_mask",
         "_frame_remaining",
@@ -321,35 +370,53 @@ class FrameCodec:
         self._message_size = 0  # bytes collected so far, after decompression
         self._parts: list[Any] = []  # bytes for binary, str for text
         self._decoder: codecs.IncrementalDecoder | None = None
+        # A large binary frame's payload being collected, still masked (see _receive_direct).
+        self._direct: bytearray | None = None
+        self._direct_pos = 0
+        self._direct_end = 0  # the payload's length (the buffer may be longer)
+        self._direct_mask = b""
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Parse bytes from the peer; return the events they complete, in wire order."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Parse bytes from the peer; return the events they complete, in wire order.
+
+        ``data`` may be a view of a buffer that is reused once this returns: nothing here keeps
+        a reference to it (every piece kept is a copy, or the unmasked output, a new object).
+        """
         if self._closed:
             return []
-        # Fast path: no state, and the chunk is exactly one whole masked FIN text or binary
-        # frame with no RSV bit and a 7-bit length. Everything else takes the state machine.
-        if not self._buffer and not self._in_frame and not self._message_opcode:
-            n = len(data)
-            if n >= 6:
-                first = data[0]
-                length = data[1] - MASK_BIT
-                if (
-                    (first == 0x81 or first == 0x82)
-                    and n - 6 == length
-                    and 0 <= length <= self.max_size
-                ):
-                    payload = _apply_mask(data[6:], data[2:6])
-                    if first == 0x82:
-                        return [Message(payload)]
-                    try:
-                        return [Message(payload.decode())]
-                    except UnicodeDecodeError:
-                        pass  # the state machine reports it with its reason
+        if self._direct is not None:
+            return self._receive_direct(data)
+        payload = self.receive_one(data)
+        if payload is not None:
+            return [Message(payload)]
         return self._receive(data)
 
-    def _receive(self, data: bytes) -> list[Event]:
+    def receive_one(self, data: bytes | bytearray | memoryview) -> str | bytes | None:
+        """The common case, without events: when nothing is pending and ``data`` is exactly one
+        whole masked FIN text or binary frame, no RSV bit, a 7-bit length and (for text) valid
+        UTF-8, the message's payload. Otherwise None, and nothing is consumed: pass the same
+        bytes to :meth:`receive_data`."""
+        if self._buffer or self._in_frame or self._message_opcode or self._direct is not None:
+            return None
+        n = len(data)
+        if n < 6 or self._closed:
+            return None
+        first = data[0]
+        length = data[1] - MASK_BIT  # negative when unmasked; 126 and 127 announce a longer field
+        if n - 6 != length or length > 125 or length > self.max_size:
+            return None
+        if first == 0x82:
+            return _apply_mask(data[6:], data[2:6])
+        if first == 0x81:
+            try:
+                return _apply_mask(data[6:], data[2:6]).decode()
+            except UnicodeDecodeError:
+                return None  # the state machine reports it with its reason
+        return None
+
+    def _receive(self, data: bytes | bytearray | memoryview) -> list[Event]:
         events: list[Event] = []
         # bytes(data) is data itself when it is bytes already.
         buf = self._buffer + data if self._buffer else bytes(data)
@@ -438,6 +505,25 @@ class FrameCodec:
                     events, self._too_big(self._message_size + length, "announced by a header")
                 )
             if opcode != OP_CONTINUATION:
+                if (
+                    opcode == OP_BINARY
+                    and first & FIN
+                    and length >= DIRECT_MIN
+                    and available < header + length
+                    and not self._message_compressed
+                ):
+                    # A large binary message in one frame, not all here yet: its payload is
+                    # collected in one pooled buffer and unmasked once, into the message, at the
+                    # end (no piece-by-piece unmasking, no join, no fresh zero-filled megabytes).
+                    start = pos + header
+                    direct = _POOL.take(length)
+                    direct[: end - start] = memoryview(buf)[start:end]
+                    self._direct = direct
+                    self._direct_pos = end - start
+                    self._direct_end = length
+                    self._direct_mask = bytes(mask)
+                    self._buffer = b""
+                    return events
                 if first & FIN and not self._message_compressed and available >= header + length:
                     # A whole unfragmented message is here: no need to stream it.
                     start = pos + header
@@ -461,6 +547,28 @@ class FrameCodec:
 
         self._buffer = buf[pos:] if pos < end else b""
         return events
+
+    def _receive_direct(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        direct = self._direct
+        assert direct is not None
+        pos = self._direct_pos
+        take = min(self._direct_end - pos, len(data))
+        direct[pos : pos + take] = data[:take]
+        self._direct_pos = pos + take
+        if self._direct_pos < self._direct_end:
+            return []
+        events: list[Event] = [self._direct_message(direct)]
+        if take < len(data):
+            events.extend(self.receive_data(data[take:]))
+        return events
+
+    def _direct_message(self, direct: bytearray) -> Message:
+        with memoryview(direct) as view:
+            payload = _apply_mask(view[: self._direct_end], self._direct_mask)
+        self._direct = None
+        self._direct_pos = self._direct_end = 0
+        _POOL.give(direct)
+        return Message(payload)
 
     def _check_header(self, first: int, second: int) -> ProtocolFailure | None:
         """The checks that the first two bytes of a frame allow (RFC 6455 §5.2, §5.4, §5.5)."""
@@ -633,6 +741,9 @@ class FrameCodec:
         events.append(failure)
         self._closed = True
         self._buffer = b""
+        if self._direct is not None:
+            _POOL.give(self._direct)
+            self._direct = None
         self._parts = []
         self._decoder = None
         return events
@@ -650,6 +761,16 @@ class FrameCodec:
     def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
         """Like :meth:`encode_message`, appending to ``output``; a large payload is appended as
         it is, after its header, so that it is not copied (the I/O layer writes both at once)."""
+        if self._deflate is None:
+            # The common case: a small message, its two header bytes made in advance.
+            if type(data) is str:
+                payload = data.encode()
+                if len(payload) < 126:
+                    output.append(_TEXT_HEADS[len(payload)] + payload)
+                    return
+            elif type(data) is bytes and len(data) < 126:
+                output.append(_BINARY_HEADS[len(data)] + data)
+                return
         first, payload = self._message_payload(data)
         if len(payload) < _NO_COPY_SIZE:
             output.append(_frame(first, payload))

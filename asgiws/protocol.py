@@ -196,12 +196,15 @@ class Connection(WebSocketPhase):
 
     # -- bytes in ------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the socket."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the socket. They may be a view of a read buffer that is reused
+        once this returns: whatever is kept is copied."""
         if self._codec is not None:
             if self.state is State.WS_OPEN or self.state is State.WS_CLOSING:
                 self._receive_frames(data)
             return
+        if type(data) is not bytes:
+            data = bytes(data)
         state = self.state
         if state is State.CLOSED:
             return
@@ -359,7 +362,10 @@ class Connection(WebSocketPhase):
         if kind == "websocket.send":
             if state is State.WS_OPEN:
                 # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
-                self._codec.encode_message_into(ws_payload(message, state), self.output)  # type: ignore[union-attr]
+                text = message.get("text")
+                if type(text) is not str or message.get("bytes") is not None:
+                    text = ws_payload(message, state)  # bytes, or a mistake to report
+                self._codec.encode_message_into(text, self.output)  # type: ignore[union-attr]
                 return
         elif kind == "http.response.start" or kind == "http.response.body":
             if state is State.HTTP:

@@ -40,9 +40,19 @@ class WebSocketPhase:
     output: list[bytes]
     _codec: FrameCodec | None
 
-    def _receive_frames(self, data: bytes) -> None:
+    def _receive_frames(self, data: bytes | bytearray | memoryview) -> None:
         codec = self._codec
         assert codec is not None
+        payload = codec.receive_one(data)
+        if payload is not None:
+            # The common case: one whole small message in this read.
+            if type(payload) is str:
+                self.inbox.append({"type": "websocket.receive", "text": payload})
+            else:
+                self.inbox.append({"type": "websocket.receive", "bytes": payload})
+            if self.timer is Timer.PONG:
+                self._set_timer(Timer.PING)
+            return
         events = codec.receive_data(data)
         if not events:
             return

@@ -547,3 +547,84 @@ def test_encode_message_into_matches_encode_message(size: int, text: bool) -> No
     assert b"".join(output) == codec.encode_message(data)
     # A large payload goes out as it is: no copy joined to its header.
     assert len(output) == (2 if size >= 64 * 1024 else 1)
+
+
+# -- large binary frames, collected in one pooled buffer ------------------------------------------
+
+BIG = bytes(random.Random(7).randbytes(200 * 1024))
+
+
+def _split_randomly(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    pieces, pos = [], 0
+    while pos < len(data):
+        step = rng.choice((1, 7, 1000, 65536, 100_000))
+        pieces.append(data[pos : pos + step])
+        pos += step
+    return pieces
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_large_binary_frame_fed_in_pieces_then_a_small_frame(seed: int) -> None:
+    codec = FrameCodec()
+    wire = masked(0x82, BIG) + masked(0x81, b"after")
+    events: list[object] = []
+    for piece in _split_randomly(wire, seed):
+        events += codec.receive_data(memoryview(bytearray(piece)))  # a reused read buffer
+    assert events == [Message(BIG), Message("after")]
+
+
+def test_pooled_buffers_do_not_leak_into_messages() -> None:
+    codec = FrameCodec()
+    first_payload = b"\x01" * (100 * 1024)
+    second_payload = b"\x02" * (100 * 1024)
+    (first,) = codec.receive_data(masked(0x82, first_payload)[:5000]) + codec.receive_data(
+        masked(0x82, first_payload)[5000:]
+    )
+    second_wire = masked(0x82, second_payload)
+    assert codec.receive_data(second_wire[:5000]) == []
+    assert codec._direct is not None  # collected in one buffer, from the pool
+    (second,) = codec.receive_data(second_wire[5000:])
+    assert first == Message(first_payload)  # unchanged by the buffer's reuse
+    assert second == Message(second_payload)
+
+
+def test_large_text_and_fragmented_frames_stream_as_before() -> None:
+    codec = FrameCodec()
+    text = "é" * (50 * 1024)
+    wire = masked(0x81, text.encode())
+    assert codec.receive_data(wire[:1000]) == []
+    assert codec._direct is None  # text is decoded as it arrives, to fail fast
+    assert codec.receive_data(wire[1000:]) == [Message(text)]
+    fragmented = masked(0x02, BIG) + masked(0x80, b"!")
+    assert codec.receive_data(fragmented[:1000]) == []
+    assert codec._direct is None
+    assert codec.receive_data(fragmented[1000:]) == [Message(BIG + b"!")]
+    bad_text = masked(0x81, b"\xff" + b"a" * (100 * 1024))
+    assert failure(codec.receive_data(bad_text[:1000])).code == 1007  # on the first piece
+
+
+def test_large_frame_over_the_limit_fails_before_any_buffer() -> None:
+    codec = FrameCodec(max_size=100 * 1024)
+    events = codec.receive_data(masked(0x82, BIG)[:1000])
+    assert failure(events).code == 1009
+    assert codec._direct is None
+
+
+def test_python_mask_takes_memoryviews() -> None:
+    data = bytes(range(256)) * 20
+    view = memoryview(bytearray(MASK + data))
+    assert apply_mask_python(view[4:], view[:4]) == apply_mask_python(data, MASK)
+
+
+@pytest.mark.parametrize(("size", "length_bytes"), [(124, 2), (119, 8), (125, 2), (0, 8)])
+def test_a_longer_length_field_is_not_mistaken_for_the_short_one(
+    size: int, length_bytes: int
+) -> None:
+    # 126 or 127 in the 7-bit field announce a 2- or 8-byte length: a frame whose total size
+    # happens to be 6 + 126 or 6 + 127 bytes must not be read as a 7-bit one with a mask at 2.
+    payload = bytes(range(size))
+    codec = FrameCodec()
+    assert codec.receive_data(masked(0x82, payload, length_bytes=length_bytes)) == [
+        Message(payload)
+    ]

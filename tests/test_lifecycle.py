@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +183,42 @@ def test_access_line_for_a_client_that_left_before_any_response(
     server.wait_for_line(r'127\.0\.0\.1:\d+ - "GET /hang HTTP/1\.1" - in \d')
     assert server.process.wait(timeout=DEADLINE_S) == 0
     assert "Logging error" not in server.output()
+
+
+# -- --malloc-keep ----------------------------------------------------------------------------
+
+_MALLOC_PROBE = """
+import resource, sys
+from asgiws.server import tune_malloc
+print(tune_malloc(int(sys.argv[1]), 16 * 1024 * 1024))
+def burst():  # a few large messages at once, then none: what a WebSocket echo does
+    blocks = [bytearray(1024 * 1024) for _ in range(6)]
+    del blocks
+for _ in range(5):
+    burst()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(100):
+    burst()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="mallopt() is glibc's",
+)
+def test_malloc_keep_stops_large_blocks_from_faulting_in_fresh_pages() -> None:
+    def faults(keep: int) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _MALLOC_PROBE, str(keep)],
+            capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        applied, count = out.stdout.split()
+        return applied, int(count)
+
+    applied, untuned = faults(0)
+    assert applied == "False"
+    assert untuned > 10_000  # glibc's defaults: each burst maps and faults in new pages
+    applied, tuned = faults(64 * 1024 * 1024)
+    assert applied == "True"
+    assert tuned < untuned // 100
