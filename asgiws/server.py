@@ -319,21 +319,30 @@ class ConnectionProtocol(asyncio.Protocol):
         if not output:
             return
         # Several frames: batched answers, or a large payload after its header. Small ones are
-        # joined into one write (one syscall); a large payload is written as it is, uncopied.
-        # Not writelines(): on CPython 3.12 and 3.13 it neither applies flow control
-        # (pause_writing is never called) nor finishes when an empty buffer is among them.
-        write = self.transport.write  # type: ignore[union-attr]
+        # joined into one buffer; a large payload is passed on as it is, uncopied.
+        parts: list[bytes] = []
         small: list[bytes] = []
         for chunk in conn.output_buffers():
             if len(chunk) < LARGE_WRITE:
                 small.append(chunk)
                 continue
             if small:
-                write(b"".join(small))
+                parts.append(small[0] if len(small) == 1 else b"".join(small))
                 small = []
-            write(chunk)
+            parts.append(chunk)
         if small:
-            write(b"".join(small))
+            parts.append(small[0] if len(small) == 1 else b"".join(small))
+        transport = self.transport
+        assert transport is not None
+        if self.server.vectored and len(parts) > 1:
+            # uvloop writes a list with one writev() (header and payload in one segment run).
+            transport.writelines(parts)
+        else:
+            # Not writelines() on asyncio's own transports: on CPython 3.12 and 3.13 it neither
+            # applies flow control (pause_writing is never called) nor finishes when an empty
+            # buffer is among its arguments.
+            for part in parts:
+                transport.write(part)
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         conn = self.conn
@@ -398,6 +407,8 @@ class Server:
         self.lifespan = Lifespan(app, config.lifespan)
         self.server_headers = ServerHeaders()
         self.connections: set[ConnectionProtocol] = set()
+        # uvloop's transports write a list of buffers with one writev() and apply flow control.
+        self.vectored = type(self.loop).__module__.split(".")[0] == "uvloop"
         self.tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
         self.uds: str | None = config.uds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -499,3 +500,26 @@ def test_sigterm_closes_websockets_and_exits_0(servers: list[ServerProcess], cod
             assert info.value.rcvd is not None
             assert info.value.rcvd.code == code
         assert server.process.wait(timeout=DEADLINE_S) == 0
+
+
+def test_large_messages_on_uvloop_one_vectored_write(servers: list[ServerProcess]) -> None:
+    # Under uvloop a large message's header and payload go out in one writelines() (writev):
+    # echo large and small messages, one at a time and then many in flight at once.
+    pytest.importorskip("uvloop")
+    from websockets.sync.client import connect
+
+    server = ServerProcess("apps:ws_echo", "--app-dir", str(Path(__file__).parent),
+                           "--port", "0", "--loop", "uvloop", "--no-access-log")  # fmt: skip
+    servers.append(server)
+    port = int(server.wait_for_line(r"http://127\.0\.0\.1:(\d+)")[1])
+    rng = random.Random(5)
+    payloads = [rng.randbytes(size) for size in (1 << 20, 100, 300_000, 65536, 3, 2 << 20)]
+    with connect(f"ws://127.0.0.1:{port}/", max_size=None, compression=None,
+                 open_timeout=DEADLINE_S, close_timeout=DEADLINE_S) as ws:  # fmt: skip
+        for payload in payloads:
+            ws.send(payload)
+            assert ws.recv(timeout=DEADLINE_S) == payload
+        for payload in payloads * 2:  # 7 MiB in flight: fits the server's inbox (--max-queue)
+            ws.send(payload)
+        for payload in payloads * 2:
+            assert ws.recv(timeout=DEADLINE_S) == payload
