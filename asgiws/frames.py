@@ -548,6 +548,30 @@ class FrameCodec:
         self._buffer = buf[pos:] if pos < end else b""
         return events
 
+    @property
+    def collecting(self) -> bool:
+        """True while a large binary frame's payload is being collected in one buffer: the
+        I/O layer may then read into :meth:`read_target` instead of calling receive_data."""
+        return self._direct is not None
+
+    def read_target(self) -> memoryview | None:
+        """The part of the collecting buffer still missing (see :attr:`collecting`), to read
+        into directly; report what was written with :meth:`received_into`."""
+        direct = self._direct
+        if direct is None:
+            return None
+        return memoryview(direct)[self._direct_pos : self._direct_end]
+
+    def received_into(self, nbytes: int) -> list[Event]:
+        """``nbytes`` were written at the start of the view :meth:`read_target` returned."""
+        direct = self._direct
+        if direct is None:
+            raise RuntimeError("received_into() without a read_target()")
+        self._direct_pos = min(self._direct_pos + nbytes, self._direct_end)
+        if self._direct_pos < self._direct_end:
+            return []
+        return [self._direct_message(direct)]
+
     def _receive_direct(self, data: bytes | bytearray | memoryview) -> list[Event]:
         direct = self._direct
         assert direct is not None

@@ -333,7 +333,7 @@ class Connection(WebSocketPhase):
                 return item
             assert isinstance(item, PendingClose)
             return self._act_on_close(item)
-        if self._is_ws_cycle:
+        if self._ws_key:  # a WebSocket cycle (_is_ws_cycle, without the call)
             if self._disconnect_queued:
                 raise ClientDisconnected(
                     "receive() called after 'websocket.disconnect' was delivered"

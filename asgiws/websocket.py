@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .asgi import ASGIMessage, ws_disconnect
 from .config import Config
-from .frames import CloseReceived, FrameCodec, Message, Ping, ProtocolFailure
+from .frames import CloseReceived, Event, FrameCodec, Message, Ping, ProtocolFailure
 from .states import NO_TIMER_STATES, PendingClose, State, Timer
 
 
@@ -54,8 +54,30 @@ class WebSocketPhase:
                 self._set_timer(Timer.PING)
             return
         events = codec.receive_data(data)
-        if not events:
-            return
+        if events:
+            self._take_events(events, codec)
+
+    @property
+    def collecting(self) -> bool:
+        """True while a large binary frame arrives: the I/O layer may read straight into
+        :meth:`read_target` and report with :meth:`received_into` (one copy fewer)."""
+        codec = self._codec
+        return codec is not None and codec.collecting and self.state is State.WS_OPEN
+
+    def read_target(self) -> memoryview | None:
+        codec = self._codec
+        if codec is None or not (self.state is State.WS_OPEN or self.state is State.WS_CLOSING):
+            return None
+        return codec.read_target()
+
+    def received_into(self, nbytes: int) -> None:
+        codec = self._codec
+        assert codec is not None
+        events = codec.received_into(nbytes)
+        if events:
+            self._take_events(events, codec)
+
+    def _take_events(self, events: list[Event], codec: FrameCodec) -> None:
         if self.timer is Timer.PONG:
             # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
             self._set_timer(Timer.PING)

@@ -628,3 +628,28 @@ def test_a_longer_length_field_is_not_mistaken_for_the_short_one(
     assert codec.receive_data(masked(0x82, payload, length_bytes=length_bytes)) == [
         Message(payload)
     ]
+
+
+def test_large_binary_frame_read_into_the_codecs_buffer() -> None:
+    codec = FrameCodec()
+    wire = masked(0x82, BIG)
+    assert not codec.collecting and codec.read_target() is None
+    assert codec.receive_data(wire[:1000]) == []
+    assert codec.collecting
+    pos = 1000
+    events: list[object] = []
+    for _ in range(100):  # bounded: 200 KiB in at most 100 reads
+        target = codec.read_target()
+        if target is None:
+            break
+        n = min(len(target), 64 * 1024)
+        target[:n] = wire[pos : pos + n]
+        pos += n
+        events += codec.received_into(n)
+    assert pos == len(wire)
+    assert events == [Message(BIG)]
+    assert not codec.collecting
+    with pytest.raises(RuntimeError, match="without a read_target"):
+        codec.received_into(1)
+    # The next frame starts from nothing.
+    assert codec.receive_data(masked(0x82, b"x")) == [Message(b"x")]
