@@ -40,8 +40,10 @@ WRITE_BATCH = 64
 # A read at least this large that leaves a large binary frame unfinished switches the connection
 # to a LargeFrameReader; smaller reads are not worth checking.
 LARGE_READ = 16 * 1024
-# The read buffer of connections with a LargeFrameReader (one per server).
-READ_BUFFER = 256 * 1024
+# The read buffer of connections with a LargeFrameReader (one per server): as large as the
+# smallest frame read in place (frames.DIRECT_MIN), so that a smaller frame comes in one read and
+# a larger one has at most this much copied before the rest is read in place.
+READ_BUFFER = 64 * 1024
 # A buffer this large is written on its own rather than copied into a joined one.
 LARGE_WRITE = 64 * 1024
 
