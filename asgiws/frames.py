@@ -57,6 +57,7 @@ __all__ = [
     "is_valid_close_code",
 ]
 
+
 class BufferPool:
     """Payload buffers of large frames, kept for the next large frame.
 
@@ -384,20 +385,25 @@ class FrameCodec:
         ``data`` may be a view of a buffer that is reused once this returns: nothing here keeps
         a reference to it (every piece kept is a copy, or the unmasked output, a new object).
         """
+        payload = self.receive_one(data)
+        if payload is not None:
+            return [Message(payload)]
+        return self.receive_declined(data)
+
+    def receive_declined(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """:meth:`receive_data` for bytes that :meth:`receive_one` just returned None for,
+        without trying that again."""
         if self._closed:
             return []
         if self._direct is not None:
             return self._receive_direct(data)
-        payload = self.receive_one(data)
-        if payload is not None:
-            return [Message(payload)]
         return self._receive(data)
 
     def receive_one(self, data: bytes | bytearray | memoryview) -> str | bytes | None:
         """The common case, without events: when nothing is pending and ``data`` is exactly one
         whole masked FIN text or binary frame, no RSV bit, a 7-bit length and (for text) valid
         UTF-8, the message's payload. Otherwise None, and nothing is consumed: pass the same
-        bytes to :meth:`receive_data`."""
+        bytes to :meth:`receive_declined`."""
         if self._buffer or self._in_frame or self._message_opcode or self._direct is not None:
             return None
         n = len(data)

@@ -556,8 +556,7 @@ class Connection(WebSocketPhase):
             make_websocket_scope(scope, self._subprotocols, secure=self.secure)
             offers = fields.get(b"sec-websocket-extensions")
             self._extension_offers = [v.decode("latin-1") for v in offers] if offers else _EMPTY
-            self.state = State.WS_CONNECTING
-            self._set_timer(Timer.NONE)  # the app decides how long the handshake takes
+            self._set_state(State.WS_CONNECTING)  # no timer: the app decides how long it takes
             self.inbox.append({"type": "websocket.connect"})
         else:
             make_http_scope(scope, method, secure=self.secure)

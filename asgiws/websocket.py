@@ -53,7 +53,7 @@ class WebSocketPhase:
             if self.timer is Timer.PONG:
                 self._set_timer(Timer.PING)
             return
-        events = codec.receive_data(data)
+        events = codec.receive_declined(data)
         if events:
             self._take_events(events, codec)
 
