@@ -77,6 +77,8 @@ def test_self_test(binary: Path) -> None:
         ("echo", {}),
         ("pipelined", {}),
         ("large", {"connections": 2, "size": 256 * 1024}),
+        # Pre-masked bodies queued behind a full socket: copied into the buffer, in order.
+        ("pipelined", {"connections": 2, "in_flight": 16, "size": 1024 * 1024 + 3}),
         ("handshakes", {"connections": 20}),
     ],
 )
