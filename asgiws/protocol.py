@@ -51,7 +51,23 @@ from .handshake import (
     parse_subprotocols,
     validate_upgrade,
 )
-from .states import ClientDisconnected, PendingClose, State, Timer
+from .states import (
+    CLOSED,
+    HTTP,
+    IDLE,
+    TIMER_HEAD,
+    TIMER_KEEP_ALIVE,
+    TIMER_NONE,
+    TIMER_PING,
+    WS_CLOSING,
+    WS_CONNECTING,
+    WS_DENYING,
+    WS_OPEN,
+    ClientDisconnected,
+    PendingClose,
+    State,
+    Timer,
+)
 from .websocket import WebSocketPhase
 
 # Headers the server computes for the 101 response; the app may not set them.
@@ -153,8 +169,8 @@ class Connection(WebSocketPhase):
         self.server_headers = server_headers or ServerHeaders()
         self.lifespan_state = lifespan_state
 
-        self.state = State.IDLE
-        self.timer = Timer.HEAD if config.timeout_handshake > 0 else Timer.NONE
+        self.state = IDLE
+        self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
         self.timer_epoch = 0
 
         # h11 is created on the first bytes that the fast path (asgiws.fasthead) does not take,
@@ -200,13 +216,13 @@ class Connection(WebSocketPhase):
         """Feed bytes read from the socket. They may be a view of a read buffer that is reused
         once this returns: whatever is kept is copied."""
         if self._codec is not None:
-            if self.state is State.WS_OPEN or self.state is State.WS_CLOSING:
+            if self.state is WS_OPEN or self.state is WS_CLOSING:
                 self._receive_frames(data)
             return
         if type(data) is not bytes:
             data = bytes(data)
         state = self.state
-        if state is State.CLOSED:
+        if state is CLOSED:
             return
         conn = self._h11
         if conn is None:
@@ -216,13 +232,13 @@ class Connection(WebSocketPhase):
                     self._early += data
                     self._parked += len(data)
                     return
-            elif state is State.IDLE and self._fast_request(data):
+            elif state is IDLE and self._fast_request(data):
                 return
             conn = self._h11_conn()
-        if self.timer is Timer.KEEP_ALIVE and data:
+        if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
-            self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
-        if state is not State.IDLE and conn.their_state in _H11_WAITING:
+            self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
+        if state is not IDLE and conn.their_state in _H11_WAITING:
             self._parked += len(data)
         conn.receive_data(data)
         self._process_http()
@@ -266,10 +282,10 @@ class Connection(WebSocketPhase):
     def connection_lost(self) -> None:
         """The transport is gone (EOF, reset, or closed by us)."""
         state = self.state
-        self._set_state(State.CLOSED)
+        self._set_state(CLOSED)
         if self._scope is None and not self._app_running:
             return
-        if state in (State.HTTP, State.IDLE):
+        if state in (HTTP, IDLE):
             if not self._disconnect_queued:
                 self._disconnect_queued = True
                 self.inbox.append({"type": "http.disconnect"})
@@ -339,7 +355,7 @@ class Connection(WebSocketPhase):
                     "receive() called after 'websocket.disconnect' was delivered"
                 )
             return None
-        if self.state is State.CLOSED or self._response_complete or self._disconnect_queued:
+        if self.state is CLOSED or self._response_complete or self._disconnect_queued:
             # The client left, or the response is sent: nothing more comes but the end.
             self._disconnect_queued = True
             return {"type": "http.disconnect"}
@@ -360,7 +376,7 @@ class Connection(WebSocketPhase):
         kind = message.get("type")
         state = self.state
         if kind == "websocket.send":
-            if state is State.WS_OPEN:
+            if state is WS_OPEN:
                 # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
                 text = message.get("text")
                 if type(text) is not str or message.get("bytes") is not None:
@@ -368,28 +384,28 @@ class Connection(WebSocketPhase):
                 self._codec.encode_message_into(text, self.output)  # type: ignore[union-attr]
                 return
         elif kind == "http.response.start" or kind == "http.response.body":
-            if state is State.HTTP:
+            if state is HTTP:
                 self._send_http(message, kind)
                 return
-            if state is State.CLOSED and self._is_http_cycle:
+            if state is CLOSED and self._is_http_cycle:
                 return  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "websocket.accept":
-            if state is State.WS_CONNECTING:
+            if state is WS_CONNECTING:
                 self._accept(message)
                 return
         elif kind == "websocket.close":
-            if state is State.WS_CONNECTING:
+            if state is WS_CONNECTING:
                 # ASGI: close before accept rejects the handshake with 403.
                 self._error_response(403, "WebSocket connection rejected by the application")
                 return
-            if state is State.WS_OPEN:
+            if state is WS_OPEN:
                 self._close_message(*close_args(message))
                 return
         elif kind == "websocket.http.response.start" or kind == "websocket.http.response.body":
-            if state is State.WS_CONNECTING or state is State.WS_DENYING:
+            if state is WS_CONNECTING or state is WS_DENYING:
                 self._send_denial(message, kind)
                 return
-        if self._is_ws_cycle and (state is State.WS_CLOSING or state is State.CLOSED):
+        if self._is_ws_cycle and (state is WS_CLOSING or state is CLOSED):
             raise ClientDisconnected(f"cannot send {kind!r}: the WebSocket connection is closed")
         raise RuntimeError(f"cannot send {kind!r} in state {state.name}")
 
@@ -398,7 +414,7 @@ class Connection(WebSocketPhase):
         self._app_running = False
         problem: str | None = None
         state = self.state
-        if state is State.HTTP:
+        if state is HTTP:
             if not self._response_started:
                 if error is None:
                     problem = "ASGI app returned without starting a response"
@@ -407,17 +423,17 @@ class Connection(WebSocketPhase):
                 # The client got part of a response; only closing tells it so.
                 if error is None:
                     problem = "ASGI app returned without completing the response"
-                self._set_state(State.CLOSED)
+                self._set_state(CLOSED)
             else:
                 self._finish_http_cycle()
-        elif state is State.WS_CONNECTING:
+        elif state is WS_CONNECTING:
             if error is None:
                 problem = "ASGI app returned without accepting or closing the WebSocket"
             self._error_response(500, "Internal Server Error")
-        elif state is State.WS_DENYING:
+        elif state is WS_DENYING:
             problem = "ASGI app returned without completing its denial response"
-            self._set_state(State.CLOSED)
-        elif state is State.WS_OPEN:
+            self._set_state(CLOSED)
+        elif state is WS_OPEN:
             if self._peer_close_pending():
                 self._answer_close_now()
             elif error is None:
@@ -432,8 +448,8 @@ class Connection(WebSocketPhase):
         """The I/O layer's timer for ``timer`` fired."""
         if timer is not self.timer:
             return
-        if timer is Timer.HEAD or timer is Timer.KEEP_ALIVE:
-            self._set_state(State.CLOSED)
+        if timer is TIMER_HEAD or timer is TIMER_KEEP_ALIVE:
+            self._set_state(CLOSED)
         else:
             self._ws_timeout(timer)
 
@@ -441,9 +457,9 @@ class Connection(WebSocketPhase):
         """The server is stopping: finish HTTP work, close WebSockets with ``code``."""
         self._shutting_down = True
         state = self.state
-        if state is State.IDLE:
-            self._set_state(State.CLOSED)
-        elif state is State.WS_OPEN:
+        if state is IDLE:
+            self._set_state(CLOSED)
+        elif state is WS_OPEN:
             if self._peer_close_pending():
                 self._answer_close_now()
             else:
@@ -465,7 +481,7 @@ class Connection(WebSocketPhase):
         assert conn is not None
         while True:
             state = self.state
-            if state is State.CLOSED or state is State.WS_OPEN:
+            if state is CLOSED or state is WS_OPEN:
                 return
             try:
                 event = conn.next_event()
@@ -479,10 +495,10 @@ class Connection(WebSocketPhase):
                     event.method, event.target, event.http_version, list(event.headers)
                 )
             elif isinstance(event, h11.Data):
-                if state is State.HTTP:
+                if state is HTTP:
                     self._queue_body(bytes(event.data), more_body=True)
             elif isinstance(event, h11.EndOfMessage):
-                if state is State.HTTP:
+                if state is HTTP:
                     self._queue_body(b"", more_body=False)
             elif isinstance(event, h11.ConnectionClosed):
                 self.connection_lost()
@@ -556,11 +572,11 @@ class Connection(WebSocketPhase):
             make_websocket_scope(scope, self._subprotocols, secure=self.secure)
             offers = fields.get(b"sec-websocket-extensions")
             self._extension_offers = [v.decode("latin-1") for v in offers] if offers else _EMPTY
-            self._set_state(State.WS_CONNECTING)  # no timer: the app decides how long it takes
+            self._set_state(WS_CONNECTING)  # no timer: the app decides how long it takes
             self.inbox.append({"type": "websocket.connect"})
         else:
             make_http_scope(scope, method, secure=self.secure)
-            self._set_state(State.HTTP)
+            self._set_state(HTTP)
         self._scope = scope
 
     def _queue_body(self, body: bytes, more_body: bool) -> None:
@@ -575,7 +591,7 @@ class Connection(WebSocketPhase):
         inbox.append({"type": "http.request", "body": body, "more_body": more_body})
 
     def _send_http(self, message: ASGIMessage, kind: str) -> None:
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return  # ASGI HTTP 2.3: the client left, send() is a no-op.
         if kind == "http.response.start":
             if self._response is not None or self._response_started:
@@ -635,7 +651,7 @@ class Connection(WebSocketPhase):
 
     def _finish_http_cycle(self) -> None:
         conn = self._h11
-        if self.state is not State.HTTP or conn is None or not self._response_complete:
+        if self.state is not HTTP or conn is None or not self._response_complete:
             return
         if self._app_running:
             return
@@ -647,16 +663,16 @@ class Connection(WebSocketPhase):
             conn.start_next_cycle()
             self._parked = 0
             self.inbox.clear()
-            self._set_state(State.IDLE)
+            self._set_state(IDLE)
             self.method = b""
             if self._h11_has_buffered() or self.config.timeout_keep_alive <= 0:
-                self._set_timer(Timer.HEAD if self.config.timeout_handshake > 0 else Timer.NONE)
+                self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
             else:
-                self._set_timer(Timer.KEEP_ALIVE)
+                self._set_timer(TIMER_KEEP_ALIVE)
             self._process_http()
         else:
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
-            self._set_state(State.CLOSED)
+            self._set_state(CLOSED)
 
     def _with_server_headers(self, headers: Headers) -> Headers:
         names = {name for name, _ in headers}
@@ -673,7 +689,7 @@ class Connection(WebSocketPhase):
             self.output.append(data)
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
-        if self.state is State.IDLE:
+        if self.state is IDLE:
             status = exc.error_status_hint
             # h11 shows the offending bytes as a bytearray repr; keep just the bytes.
             reason = "malformed request: " + _BYTEARRAY_REPR.sub(r"\1", str(exc) or "unparsable")
@@ -719,7 +735,7 @@ class Connection(WebSocketPhase):
         self.output.extend(chunk for chunk in out if chunk)
         self._response_started = True
         self._response_complete = True
-        self._set_state(State.CLOSED)
+        self._set_state(CLOSED)
         if self._is_ws_cycle:
             self._queue_ws_disconnect(1006, "")
 
@@ -797,19 +813,19 @@ class Connection(WebSocketPhase):
         self._parked = 0
         self.status = 101
         self._codec = FrameCodec(max_size=self.config.ws_max_size, deflate=deflate)
-        self._set_state(State.WS_OPEN)
+        self._set_state(WS_OPEN)
         if self._shutting_down:
             self._close_from_app(self.config.ws_shutdown_code, "")
             self._queue_ws_disconnect(self.config.ws_shutdown_code, "")
             return
-        self._set_timer(Timer.PING if self.config.ws_ping_interval > 0 else Timer.NONE)
+        self._set_timer(TIMER_PING if self.config.ws_ping_interval > 0 else TIMER_NONE)
         if trailing:
             # Bytes that came right behind the request belong to the WebSocket.
             self._receive_frames(bytes(trailing))
 
     def _send_denial(self, message: ASGIMessage, kind: str) -> None:
         if kind == "websocket.http.response.start":
-            if self.state is State.WS_DENYING:
+            if self.state is WS_DENYING:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
             status = message.get("status")
             if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
@@ -826,9 +842,9 @@ class Connection(WebSocketPhase):
                     reason=reason_phrase(status),
                 )
             )
-            self._set_state(State.WS_DENYING)
+            self._set_state(WS_DENYING)
             return
-        if self.state is not State.WS_DENYING:
+        if self.state is not WS_DENYING:
             raise RuntimeError(
                 f"cannot send {kind!r} before 'websocket.http.response.start' in state "
                 f"{self.state.name}"
@@ -840,7 +856,7 @@ class Connection(WebSocketPhase):
             self._h11_send(h11.Data(data=bytes(body)))
         if not message.get("more_body", False):
             self._h11_send(h11.EndOfMessage())
-            self._set_state(State.CLOSED)
+            self._set_state(CLOSED)
             self._queue_ws_disconnect(1006, "")
 
     # -- WebSocket data --------------------------------------------------------------------------

@@ -29,7 +29,18 @@ from . import __version__, logs
 from .config import Config
 from .lifespan import Lifespan, LifespanError
 from .protocol import Connection, ServerHeaders
-from .states import ClientDisconnected, State, Timer
+from .states import (
+    CLOSED,
+    TIMER_CLOSE,
+    TIMER_HEAD,
+    TIMER_KEEP_ALIVE,
+    TIMER_NONE,
+    TIMER_PING,
+    TIMER_PONG,
+    WS_OPEN,
+    ClientDisconnected,
+    Timer,
+)
 from .timers import TimerWheel
 from .types import ASGIApp
 
@@ -152,7 +163,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
         self._drain: asyncio.Future[None] | None = None  # the app waits in send()
         self._timer_tick = 0  # the server's TimerWheel tick of our timer; 0: none armed
-        self._timer_kind = Timer.NONE
+        self._timer_kind = TIMER_NONE
         self._timer_epoch = -1
         self._read_paused = False
         self._write_paused = False
@@ -195,7 +206,7 @@ class ConnectionProtocol(asyncio.Protocol):
             self._read_large_frames()
         # _after_read(), inlined: this is the hot path of every small message.
         if (
-            conn.state is State.WS_OPEN
+            conn.state is WS_OPEN
             and not conn.output
             and conn.timer_epoch == self._timer_epoch
             and len(conn.inbox) < conn.max_queue
@@ -207,7 +218,7 @@ class ConnectionProtocol(asyncio.Protocol):
     def _after_read(self) -> None:
         conn = self.conn
         if (
-            conn.state is State.WS_OPEN
+            conn.state is WS_OPEN
             and not conn.output
             and conn.timer_epoch == self._timer_epoch
             and len(conn.inbox) < conn.max_queue
@@ -269,7 +280,7 @@ class ConnectionProtocol(asyncio.Protocol):
             else:
                 self._write(conn)
         if not self._closed:
-            if conn.state is State.CLOSED:
+            if conn.state is CLOSED:
                 # Written data is flushed before the socket closes.
                 transport.close()
                 self._closed = True
@@ -305,7 +316,7 @@ class ConnectionProtocol(asyncio.Protocol):
             timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
         kind = conn.timer
-        if kind is not Timer.NONE:
+        if kind is not TIMER_NONE:
             self._timer_kind = kind
             self._timer_tick = timers.arm(self, self.server.timer_delays[kind])
 
@@ -333,10 +344,10 @@ class ConnectionProtocol(asyncio.Protocol):
         conn = self.conn
         while True:
             message = conn.next_message()
-            if conn.state is not State.WS_OPEN or self._read_paused:
+            if conn.state is not WS_OPEN or self._read_paused:
                 if (
                     conn.output
-                    or conn.state is State.CLOSED
+                    or conn.state is CLOSED
                     or self._read_paused
                     or conn.timer_epoch != self._timer_epoch
                 ):
@@ -358,7 +369,7 @@ class ConnectionProtocol(asyncio.Protocol):
     async def send(self, message: MutableMapping[str, Any]) -> None:
         conn = self.conn
         conn.send(message)  # type: ignore[arg-type]
-        if conn.state is State.WS_OPEN and conn.timer_epoch == self._timer_epoch:
+        if conn.state is WS_OPEN and conn.timer_epoch == self._timer_epoch:
             # The hot path: one WebSocket message out.
             output = conn.output
             if conn.inbox and len(output) < WRITE_BATCH:
@@ -502,11 +513,11 @@ class Server:
         # Every connection's timer, in shared buckets (one loop timer), and each Timer's delay.
         self.timers = TimerWheel(self.loop)
         delays = [0.0] * (max(Timer) + 1)
-        delays[Timer.HEAD] = config.timeout_handshake
-        delays[Timer.KEEP_ALIVE] = config.timeout_keep_alive
-        delays[Timer.PING] = config.ws_ping_interval
-        delays[Timer.PONG] = config.ws_ping_timeout
-        delays[Timer.CLOSE] = config.ws_close_timeout
+        delays[TIMER_HEAD] = config.timeout_handshake
+        delays[TIMER_KEEP_ALIVE] = config.timeout_keep_alive
+        delays[TIMER_PING] = config.ws_ping_interval
+        delays[TIMER_PONG] = config.ws_ping_timeout
+        delays[TIMER_CLOSE] = config.ws_close_timeout
         self.timer_delays = tuple(delays)
         self._ssl: ssl.SSLContext | None = None
         self.bound: list[str] = []

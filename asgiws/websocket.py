@@ -12,7 +12,19 @@ from __future__ import annotations
 from .asgi import ASGIMessage, ws_disconnect
 from .config import Config
 from .frames import CloseReceived, Event, FrameCodec, Message, Ping, ProtocolFailure
-from .states import NO_TIMER_STATES, PendingClose, State, Timer
+from .states import (
+    CLOSED,
+    NO_TIMER_STATES,
+    TIMER_CLOSE,
+    TIMER_NONE,
+    TIMER_PING,
+    TIMER_PONG,
+    WS_CLOSING,
+    WS_OPEN,
+    PendingClose,
+    State,
+    Timer,
+)
 
 
 class WebSocketPhase:
@@ -50,8 +62,8 @@ class WebSocketPhase:
                 self.inbox.append({"type": "websocket.receive", "text": payload})
             else:
                 self.inbox.append({"type": "websocket.receive", "bytes": payload})
-            if self.timer is Timer.PONG:
-                self._set_timer(Timer.PING)
+            if self.timer is TIMER_PONG:
+                self._set_timer(TIMER_PING)
             return
         events = codec.receive_declined(data)
         if events:
@@ -62,11 +74,11 @@ class WebSocketPhase:
         """True while a large binary frame arrives: the I/O layer may read straight into
         :meth:`read_target` and report with :meth:`received_into` (one copy fewer)."""
         codec = self._codec
-        return codec is not None and codec.collecting and self.state is State.WS_OPEN
+        return codec is not None and codec.collecting and self.state is WS_OPEN
 
     def read_target(self) -> memoryview | None:
         codec = self._codec
-        if codec is None or not (self.state is State.WS_OPEN or self.state is State.WS_CLOSING):
+        if codec is None or not (self.state is WS_OPEN or self.state is WS_CLOSING):
             return None
         return codec.read_target()
 
@@ -78,9 +90,9 @@ class WebSocketPhase:
             self._take_events(events, codec)
 
     def _take_events(self, events: list[Event], codec: FrameCodec) -> None:
-        if self.timer is Timer.PONG:
+        if self.timer is TIMER_PONG:
             # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
-            self._set_timer(Timer.PING)
+            self._set_timer(TIMER_PING)
         inbox = self.inbox
         for event in events:
             if type(event) is Message:
@@ -90,24 +102,24 @@ class WebSocketPhase:
                 else:
                     inbox.append({"type": "websocket.receive", "bytes": data_})
             elif type(event) is Ping:
-                if self.state is State.WS_OPEN:
+                if self.state is WS_OPEN:
                     # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
                     self.output.append(codec.encode_pong(event.payload))
             elif type(event) is CloseReceived:
-                if self.state is State.WS_CLOSING:
+                if self.state is WS_CLOSING:
                     # The peer answered our Close: the closing handshake is complete.
                     self._queue_ws_disconnect(event.code, event.reason)
-                    self._set_state(State.CLOSED)
+                    self._set_state(CLOSED)
                 else:
                     inbox.append(PendingClose(event.code, event.reason, failure=False))
-                    self._set_timer(Timer.CLOSE)
+                    self._set_timer(TIMER_CLOSE)
             elif type(event) is ProtocolFailure:
-                if self.state is State.WS_CLOSING:
+                if self.state is WS_CLOSING:
                     self._queue_ws_disconnect(1006, "")
-                    self._set_state(State.CLOSED)
+                    self._set_state(CLOSED)
                 else:
                     inbox.append(PendingClose(event.code, event.reason, failure=True))
-                    self._set_timer(Timer.CLOSE)
+                    self._set_timer(TIMER_CLOSE)
 
     def _peer_close_pending(self) -> bool:
         inbox = self.inbox
@@ -130,7 +142,7 @@ class WebSocketPhase:
     def _answer_close(self, pending: PendingClose) -> None:
         codec = self._codec
         assert codec is not None
-        if self.state is State.WS_OPEN:
+        if self.state is WS_OPEN:
             if pending.failure:
                 # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason,
                 # cut to the 123 bytes a Close frame has room for (§5.5).
@@ -145,15 +157,15 @@ class WebSocketPhase:
         self.close_code = pending.code
         # The closing handshake is complete, or the connection is failed: the server closes TCP
         # first (RFC 6455 §7.1.1).
-        self._set_state(State.CLOSED)
+        self._set_state(CLOSED)
 
     def _close_from_app(self, code: int, reason: str) -> None:
         codec = self._codec
         assert codec is not None
         self.output.append(codec.encode_close(code, reason))
         self.close_code = code
-        self._set_state(State.WS_CLOSING)
-        self._set_timer(Timer.CLOSE)
+        self._set_state(WS_CLOSING)
+        self._set_timer(TIMER_CLOSE)
 
     def _queue_ws_disconnect(self, code: int, reason: str) -> None:
         if self.close_code is None:
@@ -166,27 +178,27 @@ class WebSocketPhase:
 
     def _ws_timeout(self, timer: Timer) -> None:
         """A WebSocket timer fired: keep-alive ping, pong deadline, or closing handshake."""
-        if timer is Timer.PING:
+        if timer is TIMER_PING:
             self._ping_counter += 1
             self.output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
             if self.config.ws_ping_timeout > 0:
-                self._set_timer(Timer.PONG)
+                self._set_timer(TIMER_PONG)
             else:
-                self._set_timer(Timer.PING)
-        elif timer is Timer.PONG:
+                self._set_timer(TIMER_PING)
+        elif timer is TIMER_PONG:
             # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
             assert self._codec is not None
             self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
             self.close_code = 1011
             self._queue_ws_disconnect(1011, "keepalive ping timeout")
-            self._set_state(State.CLOSED)
-        elif timer is Timer.CLOSE:
+            self._set_state(CLOSED)
+        elif timer is TIMER_CLOSE:
             if self._peer_close_pending():
                 self._answer_close_now()  # The app did not read the peer's Close in time.
             else:
                 # Our Close was never answered.
                 self._queue_ws_disconnect(1006, "")
-                self._set_state(State.CLOSED)
+                self._set_state(CLOSED)
 
     def _close_message(self, code: int, reason: str) -> None:
         """The app's ``websocket.close`` while the WebSocket is open."""
@@ -197,14 +209,14 @@ class WebSocketPhase:
             self._queue_ws_disconnect(pending.code, pending.reason)
             self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
             self.close_code = pending.code
-            self._set_state(State.CLOSED)
+            self._set_state(CLOSED)
         else:
             self._close_from_app(code, reason)
 
     def _set_state(self, state: State) -> None:
         self.state = state
         if state in NO_TIMER_STATES:
-            self._set_timer(Timer.NONE)
+            self._set_timer(TIMER_NONE)
 
     def _set_timer(self, timer: Timer) -> None:
         self.timer = timer
