@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
-import queue
 import random
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lines import OutputLines
 
 import asgiws
 from asgiws import cli
@@ -50,12 +47,12 @@ def run_cli(
     )
 
 
-class ServerProcess:
+class ServerProcess(OutputLines):
     """An asgiws subprocess whose output (stdout and stderr, merged) is read line by line."""
 
+    what = "the server"
+
     def __init__(self, *args: str, pass_fds: tuple[int, ...] = (), **env: str) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "asgiws", *args],
             stdout=subprocess.PIPE,
@@ -64,52 +61,7 @@ class ServerProcess:
             env=clean_env(**env),
             pass_fds=pass_fds,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for_line(self, pattern: str, timeout: float = DEADLINE_S) -> re.Match[str]:
-        """The first output line (from now on, or already seen) matching ``pattern``."""
-        regex = re.compile(pattern)
-        for line in self.lines:
-            found = regex.search(line)
-            if found:
-                return found
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no line matching {pattern!r} in: {self.lines!r}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(
-                    f"the server exited ({self.process.wait()}) before printing a line matching "
-                    f"{pattern!r}: {self.lines!r}"
-                )
-            self.lines.append(line)
-            found = regex.search(line)
-            if found:
-                return found
-
-    def output(self) -> str:
-        """Everything printed, after the process has exited."""
-        self._reader.join(timeout=DEADLINE_S)
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.lines.append(line)
-        return "".join(self.lines)
+        self._read_lines()
 
     def stop(self) -> None:
         if self.process.poll() is None:
