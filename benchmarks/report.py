@@ -265,7 +265,7 @@ def targets(summaries: list[Summary]) -> list[Target]:
 def render_text(lines: list[dict[str, Any]]) -> str:
     summaries = summarize(lines)
     header, rows = table_rows(summaries)
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+    widths = [max([len(header[i]), *(len(row[i]) for row in rows)]) for i in range(len(header))]
     out = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(header)).rstrip(),
         "  ".join("-" * width for width in widths),
@@ -302,7 +302,13 @@ def _cost_ratios(measured: list[dict[str, Any]]) -> tuple[float, float] | None:
 
 
 def client_verdict(lines: list[dict[str, Any]]) -> str:
-    measured = [line for line in lines if line["result"].get("client_cpu_share") is not None]
+    # Rounds that measured correctly only, as in the table (summarize): a failed round's
+    # figures are not shown, so it is not named here either.
+    measured = [
+        line
+        for line in lines
+        if line["result"].get("ok") and line["result"].get("client_cpu_share") is not None
+    ]
     if not measured:
         return "Load generator: no windowed measurements."
     top = max(line["result"]["client_cpu_share"] for line in measured)
