@@ -560,7 +560,10 @@ class Connection(WebSocketPhase):
         self.path = scope["path"]
         if fields is None:
             fields = handshake_fields(headers)
-        if is_upgrade_request(fields):
+            upgrade = is_upgrade_request(fields)
+        else:
+            upgrade = True  # The fast path hands over upgrade requests only, checked.
+        if upgrade:
             try:
                 self._ws_key = validate_upgrade(method, http_version, fields)
             except HandshakeError as exc:

@@ -419,11 +419,11 @@ class ConnectionProtocol(asyncio.Protocol):
                 small.append(chunk)
                 continue
             if small:
-                parts.append(small[0] if len(small) == 1 else b"".join(small))
+                parts.append(b"".join(small))  # one bytes item: itself, uncopied
                 small = []
             parts.append(chunk)
         if small:
-            parts.append(small[0] if len(small) == 1 else b"".join(small))
+            parts.append(b"".join(small))  # one bytes item: itself, uncopied
         transport = self.transport
         assert transport is not None
         if self.server.vectored and len(parts) > 1:
