@@ -124,14 +124,10 @@ def ws_payload(message: ASGIMessage, state: Any) -> str | bytes:
                 f"'websocket.send' has both 'text' and 'bytes' in state {state.name}"
             )
         if type(text) is not str:
-            raise RuntimeError(
-                f"'text' in 'websocket.send' must be str, not {type(text).__name__}"
-            )
+            raise RuntimeError(f"'text' in 'websocket.send' must be str, not {type(text).__name__}")
         return text
     if data is None:
-        raise RuntimeError(
-            f"'websocket.send' has neither 'text' nor 'bytes' in state {state.name}"
-        )
+        raise RuntimeError(f"'websocket.send' has neither 'text' nor 'bytes' in state {state.name}")
     if type(data) is not bytes:
         if not isinstance(data, bytearray | memoryview):
             raise RuntimeError(

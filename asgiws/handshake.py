@@ -133,9 +133,7 @@ def validate_upgrade(method: bytes, http_version: bytes, headers: Headers | Fiel
     except binascii.Error:
         raw = b""
     if len(raw) != 16:
-        raise HandshakeError(
-            400, f"invalid Sec-WebSocket-Key header: {key.decode('latin-1')!r}"
-        )
+        raise HandshakeError(400, f"invalid Sec-WebSocket-Key header: {key.decode('latin-1')!r}")
     # RFC 6455 §4.2.2: on an unsupported version, answer 426 with the versions we speak.
     versions = fields.get(b"sec-websocket-version") or []
     if len(versions) != 1 or versions[0].strip() != SUPPORTED_VERSION:

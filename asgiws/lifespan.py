@@ -63,8 +63,9 @@ class Lifespan:
             if not self._startup_done.is_set() and self.mode == "auto":
                 # 'auto': an app without lifespan support raises on the unknown scope type.
                 self._unsupported = True
-                logger.info("ASGI 'lifespan' protocol appears unsupported (%s: %s)",
-                            type(exc).__name__, exc)
+                logger.info(
+                    "ASGI 'lifespan' protocol appears unsupported (%s: %s)", type(exc).__name__, exc
+                )
             else:
                 self._failure = f"{type(exc).__name__}: {exc}"
                 logger.error("Exception in 'lifespan' protocol", exc_info=exc)

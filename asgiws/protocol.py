@@ -538,14 +538,12 @@ class Connection(WebSocketPhase):
             for name, value in headers:
                 size += len(name) + len(value)
             if size > limit:
-                self._error_response(
-                    431, f"request head too large (the limit is {limit} bytes)"
-                )
+                self._error_response(431, f"request head too large (the limit is {limit} bytes)")
                 return
         if len(headers) > config.max_header_count:
             self._error_response(
-                431, f"too many header fields: {len(headers)} (the limit is "
-                f"{config.max_header_count})"
+                431,
+                f"too many header fields: {len(headers)} (the limit is {config.max_header_count})",
             )
             return
         scope = request_scope(
@@ -658,11 +656,7 @@ class Connection(WebSocketPhase):
             return
         if self._app_running:
             return
-        if (
-            conn.our_state is h11.DONE
-            and conn.their_state is h11.DONE
-            and not self._shutting_down
-        ):
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self._shutting_down:
             conn.start_next_cycle()
             self._parked = 0
             self.inbox.clear()
@@ -707,7 +701,10 @@ class Connection(WebSocketPhase):
         self.connection_lost()
 
     def _error_response(
-        self, status: int, reason: str, headers: Headers = ()  # type: ignore[assignment]
+        self,
+        status: int,
+        reason: str,
+        headers: Headers = (),  # type: ignore[assignment]
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
         conn = self._h11_conn()
@@ -802,9 +799,7 @@ class Connection(WebSocketPhase):
             self.output.append(b"".join(lines))
         else:
             # Nearly every accept: no subprotocol, extension or header of the app's.
-            self.output.append(
-                b"%s%s\r\n%s\r\n" % (_SWITCHING, accept, self.server_headers.lines)
-            )
+            self.output.append(b"%s%s\r\n%s\r\n" % (_SWITCHING, accept, self.server_headers.lines))
         # Bytes that came right behind the request are the start of the WebSocket stream.
         if conn is None:
             trailing: bytes | bytearray = self._early

@@ -484,8 +484,12 @@ class ConnectionProtocol(asyncio.Protocol):
             logs.log_ws_access(client, path, status, self.conn.close_code, duration)
         else:
             logs.log_http_access(
-                client, scope.get("method", ""), path, scope.get("http_version", "1.1"),
-                status, duration,
+                client,
+                scope.get("method", ""),
+                path,
+                scope.get("http_version", "1.1"),
+                status,
+                duration,
             )
 
 
@@ -676,7 +680,9 @@ class Server:
         if self.tasks or self.connections:
             logger.warning(
                 "cancelling %d task(s) and %d connection(s) still open after the graceful "
-                "shutdown timeout", len(self.tasks), len(self.connections)
+                "shutdown timeout",
+                len(self.tasks),
+                len(self.connections),
             )
         self._cancel_all()
         if self.tasks:

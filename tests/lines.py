@@ -67,4 +67,3 @@ class OutputLines:
             if line is not None:
                 self.lines.append(line)
         return "".join(self.lines)
-

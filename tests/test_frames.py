@@ -539,8 +539,8 @@ def test_events_compare_and_print() -> None:
 @pytest.mark.parametrize("text", [False, True])
 def test_encode_message_into_matches_encode_message(size: int, text: bool) -> None:
     codec = FrameCodec()
-    data: str | bytes = "x" * size if text else bytes(range(256)) * (size // 256) + b"y" * (
-        size % 256
+    data: str | bytes = (
+        "x" * size if text else bytes(range(256)) * (size // 256) + b"y" * (size % 256)
     )
     output: list[bytes] = []
     codec.encode_message_into(data, output)

@@ -77,9 +77,7 @@ def starlette_app() -> Starlette:
                 if text == "bye":
                     await websocket.close(code=4000, reason="see you")
                     return
-                await websocket.send_json(
-                    {"echo": text, "greeting": websocket.state.greeting}
-                )
+                await websocket.send_json({"echo": text, "greeting": websocket.state.greeting})
         except WebSocketDisconnect as exc:
             events.append(f"disconnect {exc.code}")
 

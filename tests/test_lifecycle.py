@@ -16,7 +16,7 @@ import pytest
 from test_cli import DEADLINE_S, ServerProcess
 
 APP = textwrap.dedent(
-    '''
+    """
     import asyncio
 
     async def app(scope, receive, send):
@@ -54,7 +54,7 @@ APP = textwrap.dedent(
         if scope["type"] == "lifespan":
             raise RuntimeError("this app does not do lifespan")
         await app(scope, receive, send)
-    '''
+    """
 )
 
 

@@ -331,9 +331,7 @@ def test_denial_response() -> None:
     conn = make()
     conn.receive_data(UPGRADE)
     conn.next_scope()
-    conn.send(
-        {"type": "websocket.http.response.start", "status": 401, "headers": [(b"x", b"1")]}
-    )
+    conn.send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x", b"1")]})
     conn.send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
     conn.send({"type": "websocket.http.response.body", "body": b"entry"})
     assert conn.data_to_send() == (
@@ -566,51 +564,127 @@ BAD_KEY_UPGRADE = UPGRADE.replace(RFC_KEY, b"c2hvcnQ=")
 EARLY = client_frame(0x1, b"early")
 
 CONVERSATIONS: dict[str, tuple[bytes, list[Any]]] = {
-    "accept, echo, peer close": (UPGRADE, [
-        "scope", "message", ACCEPT, client_frame(0x1, b"hi"), "message",
-        {"type": "websocket.send", "text": "hi"}, client_frame(0x8, b"\x03\xe8"), "message",
-        "finished", "lost", "message",
-    ]),
-    "subprotocol and app headers": (UPGRADE, [
-        "scope", "message",
-        {"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-a", b"1")]},
-    ]),
-    "unoffered subprotocol": (UPGRADE, [
-        "scope", "message", {"type": "websocket.accept", "subprotocol": "nope"}, "failed",
-    ]),
-    "close before accept: 403": (UPGRADE, [
-        "scope", "message", {"type": "websocket.close"}, "finished", "message",
-    ]),
-    "denial response": (UPGRADE, [
-        "scope", "message",
-        {"type": "websocket.http.response.start", "status": 401, "headers": [(b"a", b"b")]},
-        {"type": "websocket.http.response.body", "body": b"no", "more_body": True},
-        {"type": "websocket.http.response.body", "body": b"!"},
-        "finished",
-    ]),
+    "accept, echo, peer close": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            ACCEPT,
+            client_frame(0x1, b"hi"),
+            "message",
+            {"type": "websocket.send", "text": "hi"},
+            client_frame(0x8, b"\x03\xe8"),
+            "message",
+            "finished",
+            "lost",
+            "message",
+        ],
+    ),
+    "subprotocol and app headers": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            {"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-a", b"1")]},
+        ],
+    ),
+    "unoffered subprotocol": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            {"type": "websocket.accept", "subprotocol": "nope"},
+            "failed",
+        ],
+    ),
+    "close before accept: 403": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            {"type": "websocket.close"},
+            "finished",
+            "message",
+        ],
+    ),
+    "denial response": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            {"type": "websocket.http.response.start", "status": 401, "headers": [(b"a", b"b")]},
+            {"type": "websocket.http.response.body", "body": b"no", "more_body": True},
+            {"type": "websocket.http.response.body", "body": b"!"},
+            "finished",
+        ],
+    ),
     "app error before accept: 500": (UPGRADE, ["scope", "message", "failed", "message"]),
     "app returns before accept: 500": (UPGRADE, ["scope", "message", "finished"]),
     "bad key: 400": (BAD_KEY_UPGRADE, ["scope", "message"]),
-    "frame in the same read as the head": (UPGRADE + EARLY, [
-        "scope", "message", ACCEPT, "message",
-    ]),
-    "frame in a later read, before the accept": (UPGRADE, [
-        "scope", "message", EARLY, EARLY, ACCEPT, "message", "message",
-    ]),
-    "frame before a denial": (UPGRADE, [
-        "scope", "message", EARLY, {"type": "websocket.close"}, "finished",
-    ]),
-    "early bytes past the limit pause reading": (UPGRADE, [
-        "scope", "message", EARLY * 5000, ACCEPT, "message",
-    ]),
+    "frame in the same read as the head": (
+        UPGRADE + EARLY,
+        [
+            "scope",
+            "message",
+            ACCEPT,
+            "message",
+        ],
+    ),
+    "frame in a later read, before the accept": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            EARLY,
+            EARLY,
+            ACCEPT,
+            "message",
+            "message",
+        ],
+    ),
+    "frame before a denial": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            EARLY,
+            {"type": "websocket.close"},
+            "finished",
+        ],
+    ),
+    "early bytes past the limit pause reading": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            EARLY * 5000,
+            ACCEPT,
+            "message",
+        ],
+    ),
     "client leaves before the accept": (UPGRADE, ["scope", "message", b"", "message"]),
-    "connection lost before the accept": (UPGRADE, [
-        "scope", "message", "lost", "message", ACCEPT,
-    ]),
-    "shutdown before the accept": (UPGRADE, [
-        "scope", "message", "shutdown", ACCEPT, "message", client_frame(0x8, b"\x03\xe9"),
-        "message",
-    ]),
+    "connection lost before the accept": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            "lost",
+            "message",
+            ACCEPT,
+        ],
+    ),
+    "shutdown before the accept": (
+        UPGRADE,
+        [
+            "scope",
+            "message",
+            "shutdown",
+            ACCEPT,
+            "message",
+            client_frame(0x8, b"\x03\xe9"),
+            "message",
+        ],
+    ),
 }
 
 

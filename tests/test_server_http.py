@@ -160,9 +160,9 @@ async def test_streamed_response_uses_chunked_encoding(serve: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
 
     running = await serve(app)
-    response = await parse_response(await running.raw(http_request(
-        "GET", "/", [("Host", "t"), ("Connection", "close")]
-    )))
+    response = await parse_response(
+        await running.raw(http_request("GET", "/", [("Host", "t"), ("Connection", "close")]))
+    )
     assert response.status == 200
     assert response.chunked
     assert response.header(b"content-length") is None
@@ -226,9 +226,11 @@ async def test_100_continue_sent_when_app_reads(serve: Any) -> None:
     running = await serve(app)
     reader, writer = await open_raw(running)
     try:
-        writer.write(http_request(
-            "POST", "/", [("Host", "t"), ("Content-Length", "4"), ("Expect", "100-continue")]
-        ))
+        writer.write(
+            http_request(
+                "POST", "/", [("Host", "t"), ("Content-Length", "4"), ("Expect", "100-continue")]
+            )
+        )
         await recorder.wait_for(lambda: recorder.scopes)
         go.set()
         interim = await read_head(reader)
@@ -248,9 +250,11 @@ async def test_100_continue_not_sent_when_app_answers_without_reading(serve: Any
     running = await serve(app)
     reader, writer = await open_raw(running)
     try:
-        writer.write(http_request(
-            "POST", "/", [("Host", "t"), ("Content-Length", "4"), ("Expect", "100-continue")]
-        ))
+        writer.write(
+            http_request(
+                "POST", "/", [("Host", "t"), ("Content-Length", "4"), ("Expect", "100-continue")]
+            )
+        )
         first = await read_head(reader)
         assert first.status == 401
         assert await asyncio.wait_for(reader.readexactly(2), TIMEOUT) == b"no"
@@ -348,11 +352,13 @@ async def test_http_scope(serve: Any) -> None:
     running = await serve(scope_app(recorder))
     reader, writer = await open_raw(running)
     try:
-        writer.write(http_request(
-            "PUT",
-            "/caf%C3%A9/a%2Fb%20c?x=1&y=%20",
-            [("Host", "example.org"), ("X-Dup", "1"), ("X-Other", "A"), ("X-Dup", "2")],
-        ))
+        writer.write(
+            http_request(
+                "PUT",
+                "/caf%C3%A9/a%2Fb%20c?x=1&y=%20",
+                [("Host", "example.org"), ("X-Dup", "1"), ("X-Other", "A"), ("X-Dup", "2")],
+            )
+        )
         assert (await read_response(reader)).status == 200
         local = writer.get_extra_info("sockname")
     finally:
@@ -419,7 +425,9 @@ async def test_state_is_a_copy_of_lifespan_state(serve: Any) -> None:
 
 def assert_plain_error(response: Any, status: int) -> str:
     assert response.status == status
-    assert response.header(b"content-type", ).startswith(b"text/plain")
+    assert response.header(
+        b"content-type",
+    ).startswith(b"text/plain")
     text = response.text
     assert text.endswith("\n")
     assert text.count("\n") == 1, text  # one line
@@ -524,14 +532,12 @@ async def test_app_exception_after_response_started_closes_connection(
             await client.get("/")
 
 
-async def test_app_exception_after_content_length_response_started(
-    serve: Any, caplog: Any
-) -> None:
+async def test_app_exception_after_content_length_response_started(serve: Any, caplog: Any) -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await read_body(receive)
-        await send({
-            "type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]
-        })
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]}
+        )
         await send({"type": "http.response.body", "body": b"12345", "more_body": True})
         raise ValueError("boom after start")
 
@@ -673,9 +679,15 @@ async def test_slow_reader_pushes_back_on_app_send(serve: Any) -> None:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await read_body(receive)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-length", b"%d" % (len(chunk) * count)),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", b"%d" % (len(chunk) * count)),
+                ],
+            }
+        )
         for i in range(count):
             await send({"type": "http.response.body", "body": chunk, "more_body": i < count - 1})
             recorder.note(i)
@@ -733,7 +745,9 @@ async def test_absolute_form_target(serve: Any) -> None:
         writer.close()
     (scope,) = recorder.scopes
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == (
-        "/abs/path", b"/abs/path", b"q=1"
+        "/abs/path",
+        b"/abs/path",
+        b"q=1",
     )
 
 

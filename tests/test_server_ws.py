@@ -120,9 +120,7 @@ async def rejected(running: Any, request: bytes) -> Any:
             id="key-wrong-length",
         ),
         pytest.param(ws_request(ws_version="8"), 426, ["Sec-WebSocket-Version", "8"], id="v8"),
-        pytest.param(
-            ws_request(ws_version=None), 426, ["Sec-WebSocket-Version"], id="no-version"
-        ),
+        pytest.param(ws_request(ws_version=None), 426, ["Sec-WebSocket-Version"], id="no-version"),
     ],
 )
 async def test_handshake_rejected(
@@ -285,10 +283,12 @@ async def test_accept_headers_may_not_set_subprotocol(serve: Any, caplog: Any) -
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         try:
-            await send({
-                "type": "websocket.accept",
-                "headers": [(b"sec-websocket-protocol", b"chat")],
-            })
+            await send(
+                {
+                    "type": "websocket.accept",
+                    "headers": [(b"sec-websocket-protocol", b"chat")],
+                }
+            )
         except RuntimeError as exc:
             recorder.error(exc)
             raise
@@ -348,7 +348,9 @@ async def test_fragmented_message_arrives_whole_and_pings_are_answered(serve: An
     ]
     # Pings never reach the app.
     assert {m["type"] for m in recorder.messages} == {
-        "websocket.connect", "websocket.receive", "websocket.disconnect"
+        "websocket.connect",
+        "websocket.receive",
+        "websocket.disconnect",
     }
 
 
@@ -568,11 +570,13 @@ async def test_denial_response(serve: Any) -> None:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         recorder.message(await receive())
-        await send({
-            "type": "websocket.http.response.start",
-            "status": 418,
-            "headers": [(b"content-type", b"text/plain"), (b"x-why", b"teapot")],
-        })
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 418,
+                "headers": [(b"content-type", b"text/plain"), (b"x-why", b"teapot")],
+            }
+        )
         await send({"type": "websocket.http.response.body", "body": b"I'm ", "more_body": True})
         await send({"type": "websocket.http.response.body", "body": b"a teapot"})
         recorder.message(await receive())
@@ -839,11 +843,13 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
         recorder.note("started")
         await go.wait()
         body = b"finished"
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", b"%d" % len(body))],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body))],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     running = await serve(app)
@@ -944,9 +950,7 @@ async def test_peer_close_answered_when_app_does_not_read(serve: Any) -> None:
         pytest.param(frame(OP_CLOSE, b"\x03"), 1002, id="close-one-byte"),
     ],
 )
-async def test_protocol_violations_fail_the_connection(
-    serve: Any, data: bytes, code: int
-) -> None:
+async def test_protocol_violations_fail_the_connection(serve: Any, data: bytes, code: int) -> None:
     recorder = Recorder()
     running = await serve(recording_echo(recorder))
     reader, writer = await raw_open(running)
@@ -1031,8 +1035,13 @@ async def test_http_and_websocket_on_one_connection_sequence(serve: Any) -> None
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             await receive()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", b"2")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"2")],
+                }
+            )
             await send({"type": "http.response.body", "body": b"ok"})
             return
         await ws_echo(scope, receive, send)
