@@ -10,6 +10,10 @@ from __future__ import annotations
 import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import ServerHeaders
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -163,3 +167,30 @@ def parse_subprotocols(headers: Headers | Fields) -> list[str]:
             if token:
                 offered.append(token.decode("latin-1"))
     return offered
+
+
+# The 101's fixed part, up to the Sec-WebSocket-Accept value.
+_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"upgrade: websocket\r\n"
+    b"connection: Upgrade\r\n"
+    b"sec-websocket-accept: "
+)
+
+
+def switching_protocols(key: bytes, headers: Headers, server: ServerHeaders) -> bytes:
+    """The 101 response to a validated handshake (RFC 6455 §4.2.2, item 5): ``headers`` are
+    the negotiated ones and the app's own, then come the server's (``date``, ``server``) that
+    ``headers`` do not set.
+
+    Written here rather than through h11: it is the one response of a WebSocket connection,
+    and h11's checks would cost more than the rest of the handshake. The app's headers were
+    checked by ``asgi.check_field_lines``."""
+    accept = accept_value(key)
+    if not headers:
+        # Nearly every accept: no subprotocol, extension or header of the app's.
+        return b"%s%s\r\n%s\r\n" % (_SWITCHING, accept, server.lines)
+    lines = [_SWITCHING + accept + b"\r\n"]
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in server.merged(list(headers)))
+    lines.append(b"\r\n")
+    return b"".join(lines)

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .protocol import AccessRecord
 
 # One level below DEBUG for per-frame and per-event detail.
 TRACE = 5
@@ -159,3 +162,14 @@ def log_ws_access(
             "-" if status is None else status,
             duration_s,
         )
+
+
+def log_access(record: AccessRecord, duration_s: float) -> None:
+    """The access line of one request cycle, from the record the core returned for it."""
+    if record.kind == "websocket":
+        log_ws_access(record.client, record.path, record.status, record.close_code, duration_s)
+    else:
+        log_http_access(
+            record.client, record.method, record.path, record.http_version, record.status,
+            duration_s,
+        )  # fmt: skip

@@ -27,17 +27,18 @@ from typing import Any
 
 from . import __version__, logs
 from .config import Config
+from .http import HTTPConnection
 from .lifespan import Lifespan, LifespanError
-from .protocol import Connection, ServerHeaders
+from .protocol import InPlaceReads, SansIOConnection, ServerHeaders
 from .states import (
-    CLOSED,
+    CLOSED_STATES,
+    OPEN,
     TIMER_CLOSE,
     TIMER_HEAD,
     TIMER_KEEP_ALIVE,
     TIMER_NONE,
     TIMER_PING,
     TIMER_PONG,
-    WS_OPEN,
     ClientDisconnected,
     Timer,
 )
@@ -48,9 +49,6 @@ logger = logging.getLogger("asgiws.error")
 
 # Answers to queued messages are written together, up to this many frames per write.
 WRITE_BATCH = 64
-# A read at least this large that leaves a large binary frame unfinished switches the connection
-# to a LargeFrameReader; smaller reads are not worth checking.
-LARGE_READ = 16 * 1024
 # The read buffer of connections with a LargeFrameReader (one per server): as large as the
 # smallest frame read in place (frames.DIRECT_MIN), so that a smaller frame comes in one read and
 # a larger one has at most this much copied before the rest is read in place.
@@ -99,7 +97,8 @@ class LargeFrameReader(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         owner = self.owner
-        target = owner.conn.read_target()
+        ws = owner.ws
+        target = ws.read_target() if ws is not None else None
         if target is not None:
             self._into = True
             return target
@@ -109,10 +108,11 @@ class LargeFrameReader(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         owner = self.owner
         if self._into:
-            owner.conn.received_into(nbytes)
+            assert owner.ws is not None
+            busy = owner.ws.received_into(nbytes)
         else:
-            owner.conn.receive_data(owner.server.read_buffer[:nbytes])
-        owner._after_read()
+            busy = owner.conn.receive_data(owner.server.read_buffer[:nbytes])
+        owner.after_read(busy)
 
     def eof_received(self) -> bool:
         return self.owner.eof_received()
@@ -128,12 +128,19 @@ class LargeFrameReader(asyncio.BufferedProtocol):
 
 
 class ConnectionProtocol(asyncio.Protocol):
-    """Feeds one transport into one sans-IO :class:`Connection` and runs the app for it."""
+    """Feeds one transport into one sans-IO connection and runs the app for it.
+
+    It uses the connection through :class:`asgiws.protocol.SansIOConnection` only: first an
+    HTTPConnection, then, once the app accepts a WebSocket, the WebSocketConnection that the
+    HTTP side offers as ``upgraded`` (``ws``, which also lets a LargeFrameReader read in place).
+    """
 
     __slots__ = (
+        "_batched",
         "_closed",
         "_drain",
         "_flush",
+        "_large",
         "_opened",
         "_read_paused",
         "_task",
@@ -149,6 +156,7 @@ class ConnectionProtocol(asyncio.Protocol):
         "loop",
         "server",
         "transport",
+        "ws",
     )
 
     def __init__(self, server: Server, listener: Listener) -> None:
@@ -158,7 +166,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self.loop = server.loop
         self.app = server.app
         self.transport: asyncio.Transport | None = None
-        self.conn: Connection = None  # type: ignore[assignment]  # set in connection_made
+        self.conn: SansIOConnection = None  # type: ignore[assignment]  # set in connection_made
+        self.ws: InPlaceReads | None = None  # the connection again, once it is a WebSocket
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
         self._drain: asyncio.Future[None] | None = None  # the app waits in send()
@@ -168,7 +177,9 @@ class ConnectionProtocol(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._closed = False
+        self._large = False  # a LargeFrameReader reads for us
         self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
+        self._batched = 0  # answers waiting for that write
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -186,7 +197,7 @@ class ConnectionProtocol(asyncio.Protocol):
             if server is None:
                 local = transport.get_extra_info("sockname")
                 server = (str(local[0]), int(local[1])) if local else None
-        self.conn = Connection(
+        self.conn = HTTPConnection(
             self.config,
             client=client,
             server=server,
@@ -200,33 +211,17 @@ class ConnectionProtocol(asyncio.Protocol):
         self._step()
 
     def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        conn.receive_data(data)
-        if len(data) >= LARGE_READ and conn.collecting:
-            self._read_large_frames()
-        # _after_read(), inlined: this is the hot path of every small message.
-        if (
-            conn.state is WS_OPEN
-            and not conn.output
-            and conn.timer_epoch == self._timer_epoch
-            and len(conn.inbox) < conn.max_queue
-        ):
-            self._wake()
-            return
-        self._step()
+        if self.conn.receive_data(data):
+            self._step()
+        else:
+            self._wake()  # The hot path: messages for the app and nothing else to do.
 
-    def _after_read(self) -> None:
-        conn = self.conn
-        if (
-            conn.state is WS_OPEN
-            and not conn.output
-            and conn.timer_epoch == self._timer_epoch
-            and len(conn.inbox) < conn.max_queue
-        ):
-            # The hot path: messages for the app and nothing else to do.
+    def after_read(self, busy: bool) -> None:
+        """A LargeFrameReader's read went in: ``busy`` as receive_data() returned it."""
+        if busy:
+            self._step()
+        else:
             self._wake()
-            return
-        self._step()
 
     def eof_received(self) -> bool:
         return False  # Close our side too: a client that stops sending is gone.
@@ -236,6 +231,7 @@ class ConnectionProtocol(asyncio.Protocol):
         restarts, so that the transport takes the other kind of protocol (uvloop picks its
         read callbacks when reading starts)."""
         transport = self.transport
+        self._large = True
         if transport is None or self._closed:
             return
         transport.set_protocol(LargeFrameReader(self))
@@ -245,7 +241,9 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.conn.connection_lost()
+        refused = self.conn.connection_lost()
+        if refused is not None and self.config.access_log:
+            logs.log_access(refused, self.loop.time() - self._opened)
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
@@ -269,23 +267,26 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def _step(self) -> None:
         conn = self.conn
+        upgraded = conn.upgraded
+        if upgraded is not None:
+            # The app accepted: the WebSocketConnection (with the 101 first in its output)
+            # serves the socket from here on, with timers of its own.
+            self.conn = self.ws = conn = upgraded
+            self._timer_epoch = -1
         transport = self.transport
         assert transport is not None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if conn.output:
-            if self._closed:
-                conn.output.clear()  # Nowhere to write it.
-            else:
-                self._write(conn)
+        self._batched = 0
+        output = conn.data_to_send()
+        if output and not self._closed:
+            self._write(output)
         if not self._closed:
-            if conn.state is CLOSED:
+            if conn.state in CLOSED_STATES:
                 # Written data is flushed before the socket closes.
                 transport.close()
                 self._closed = True
-                if conn.rejected is not None and self.config.access_log:
-                    self._log_rejection()
             else:
                 if conn.timer_epoch != self._timer_epoch:
                     self._arm_timer()
@@ -296,6 +297,9 @@ class ConnectionProtocol(asyncio.Protocol):
                         transport.pause_reading()
                     else:
                         transport.resume_reading()
+                ws = self.ws
+                if ws is not None and not self._large and ws.read_target() is not None:
+                    self._read_large_frames()  # a large binary frame is arriving
         self._wake()
         if self._task is None:
             scope = conn.next_scope()
@@ -341,22 +345,13 @@ class ConnectionProtocol(asyncio.Protocol):
     # -- the app's side ------------------------------------------------------------------------
 
     async def receive(self) -> MutableMapping[str, Any]:
-        conn = self.conn
         while True:
+            conn = self.conn  # again after each wait: an accept may have swapped it
             message = conn.next_message()
-            if conn.state is not WS_OPEN or self._read_paused:
-                if (
-                    conn.output
-                    or conn.state is CLOSED
-                    or self._read_paused
-                    or conn.timer_epoch != self._timer_epoch
-                ):
-                    self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
-            elif message is None:
-                if conn.output:
-                    self._flush_now()  # the app has caught up: write its batched answers now
-            elif conn.output and self._flush is None:
-                self._step()
+            if conn.state is not OPEN or self._read_paused or conn.timer_epoch != self._timer_epoch:
+                self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
+            elif message is None and self._flush is not None:
+                self._flush_now()  # the app has caught up: write its batched answers now
             if message is not None:
                 return message
             waiter = self.loop.create_future()
@@ -368,24 +363,17 @@ class ConnectionProtocol(asyncio.Protocol):
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         conn = self.conn
-        conn.send(message)  # type: ignore[arg-type]
-        if conn.state is WS_OPEN and conn.timer_epoch == self._timer_epoch:
+        waiting = conn.send(message)  # type: ignore[arg-type]
+        if conn.state is OPEN and conn.timer_epoch == self._timer_epoch:
             # The hot path: one WebSocket message out.
-            output = conn.output
-            if conn.inbox and len(output) < WRITE_BATCH:
+            if waiting and self._batched < WRITE_BATCH:
                 # More messages are queued and the app is answering them one by one without
                 # yielding: write the answers together once it yields (one syscall, not many).
+                self._batched += 1
                 if self._flush is None:
                     self._flush = self.loop.call_soon(self._flush_now)
                 return
-            if self._flush is not None:
-                self._flush.cancel()
-                self._flush = None
-            if not self._closed:
-                if len(output) == 1:
-                    self.transport.write(output.pop())  # type: ignore[union-attr]
-                else:
-                    self._write(conn)
+            self._flush_now()
         else:
             self._step()
         if self._write_paused and not self._closed:
@@ -400,13 +388,18 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if not self._closed:
-            self._write(self.conn)
-
-    def _write(self, conn: Connection) -> None:
-        output = conn.output
+        self._batched = 0
+        output = self.conn.data_to_send()
+        if self._closed:
+            return
         if len(output) == 1:
-            self.transport.write(output.pop())  # type: ignore[union-attr]
+            self.transport.write(output[0])  # type: ignore[union-attr]
+        else:
+            self._write(output)
+
+    def _write(self, output: list[bytes]) -> None:
+        if len(output) == 1:
+            self.transport.write(output[0])  # type: ignore[union-attr]
             return
         if not output:
             return
@@ -414,7 +407,7 @@ class ConnectionProtocol(asyncio.Protocol):
         # joined into one buffer; a large payload is passed on as it is, uncopied.
         parts: list[bytes] = []
         small: list[bytes] = []
-        for chunk in conn.output_buffers():
+        for chunk in output:
             if len(chunk) < LARGE_WRITE:
                 small.append(chunk)
                 continue
@@ -437,7 +430,6 @@ class ConnectionProtocol(asyncio.Protocol):
                 transport.write(part)
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
-        conn = self.conn
         started = self.loop.time()
         error: BaseException | None = None
         try:
@@ -449,48 +441,16 @@ class ConnectionProtocol(asyncio.Protocol):
         except BaseException as exc:
             error = exc
             logger.error("Exception in ASGI application", exc_info=exc)
-        status = conn.status
-        problem = conn.app_finished(error)
-        if problem is not None:
-            logger.error("%s (%s %s)", problem, scope.get("type"), scope.get("path"))
-        if status is None:
-            status = conn.status
+        record = self.conn.app_finished(error)
+        if record.problem is not None:
+            logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
         if self.config.access_log:
-            self._log_access(scope, status, self.loop.time() - started)
+            logs.log_access(record, self.loop.time() - started)
         if self._task is not None:
             self.server.tasks.discard(self._task)
             self._task = None
         self._step()
         self.server.check_idle()
-
-    def _log_rejection(self) -> None:
-        conn = self.conn
-        duration = self.loop.time() - self._opened
-        if conn.rejected == "websocket":
-            logs.log_ws_access(conn.client, conn.path, conn.status, None, duration)
-        else:
-            method = conn.method.decode("latin-1") or "-"
-            version = conn.http_version.decode("latin-1")
-            path = conn.path or "-"
-            logs.log_http_access(conn.client, method, path, version, conn.status, duration)
-
-    def _log_access(self, scope: dict[str, Any], status: int | None, duration: float) -> None:
-        client = scope.get("client")
-        path = scope.get("path", "")
-        query = scope.get("query_string", b"")
-        if query:
-            path = f"{path}?{query.decode('latin-1')}"
-        if scope["type"] == "websocket":
-            logs.log_ws_access(client, path, status, self.conn.close_code, duration)
-        else:
-            logs.log_http_access(
-                client,
-                scope.get("method", ""),
-                path,
-                scope.get("http_version", "1.1"),
-                status,
-                duration,
-            )
 
 
 class Server:

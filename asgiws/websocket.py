@@ -1,95 +1,155 @@
-"""The open-WebSocket phase of a connection: frames in, the closing handshake, keep-alive.
+"""The WebSocket phase of a connection, after the 101: frames in, messages out, the closing
+handshake, keep-alive pings.
 
-:class:`WebSocketPhase` is a part of :class:`asgiws.protocol.Connection`, kept in its own module
-because it is its own responsibility: once the 101 is sent, bytes go to the frame codec, messages
-to the inbox, and a peer's Close (or a protocol failure) waits in the inbox behind the messages
-that came first, so that the app's answers to them go out ahead of our Close. Sans-IO like the
-rest: no asyncio, no clock.
+:class:`WebSocketConnection` is built by :class:`asgiws.http.HTTPConnection` when the app
+accepts, with the 101 already in its output and the bytes that came behind the request; the I/O
+layer then swaps to it. A peer's Close (or a protocol failure) waits in the inbox behind the
+messages that came first, as a :class:`~asgiws.states.PendingClose`, and the state is
+``REMOTE_CLOSING`` while it waits: the app's answers to those messages go out ahead of our Close.
+Exactly one ``websocket.disconnect`` reaches the app. Sans-IO: no asyncio, no clock.
 """
 
 from __future__ import annotations
 
-from .asgi import ASGIMessage, ws_disconnect
+from dataclasses import replace
+
+from .asgi import ASGIMessage, Scope, close_args, ws_disconnect, ws_payload
 from .config import Config
 from .frames import CloseReceived, Event, FrameCodec, Message, Ping, ProtocolFailure
+from .protocol import AccessRecord
 from .states import (
-    CLOSED,
-    NO_TIMER_STATES,
+    LOCAL_CLOSING,
+    OPEN,
+    REMOTE_CLOSING,
     TIMER_CLOSE,
     TIMER_NONE,
     TIMER_PING,
     TIMER_PONG,
-    WS_CLOSING,
-    WS_OPEN,
+    WS_CLOSED,
+    ClientDisconnected,
     PendingClose,
-    State,
     Timer,
+    WSState,
 )
 
+# RFC 6455 §7.4.1 close codes this module sends or reports.
+_NORMAL = 1000
+_ABNORMAL = 1006  # reported to the app only: the connection went without a Close frame
+_NO_STATUS = 1005  # reported to the app only: the peer's Close carried no code
+_INTERNAL_ERROR = 1011
+# RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the close code.
+_MAX_CLOSE_REASON = 123
 
-class WebSocketPhase:
-    """The WebSocket half of a connection's state machine (a mixin of Connection)."""
+_EMPTY_OUTPUT: list[bytes] = []
 
-    # The state this phase sets; Connection's own slots hold the rest.
+
+class WebSocketConnection:
+    """One open WebSocket connection: the phase after the 101."""
+
+    # Thousands of these sit idle at once: no per-instance __dict__.
     __slots__ = (
+        "_codec",
         "_disconnect_queued",
+        "_output",
         "_ping_counter",
+        "_record",
         "close_code",
+        "config",
+        "inbox",
+        "max_queue",
         "state",
         "timer",
         "timer_epoch",
     )
 
-    state: State
-    timer: Timer
-    timer_epoch: int
-    close_code: int | None  # how the WebSocket session ended
-    _disconnect_queued: bool  # exactly one disconnect per cycle
-    _ping_counter: int
-    # The connection's state this phase reads (declared here for type checking).
-    config: Config
-    inbox: list[ASGIMessage | PendingClose]
-    output: list[bytes]
-    _codec: FrameCodec | None
+    def __init__(
+        self,
+        config: Config,
+        codec: FrameCodec,
+        *,
+        output: list[bytes],
+        inbox: list[ASGIMessage | PendingClose],
+        record: AccessRecord,
+        timer_epoch: int,
+        shutting_down: bool,
+        trailing: bytes | bytearray = b"",
+    ) -> None:
+        self.config = config
+        self._codec = codec
+        # Bytes to write (data_to_send() takes them; the 101 is first) and messages for the app
+        # (next_message() takes them). A list, not a deque: it holds at most max_queue items,
+        # and an empty deque costs 600 bytes more per idle connection.
+        self._output = output
+        self.inbox = inbox
+        self.max_queue = config.max_queue
+        self._record = record  # the cycle's access line, with status 101
+        self.state = OPEN
+        self.timer = TIMER_NONE
+        self.timer_epoch = timer_epoch
+        self.close_code: int | None = None  # how the session ended
+        self._disconnect_queued = False  # exactly one disconnect per connection
+        self._ping_counter = 0
+        if shutting_down:
+            self._close_from_app(config.ws_shutdown_code, "")
+            self._queue_disconnect(config.ws_shutdown_code, "")
+            return
+        self._set_timer(TIMER_PING if config.ws_ping_interval > 0 else TIMER_NONE)
+        if trailing:
+            # Bytes that came right behind the request are the start of the WebSocket stream.
+            self.receive_data(bytes(trailing))
 
-    def _receive_frames(self, data: bytes | bytearray | memoryview) -> None:
+    upgraded: None = None  # the last phase: nothing takes over from it
+
+    # -- bytes in ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
+        """Feed bytes read from the socket (a view that may be reused once this returns).
+        True when the I/O layer has more to do than wake the app."""
+        state = self.state
+        if state is not OPEN and state is not LOCAL_CLOSING:
+            return False  # After the peer's Close nothing it sends counts (RFC 6455 §5.5.1).
         codec = self._codec
-        assert codec is not None
         payload = codec.receive_one(data)
         if payload is not None:
             # The common case: one whole small message in this read.
+            inbox = self.inbox
             if type(payload) is str:
-                self.inbox.append({"type": "websocket.receive", "text": payload})
+                inbox.append({"type": "websocket.receive", "text": payload})
             else:
-                self.inbox.append({"type": "websocket.receive", "bytes": payload})
+                inbox.append({"type": "websocket.receive", "bytes": payload})
             if self.timer is TIMER_PONG:
                 self._set_timer(TIMER_PING)
-            return
+                return True
+            return len(inbox) >= self.max_queue
+        epoch = self.timer_epoch
         events = codec.receive_declined(data)
         if events:
-            self._take_events(events, codec)
-
-    @property
-    def collecting(self) -> bool:
-        """True while a large binary frame arrives: the I/O layer may read straight into
-        :meth:`read_target` and report with :meth:`received_into` (one copy fewer)."""
-        codec = self._codec
-        return codec is not None and codec.collecting and self.state is WS_OPEN
+            self._take_events(events)
+        return self._busy(epoch) or codec.collecting
 
     def read_target(self) -> memoryview | None:
-        codec = self._codec
-        if codec is None or not (self.state is WS_OPEN or self.state is WS_CLOSING):
+        """Where the rest of a large binary frame's payload may be read in place, or None."""
+        if self.state is not OPEN and self.state is not LOCAL_CLOSING:
             return None
-        return codec.read_target()
+        return self._codec.read_target()
 
-    def received_into(self, nbytes: int) -> None:
-        codec = self._codec
-        assert codec is not None
-        events = codec.received_into(nbytes)
+    def received_into(self, nbytes: int) -> bool:
+        epoch = self.timer_epoch
+        events = self._codec.received_into(nbytes)
         if events:
-            self._take_events(events, codec)
+            self._take_events(events)
+        return self._busy(epoch)
 
-    def _take_events(self, events: list[Event], codec: FrameCodec) -> None:
+    def _busy(self, epoch: int) -> bool:
+        """Whether the I/O layer has more to do than wake the app, after a read."""
+        return (
+            self.state is not OPEN
+            or bool(self._output)
+            or self.timer_epoch != epoch
+            or len(self.inbox) >= self.max_queue
+        )
+
+    def _take_events(self, events: list[Event]) -> None:
         if self.timer is TIMER_PONG:
             # RFC 6455 leaves liveness to us: any frame after our ping proves the peer is there.
             self._set_timer(TIMER_PING)
@@ -102,72 +162,183 @@ class WebSocketPhase:
                 else:
                     inbox.append({"type": "websocket.receive", "bytes": data_})
             elif type(event) is Ping:
-                if self.state is WS_OPEN:
+                if self.state is OPEN:
                     # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
-                    self.output.append(codec.encode_pong(event.payload))
-            elif type(event) is CloseReceived:
-                if self.state is WS_CLOSING:
-                    # The peer answered our Close: the closing handshake is complete.
-                    self._queue_ws_disconnect(event.code, event.reason)
-                    self._set_state(CLOSED)
+                    self._output.append(self._codec.encode_pong(event.payload))
+            elif type(event) is CloseReceived or type(event) is ProtocolFailure:
+                failure = type(event) is ProtocolFailure
+                if self.state is LOCAL_CLOSING:
+                    # The peer answered our Close (the closing handshake is complete) or broke
+                    # the protocol while we waited for its answer.
+                    if failure:
+                        self._queue_disconnect(_ABNORMAL, "")
+                    else:
+                        self._queue_disconnect(event.code, event.reason)
+                    self._set_state(WS_CLOSED)
                 else:
-                    inbox.append(PendingClose(event.code, event.reason, failure=False))
-                    self._set_timer(TIMER_CLOSE)
-            elif type(event) is ProtocolFailure:
-                if self.state is WS_CLOSING:
-                    self._queue_ws_disconnect(1006, "")
-                    self._set_state(CLOSED)
-                else:
-                    inbox.append(PendingClose(event.code, event.reason, failure=True))
+                    inbox.append(PendingClose(event.code, event.reason, failure))
+                    self._set_state(REMOTE_CLOSING)
                     self._set_timer(TIMER_CLOSE)
 
-    def _peer_close_pending(self) -> bool:
+    # -- bytes out -----------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[bytes]:
+        """The buffers to write, in order; a large message's payload is one of them, uncopied."""
+        out = self._output
+        if not out:
+            return _EMPTY_OUTPUT
+        self._output = []
+        return out
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the app has ``max_queue`` unread messages: TCP pushes back on the peer."""
+        return len(self.inbox) >= self.max_queue
+
+    # -- the app -------------------------------------------------------------------------------
+
+    def next_scope(self) -> Scope | None:
+        return None  # The app runs from the HTTP cycle that upgraded.
+
+    def next_message(self) -> ASGIMessage | None:
+        """The next message for the app's ``receive()``, or None when it must wait for more."""
         inbox = self.inbox
-        return bool(inbox) and type(inbox[-1]) is PendingClose
+        if inbox:
+            item = inbox.pop(0)
+            if type(item) is dict:
+                return item
+            assert isinstance(item, PendingClose)
+            # The app has read up to the peer's Close (or failure): answer it, tell the app.
+            self._answer_close(item)
+            self._disconnect_queued = True
+            return ws_disconnect(item.code, item.reason)
+        if self._disconnect_queued:
+            raise ClientDisconnected("receive() called after 'websocket.disconnect' was delivered")
+        return None
 
-    def _act_on_close(self, pending: PendingClose) -> ASGIMessage:
-        """The app has read up to the peer's Close (or failure): answer it, tell the app."""
-        self._answer_close(pending)
-        self._disconnect_queued = True
-        return ws_disconnect(pending.code, pending.reason)
+    def send(self, message: ASGIMessage) -> int:
+        """Take one message from the app; raise RuntimeError when it is not allowed now.
+        Returns how many messages wait for the app (the I/O layer batches its writes then)."""
+        if type(message) is not dict:
+            raise RuntimeError(f"an ASGI message must be a dict, not {type(message).__name__}")
+        kind = message.get("type")
+        state = self.state
+        if kind == "websocket.send":
+            # Also while the peer's Close waits unread: RFC 6455 §5.5.1 lets us send.
+            if state is OPEN or state is REMOTE_CLOSING:
+                text = message.get("text")
+                if type(text) is not str or message.get("bytes") is not None:
+                    text = ws_payload(message, state)  # bytes, or a mistake to report
+                self._codec.encode_message_into(text, self._output)
+                return len(self.inbox)
+        elif kind == "websocket.close":
+            if state is OPEN:
+                self._close_from_app(*close_args(message))
+                return 0
+            if state is REMOTE_CLOSING:
+                # The peer closed first; this Close is our answer.
+                code, reason = close_args(message)
+                pending = self._take_pending_close()
+                self._output.append(self._codec.encode_close(code, reason))
+                self.close_code = pending.code
+                self._set_state(WS_CLOSED)
+                return 0
+        if state is LOCAL_CLOSING or state is WS_CLOSED:
+            raise ClientDisconnected(f"cannot send {kind!r}: the WebSocket connection is closed")
+        raise RuntimeError(f"cannot send {kind!r} in state {state.name}")
 
-    def _answer_close_now(self) -> None:
-        """Answer the peer's Close at the end of the inbox before the app has read up to it;
-        the app still gets its disconnect after the messages ahead of it."""
+    def app_finished(self, error: BaseException | None) -> AccessRecord:
+        """The app call returned (error None) or raised: close the WebSocket if it is open."""
+        state = self.state
+        if state is REMOTE_CLOSING:
+            self._answer_close_now()
+        elif state is OPEN:
+            self._close_from_app(_NORMAL if error is None else _INTERNAL_ERROR, "")
+        return replace(self._record, close_code=self.close_code)
+
+    # -- events from the I/O layer -------------------------------------------------------------
+
+    def connection_lost(self) -> AccessRecord | None:
+        """The transport is gone (EOF, reset, or closed by us)."""
+        if self.state is not WS_CLOSED:
+            self._set_state(WS_CLOSED)
+        if self.inbox and type(self.inbox[-1]) is PendingClose:
+            # A Close the app has not read yet still reaches it with its code.
+            self._take_pending_close()
+        else:
+            self._queue_disconnect(_ABNORMAL, "")
+        return None
+
+    def timeout(self, timer: Timer) -> None:
+        """The I/O layer's timer for ``timer`` fired: keep-alive ping, pong deadline, or the
+        closing handshake's time limit."""
+        if timer is not self.timer:
+            return
+        if timer is TIMER_PING:
+            self._ping_counter += 1
+            self._output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))
+            self._set_timer(TIMER_PONG if self.config.ws_ping_timeout > 0 else TIMER_PING)
+        elif timer is TIMER_PONG:
+            # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
+            self._output.append(self._codec.encode_close(_INTERNAL_ERROR, "keepalive ping timeout"))
+            self.close_code = _INTERNAL_ERROR
+            self._queue_disconnect(_INTERNAL_ERROR, "keepalive ping timeout")
+            self._set_state(WS_CLOSED)
+        elif timer is TIMER_CLOSE:
+            if self.state is REMOTE_CLOSING:
+                self._answer_close_now()  # The app did not read the peer's Close in time.
+            else:
+                # Our Close was never answered.
+                self._queue_disconnect(_ABNORMAL, "")
+                self._set_state(WS_CLOSED)
+
+    def shutdown(self, code: int) -> None:
+        """The server is stopping: close with ``code`` (the peer's Close first, if it came)."""
+        if self.state is REMOTE_CLOSING:
+            self._answer_close_now()
+        elif self.state is OPEN:
+            self._close_from_app(code, "")
+            self._queue_disconnect(code, "")
+
+    # -- the closing handshake -----------------------------------------------------------------
+
+    def _take_pending_close(self) -> PendingClose:
+        """Take the peer's Close off the end of the inbox and queue its disconnect: the app
+        still gets it after the messages ahead of it."""
         pending = self.inbox.pop()
         assert isinstance(pending, PendingClose)
-        self._queue_ws_disconnect(pending.code, pending.reason)
-        self._answer_close(pending)
+        self._queue_disconnect(pending.code, pending.reason)
+        return pending
+
+    def _answer_close_now(self) -> None:
+        """Answer the peer's Close before the app has read up to it."""
+        self._answer_close(self._take_pending_close())
 
     def _answer_close(self, pending: PendingClose) -> None:
         codec = self._codec
-        assert codec is not None
-        if self.state is WS_OPEN:
-            if pending.failure:
-                # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason,
-                # cut to the 123 bytes a Close frame has room for (§5.5).
-                reason = pending.reason.encode()[:123].decode("utf-8", "ignore")
-                self.output.append(codec.encode_close(pending.code, reason))
-            elif pending.code == 1005:
-                # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
-                self.output.append(codec.encode_close(None))
-            else:
-                # RFC 6455 §5.5.1: echo the Close; its code and reason fit, as they came in one.
-                self.output.append(codec.encode_close(pending.code, pending.reason))
+        if pending.failure:
+            # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason, cut
+            # to the bytes a Close frame has room for (§5.5).
+            reason = pending.reason.encode()[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
+            self._output.append(codec.encode_close(pending.code, reason))
+        elif pending.code == _NO_STATUS:
+            # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.
+            self._output.append(codec.encode_close(None))
+        else:
+            # RFC 6455 §5.5.1: echo the Close; its code and reason fit, as they came in one.
+            self._output.append(codec.encode_close(pending.code, pending.reason))
         self.close_code = pending.code
         # The closing handshake is complete, or the connection is failed: the server closes TCP
         # first (RFC 6455 §7.1.1).
-        self._set_state(CLOSED)
+        self._set_state(WS_CLOSED)
 
     def _close_from_app(self, code: int, reason: str) -> None:
-        codec = self._codec
-        assert codec is not None
-        self.output.append(codec.encode_close(code, reason))
+        self._output.append(self._codec.encode_close(code, reason))
         self.close_code = code
-        self._set_state(WS_CLOSING)
+        self._set_state(LOCAL_CLOSING)
         self._set_timer(TIMER_CLOSE)
 
-    def _queue_ws_disconnect(self, code: int, reason: str) -> None:
+    def _queue_disconnect(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code = code
         if not self._disconnect_queued:
@@ -176,46 +347,10 @@ class WebSocketPhase:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _ws_timeout(self, timer: Timer) -> None:
-        """A WebSocket timer fired: keep-alive ping, pong deadline, or closing handshake."""
-        if timer is TIMER_PING:
-            self._ping_counter += 1
-            self.output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))  # type: ignore[union-attr]
-            if self.config.ws_ping_timeout > 0:
-                self._set_timer(TIMER_PONG)
-            else:
-                self._set_timer(TIMER_PING)
-        elif timer is TIMER_PONG:
-            # Nothing arrived in time after our ping: RFC 6455 §7.4.1, 1011.
-            assert self._codec is not None
-            self.output.append(self._codec.encode_close(1011, "keepalive ping timeout"))
-            self.close_code = 1011
-            self._queue_ws_disconnect(1011, "keepalive ping timeout")
-            self._set_state(CLOSED)
-        elif timer is TIMER_CLOSE:
-            if self._peer_close_pending():
-                self._answer_close_now()  # The app did not read the peer's Close in time.
-            else:
-                # Our Close was never answered.
-                self._queue_ws_disconnect(1006, "")
-                self._set_state(CLOSED)
-
-    def _close_message(self, code: int, reason: str) -> None:
-        """The app's ``websocket.close`` while the WebSocket is open."""
-        if self._peer_close_pending():
-            # The peer closed first; this Close is our answer.
-            pending = self.inbox.pop()
-            assert isinstance(pending, PendingClose)
-            self._queue_ws_disconnect(pending.code, pending.reason)
-            self.output.append(self._codec.encode_close(code, reason))  # type: ignore[union-attr]
-            self.close_code = pending.code
-            self._set_state(CLOSED)
-        else:
-            self._close_from_app(code, reason)
-
-    def _set_state(self, state: State) -> None:
+    def _set_state(self, state: WSState) -> None:
+        """The only writer of ``state`` (see ``states.WS_TRANSITIONS``)."""
         self.state = state
-        if state in NO_TIMER_STATES:
+        if state is WS_CLOSED:
             self._set_timer(TIMER_NONE)
 
     def _set_timer(self, timer: Timer) -> None:

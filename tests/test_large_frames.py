@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from asgiws.config import Config
 from asgiws.server import Server
-from asgiws.websocket import WebSocketPhase
+from asgiws.websocket import WebSocketConnection
 
 TIMEOUT = 20.0
 
@@ -35,13 +35,13 @@ def run(loop: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def in_place_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Bytes of each read that went straight into a payload buffer."""
     reads: list[int] = []
-    original = WebSocketPhase.received_into
+    original = WebSocketConnection.received_into
 
-    def counting(self: WebSocketPhase, nbytes: int) -> None:
+    def counting(self: WebSocketConnection, nbytes: int) -> bool:
         reads.append(nbytes)
-        original(self, nbytes)
+        return original(self, nbytes)
 
-    monkeypatch.setattr(WebSocketPhase, "received_into", counting)
+    monkeypatch.setattr(WebSocketConnection, "received_into", counting)
     return reads
 
 

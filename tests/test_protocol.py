@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
-from asgiws import protocol
+from asgiws import http
 from asgiws.config import Config
 from asgiws.fasthead import parse_head
-from asgiws.protocol import ClientDisconnected, Connection, ServerHeaders, State, Timer
+from asgiws.http import HTTPConnection
+from asgiws.protocol import ClientDisconnected, SansIOConnection, ServerHeaders
+from asgiws.states import HTTPState, Timer, WSState
+from asgiws.websocket import WebSocketConnection
 
 RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -44,8 +47,8 @@ def client_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes =
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def make(**options: Any) -> Connection:
-    return Connection(
+def make(**options: Any) -> HTTPConnection:
+    return HTTPConnection(
         Config(**options),
         client=("127.0.0.1", 50000),
         server=("127.0.0.1", 8000),
@@ -53,14 +56,29 @@ def make(**options: Any) -> Connection:
     )
 
 
-def open_ws(**options: Any) -> Connection:
+def sent(conn: SansIOConnection) -> bytes:
+    """Everything the connection has to write, joined."""
+    return b"".join(conn.data_to_send())
+
+
+def upgraded(conn: HTTPConnection) -> WebSocketConnection:
+    """The WebSocketConnection the HTTP side handed over to at the 101."""
+    assert conn.state is HTTPState.UPGRADED
+    ws = conn.upgraded
+    assert ws is not None
+    assert sent(conn) == b""  # the 101 went with it
+    return ws
+
+
+def open_ws(**options: Any) -> WebSocketConnection:
     conn = make(**options)
     conn.receive_data(UPGRADE)
     assert conn.next_scope() is not None
     assert conn.next_message() == {"type": "websocket.connect"}
     conn.send({"type": "websocket.accept"})
-    assert conn.data_to_send() == SWITCHING
-    return conn
+    ws = upgraded(conn)
+    assert sent(ws) == SWITCHING
+    return ws
 
 
 def test_protocol_does_not_import_asyncio() -> None:
@@ -89,13 +107,13 @@ def test_http_get_scope_and_exact_response() -> None:
     assert conn.next_message() == {"type": "http.request", "body": b"", "more_body": False}
     conn.send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"y")]})
     conn.send({"type": "http.response.body", "body": b"hello"})
-    assert conn.data_to_send() == (
+    assert sent(conn) == (
         b"HTTP/1.1 200 OK\r\nx: y\r\nserver: asgiws\r\ncontent-length: 5\r\n\r\nhello"
     )
     # After the response, receive() gives http.disconnect at once.
     assert conn.next_message() == {"type": "http.disconnect"}
-    assert conn.app_finished(None) is None
-    assert conn.state is State.IDLE
+    assert conn.app_finished(None).problem is None
+    assert conn.state is HTTPState.IDLE
     assert conn.timer is Timer.KEEP_ALIVE
 
 
@@ -110,7 +128,7 @@ def test_pipelined_requests_are_served_in_order() -> None:
     assert conn.reading_paused  # but no more than a request head's worth waits in h11
     conn.send({"type": "http.response.start", "status": 204})
     conn.send({"type": "http.response.body"})
-    assert conn.data_to_send() == b"HTTP/1.1 204 No Content\r\nserver: asgiws\r\n\r\n"
+    assert sent(conn) == b"HTTP/1.1 204 No Content\r\nserver: asgiws\r\n\r\n"
     conn.app_finished(None)
     second = conn.next_scope()
     assert second is not None and second["path"] == "/2"
@@ -134,9 +152,9 @@ def test_100_continue_only_when_the_app_reads() -> None:
         b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
     )
     assert conn.next_scope() is not None
-    assert conn.data_to_send() == b""
+    assert sent(conn) == b""
     assert conn.next_message() is None
-    assert conn.data_to_send() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert sent(conn) == b"HTTP/1.1 100 Continue\r\n\r\n"
     conn.receive_data(b"abc")
     assert conn.next_message() == {"type": "http.request", "body": b"abc", "more_body": False}
 
@@ -149,7 +167,7 @@ def test_head_response_has_no_body() -> None:
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
     )
     conn.send({"type": "http.response.body", "body": b"hello"})
-    assert conn.data_to_send() == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: asgiws\r\n\r\n"
+    assert sent(conn) == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: asgiws\r\n\r\n"
 
 
 def test_streamed_response_without_length_is_chunked() -> None:
@@ -159,7 +177,7 @@ def test_streamed_response_without_length_is_chunked() -> None:
     conn.send({"type": "http.response.start", "status": 200})
     conn.send({"type": "http.response.body", "body": b"ab", "more_body": True})
     conn.send({"type": "http.response.body", "body": b"c"})
-    assert conn.data_to_send() == (
+    assert sent(conn) == (
         b"HTTP/1.1 200 OK\r\nserver: asgiws\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"
     )
@@ -168,10 +186,10 @@ def test_streamed_response_without_length_is_chunked() -> None:
 def test_malformed_request_is_400_with_reason_then_closed() -> None:
     conn = make()
     conn.receive_data(b"GARBAGE\r\n\r\n")
-    assert conn.state is State.CLOSED
+    assert conn.state is HTTPState.CLOSED
     assert conn.next_scope() is None
     body = b"malformed request: illegal request line: b'GARBAGE'\n"
-    assert conn.data_to_send() == (
+    assert sent(conn) == (
         b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: %d\r\nconnection: close\r\nserver: asgiws\r\n\r\n" % len(body) + body
     )
@@ -180,16 +198,16 @@ def test_malformed_request_is_400_with_reason_then_closed() -> None:
 def test_too_many_headers_is_431() -> None:
     conn = make(max_header_count=3)
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n")
-    out = conn.data_to_send()
+    out = sent(conn)
     assert out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert out.endswith(b"too many header fields: 4 (the limit is 3)\n")
-    assert conn.next_scope() is None and conn.state is State.CLOSED
+    assert conn.next_scope() is None and conn.state is HTTPState.CLOSED
 
 
 def test_head_too_large_is_431() -> None:
     conn = make(h11_max_incomplete_event_size=1024)
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nx: " + b"a" * 2000)
-    out = conn.data_to_send()
+    out = sent(conn)
     assert out.startswith(b"HTTP/1.1 431 ")
     assert out.endswith(b"request head too large (the limit is 1024 bytes)\n")
 
@@ -199,8 +217,8 @@ def test_app_error_before_response_is_500_and_after_is_close() -> None:
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
     conn.next_scope()
     conn.app_finished(ValueError("boom"))
-    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
-    assert conn.state is State.CLOSED
+    assert sent(conn).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert conn.state is HTTPState.CLOSED
 
     conn = make()
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -208,7 +226,7 @@ def test_app_error_before_response_is_500_and_after_is_close() -> None:
     conn.send({"type": "http.response.start", "status": 200})
     conn.send({"type": "http.response.body", "body": b"x", "more_body": True})
     conn.app_finished(ValueError("boom"))
-    assert conn.state is State.CLOSED
+    assert conn.state is HTTPState.CLOSED
 
 
 def test_http_send_after_client_left_is_a_no_op() -> None:
@@ -219,7 +237,7 @@ def test_http_send_after_client_left_is_a_no_op() -> None:
     assert conn.next_message() == {"type": "http.request", "body": b"", "more_body": False}
     assert conn.next_message() == {"type": "http.disconnect"}
     conn.send({"type": "http.response.start", "status": 200})
-    assert conn.data_to_send() == b""
+    assert sent(conn) == b""
 
 
 def test_http_out_of_order_messages_name_type_and_state() -> None:
@@ -256,12 +274,14 @@ def test_accept_with_subprotocol_and_headers_exact_bytes() -> None:
     conn.next_scope()
     conn.next_message()
     conn.send({"type": "websocket.accept", "subprotocol": "superchat", "headers": [(b"x-a", b"1")]})
-    assert conn.data_to_send() == (
+    assert conn.status == 101
+    ws = upgraded(conn)
+    assert sent(ws) == (
         b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
         b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nsec-websocket-protocol: superchat\r\n"
         b"x-a: 1\r\nserver: asgiws\r\n\r\n"
     )
-    assert conn.status == 101 and conn.state is State.WS_OPEN
+    assert ws.state is WSState.OPEN
 
 
 def test_frame_right_behind_the_request_is_not_lost() -> None:
@@ -270,7 +290,7 @@ def test_frame_right_behind_the_request_is_not_lost() -> None:
     conn.next_scope()
     assert conn.next_message() == {"type": "websocket.connect"}
     conn.send({"type": "websocket.accept"})
-    assert conn.next_message() == {"type": "websocket.receive", "text": "Hello"}
+    assert upgraded(conn).next_message() == {"type": "websocket.receive", "text": "Hello"}
 
 
 def test_unoffered_subprotocol_is_500() -> None:
@@ -279,7 +299,7 @@ def test_unoffered_subprotocol_is_500() -> None:
     conn.next_scope()
     with pytest.raises(RuntimeError, match=r"subprotocol 'other' .* not offered by the client"):
         conn.send({"type": "websocket.accept", "subprotocol": "other"})
-    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert sent(conn).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
 
 
 def test_reserved_header_in_accept_is_refused() -> None:
@@ -295,14 +315,14 @@ def test_rejections_carry_status_headers_and_reason() -> None:
     conn.receive_data(UPGRADE.replace(b"Version: 13", b"Version: 8"))
     assert conn.next_scope() is None  # the app never sees it
     body = b"unsupported Sec-WebSocket-Version: 8\n"
-    assert conn.data_to_send() == (
+    assert sent(conn) == (
         b"HTTP/1.1 426 Upgrade Required\r\nsec-websocket-version: 13\r\nupgrade: websocket\r\n"
         b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
         b"connection: close\r\nserver: asgiws\r\n\r\n" % len(body) + body
     )
     conn = make()
     conn.receive_data(UPGRADE.replace(b"GET", b"PUT"))
-    out = conn.data_to_send()
+    out = sent(conn)
     assert out.startswith(b"HTTP/1.1 405 Method Not Allowed\r\nallow: GET\r\n")
 
 
@@ -311,7 +331,7 @@ def test_close_before_accept_is_403() -> None:
     conn.receive_data(UPGRADE)
     conn.next_scope()
     conn.send({"type": "websocket.close"})
-    assert conn.data_to_send().startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert sent(conn).startswith(b"HTTP/1.1 403 Forbidden\r\n")
     assert conn.next_message() == {"type": "websocket.connect"}
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
     with pytest.raises(ClientDisconnected):
@@ -324,7 +344,7 @@ def test_app_ending_before_accept_is_500(error: BaseException | None) -> None:
     conn.receive_data(UPGRADE)
     conn.next_scope()
     conn.app_finished(error)
-    assert conn.data_to_send().startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert sent(conn).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
 
 
 def test_denial_response() -> None:
@@ -334,11 +354,11 @@ def test_denial_response() -> None:
     conn.send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x", b"1")]})
     conn.send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
     conn.send({"type": "websocket.http.response.body", "body": b"entry"})
-    assert conn.data_to_send() == (
+    assert sent(conn) == (
         b"HTTP/1.1 401 Unauthorized\r\nx: 1\r\nconnection: close\r\nserver: asgiws\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n3\r\nno \r\n5\r\nentry\r\n0\r\n\r\n"
     )
-    assert conn.state is State.CLOSED
+    assert conn.state is HTTPState.CLOSED
 
 
 # -- WebSocket session ------------------------------------------------------------------------
@@ -352,13 +372,13 @@ def test_messages_both_ways_exact_frames() -> None:
     assert conn.next_message() == {"type": "websocket.receive", "bytes": b"\x00\xff"}
     conn.send({"type": "websocket.send", "text": "Hello"})
     conn.send({"type": "websocket.send", "bytes": b"\x01"})
-    assert conn.data_to_send() == b"\x81\x05Hello\x82\x01\x01"
+    assert sent(conn) == b"\x81\x05Hello\x82\x01\x01"
 
 
 def test_ping_is_answered_and_not_shown_to_the_app() -> None:
     conn = open_ws()
     conn.receive_data(client_frame(0x9, b"Hello"))
-    assert conn.data_to_send() == b"\x8a\x05Hello"
+    assert sent(conn) == b"\x8a\x05Hello"
     assert conn.next_message() is None
 
 
@@ -370,8 +390,8 @@ def test_peer_close_waits_for_the_app_to_read_what_came_before() -> None:
     conn.send({"type": "websocket.send", "text": "a"})
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 4001, "reason": "x"}
     # The answer to "a" goes out before the echoed Close.
-    assert conn.data_to_send() == b"\x81\x01a" + b"\x88\x03\x0f\xa1x"
-    assert conn.state is State.CLOSED
+    assert sent(conn) == b"\x81\x01a" + b"\x88\x03\x0f\xa1x"
+    assert conn.state is WSState.CLOSED
     with pytest.raises(ClientDisconnected):
         conn.send({"type": "websocket.send", "text": "late"})
     with pytest.raises(ClientDisconnected, match=r"after 'websocket\.disconnect'"):
@@ -382,7 +402,7 @@ def test_close_without_code_is_1005_and_echoed_empty() -> None:
     conn = open_ws()
     conn.receive_data(client_frame(0x8, b""))
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 1005, "reason": ""}
-    assert conn.data_to_send() == b"\x88\x00"
+    assert sent(conn) == b"\x88\x00"
 
 
 def test_tcp_lost_is_1006() -> None:
@@ -398,21 +418,21 @@ def test_protocol_error_after_a_message_closes_1002_after_the_answer() -> None:
     conn.send({"type": "websocket.send", "text": "ok"})
     message = conn.next_message()
     assert message is not None and message["code"] == 1002
-    out = conn.data_to_send()
+    out = sent(conn)
     assert out.startswith(b"\x81\x02ok\x88")
     assert out[4:6] != b"\x00"  # a Close with a payload
     assert struct.unpack("!H", out[4 + 2 : 4 + 4])[0] == 1002
-    assert conn.state is State.CLOSED
+    assert conn.state is WSState.CLOSED
 
 
 def test_app_close_then_peer_answer() -> None:
     conn = open_ws()
     conn.send({"type": "websocket.close", "code": 4000, "reason": "bye"})
-    assert conn.data_to_send() == b"\x88\x05\x0f\xa0bye"
-    assert conn.state is State.WS_CLOSING and conn.timer is Timer.CLOSE
+    assert sent(conn) == b"\x88\x05\x0f\xa0bye"
+    assert conn.state is WSState.LOCAL_CLOSING and conn.timer is Timer.CLOSE
     conn.receive_data(client_frame(0x8, struct.pack("!H", 4000)))
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 4000, "reason": ""}
-    assert conn.state is State.CLOSED
+    assert conn.state is WSState.CLOSED
 
 
 @pytest.mark.parametrize("code", [999, 1004, 1005, 1006, 1015, 5000])
@@ -425,10 +445,10 @@ def test_unsendable_close_codes_are_refused(code: int) -> None:
 def test_app_return_and_error_after_accept() -> None:
     conn = open_ws()
     conn.app_finished(None)
-    assert conn.data_to_send() == b"\x88\x02\x03\xe8"  # 1000
+    assert sent(conn) == b"\x88\x02\x03\xe8"  # 1000
     conn = open_ws()
     conn.app_finished(ValueError("boom"))
-    assert conn.data_to_send() == b"\x88\x02\x03\xf3"  # 1011
+    assert sent(conn) == b"\x88\x02\x03\xf3"  # 1011
 
 
 def test_ws_out_of_order_messages() -> None:
@@ -438,10 +458,11 @@ def test_ws_out_of_order_messages() -> None:
     with pytest.raises(RuntimeError, match=r"cannot send 'websocket\.send' in state WS_CONNECTING"):
         conn.send({"type": "websocket.send", "text": "x"})
     conn.send({"type": "websocket.accept"})
-    with pytest.raises(RuntimeError, match=r"cannot send 'websocket\.accept' in state WS_OPEN"):
-        conn.send({"type": "websocket.accept"})
+    ws = upgraded(conn)
+    with pytest.raises(RuntimeError, match=r"cannot send 'websocket\.accept' in state OPEN"):
+        ws.send({"type": "websocket.accept"})
     with pytest.raises(RuntimeError, match="both 'text' and 'bytes'"):
-        conn.send({"type": "websocket.send", "text": "x", "bytes": b"x"})
+        ws.send({"type": "websocket.send", "text": "x", "bytes": b"x"})
 
 
 def test_message_over_max_size_closes_1009() -> None:
@@ -449,7 +470,7 @@ def test_message_over_max_size_closes_1009() -> None:
     conn.receive_data(client_frame(0x2, b"x" * 11))
     message = conn.next_message()
     assert message is not None and message["code"] == 1009
-    out = conn.data_to_send()
+    out = sent(conn)
     assert out[:2] == b"\x88" + bytes([len(out) - 2]) and out[2:4] == b"\x03\xf1"
 
 
@@ -457,22 +478,22 @@ def test_keepalive_ping_then_pong_timeout_closes_1011() -> None:
     conn = open_ws(ws_ping_interval=1.0, ws_ping_timeout=1.0)
     assert conn.timer is Timer.PING
     conn.timeout(Timer.PING)
-    assert conn.data_to_send() == b"\x89\x04\x00\x00\x00\x01"
+    assert sent(conn) == b"\x89\x04\x00\x00\x00\x01"
     assert conn.timer is Timer.PONG
     # Any frame counts as alive.
     conn.receive_data(client_frame(0x1, b"x"))
     assert conn.timer is Timer.PING
     conn.timeout(Timer.PING)
-    conn.data_to_send()
+    sent(conn)
     conn.timeout(Timer.PONG)
-    assert conn.data_to_send() == b"\x88\x18\x03\xf3keepalive ping timeout"
-    assert conn.state is State.CLOSED
+    assert sent(conn) == b"\x88\x18\x03\xf3keepalive ping timeout"
+    assert conn.state is WSState.CLOSED
 
 
 def test_shutdown_closes_with_the_configured_code() -> None:
     conn = open_ws(ws_shutdown_code=1012)
     conn.shutdown(1012)
-    assert conn.data_to_send() == b"\x88\x02\x03\xf4"
+    assert sent(conn) == b"\x88\x02\x03\xf4"
     assert conn.next_message() == {"type": "websocket.disconnect", "code": 1012, "reason": ""}
 
 
@@ -496,8 +517,8 @@ def test_accept_headers_cannot_break_the_response(name: bytes, value: bytes) -> 
     conn.next_scope()
     with pytest.raises(RuntimeError, match=r"invalid (header name|value for header)"):
         conn.send({"type": "websocket.accept", "headers": [(name, value)]})
-    assert conn.data_to_send() == b""
-    assert conn.state is State.WS_CONNECTING
+    assert sent(conn) == b""
+    assert conn.state is HTTPState.WS_CONNECTING
 
 
 def test_upgrade_request_with_an_unfinished_body_cannot_be_accepted() -> None:
@@ -506,20 +527,22 @@ def test_upgrade_request_with_an_unfinished_body_cannot_be_accepted() -> None:
     conn.next_scope()
     with pytest.raises(RuntimeError, match="carried a body"):
         conn.send({"type": "websocket.accept"})
-    assert conn.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert sent(conn).startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
 def test_no_empty_buffer_reaches_the_output() -> None:
     # An empty buffer among several makes CPython 3.12/3.13's writelines() hang before close.
     conn = make()
     conn.receive_data(UPGRADE.replace(b"Version: 13", b"Version: 8"))
-    assert conn.output and all(conn.output)
+    output = conn.data_to_send()
+    assert output and all(output)
     conn = make()
     conn.receive_data(UPGRADE)
     conn.next_scope()
     conn.send({"type": "websocket.http.response.start", "status": 403, "headers": []})
     conn.send({"type": "websocket.http.response.body", "body": b""})
-    assert conn.output and all(conn.output)
+    output = conn.data_to_send()
+    assert output and all(output)
 
 
 # -- the fast path for upgrade heads, against h11 -----------------------------------------------
@@ -528,12 +551,15 @@ def test_no_empty_buffer_reaches_the_output() -> None:
 # and states both ways, including the ones where h11 is brought in late to send a refusal.
 
 
-def _observe(conn: Connection, log: list[Any]) -> None:
-    log.append((conn.data_to_send(), conn.state, conn.timer, conn.reading_paused, conn.status))
+def _observe(conn: SansIOConnection, log: list[Any]) -> None:
+    status = conn.status if isinstance(conn, HTTPConnection) else "after the 101"
+    log.append((sent(conn), conn.state, conn.timer, conn.reading_paused, status))
 
 
-def _run(conn: Connection, steps: list[Any], log: list[Any]) -> None:
+def _run(conn: SansIOConnection, steps: list[Any], log: list[Any]) -> None:
     for step in steps:
+        if conn.upgraded is not None:
+            conn = conn.upgraded  # as the I/O layer swaps
         try:
             if isinstance(step, bytes):
                 conn.receive_data(step)
@@ -698,7 +724,7 @@ def fast_heads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         results.append(result)
         return result
 
-    monkeypatch.setattr(protocol, "parse_head", recording)
+    monkeypatch.setattr(http, "parse_head", recording)
     return results
 
 
