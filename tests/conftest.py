@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from transitions import legal_transitions  # noqa: F401  (autouse, for every test)
 
 from asgiws.config import Config
 from asgiws.server import Server
