@@ -10,9 +10,15 @@ from __future__ import annotations
 import binascii
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .asgi import check_field_lines
+from .deflate import negotiate as negotiate_deflate
 
 if TYPE_CHECKING:
+    from .config import Config
+    from .deflate import PerMessageDeflate
     from .protocol import ServerHeaders
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -68,11 +74,6 @@ def _fields(headers: Headers | Fields) -> Fields:
     return headers if type(headers) is dict else handshake_fields(headers)  # type: ignore[arg-type]
 
 
-def header_values(headers: Headers, name: bytes) -> list[bytes]:
-    """Every value of header ``name`` (lower case), in order."""
-    return [value for key, value in headers if key == name]
-
-
 def _has_token(values: list[bytes] | None, token: bytes) -> bool:
     """True when ``token`` (lower case) is among the comma-separated tokens of ``values``."""
     if values is None:
@@ -90,11 +91,6 @@ def _tokens(values: list[bytes] | None) -> list[bytes]:
             if token:
                 tokens.append(token.lower())
     return tokens
-
-
-def header_tokens(headers: Headers, name: bytes) -> list[bytes]:
-    """The comma-separated tokens of every ``name`` header, trimmed and lower-cased."""
-    return _tokens(header_values(headers, name))
 
 
 def is_upgrade_request(headers: Headers | Fields) -> bool:
@@ -194,3 +190,82 @@ def switching_protocols(key: bytes, headers: Headers, server: ServerHeaders) -> 
     lines.extend(b"%s: %s\r\n" % (name, value) for name, value in server.merged(list(headers)))
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+class AcceptError(RuntimeError):
+    """A ``websocket.accept`` the server cannot honour: the app's mistake, named. The client
+    gets a 500; the app gets this from its ``send()``."""
+
+
+# Headers the server computes for the 101 response; the app may not set them.
+_RESERVED_ACCEPT_HEADERS = frozenset(
+    {b"sec-websocket-protocol", b"sec-websocket-accept", b"sec-websocket-extensions"}
+)
+
+
+def accept_headers(
+    message: dict[str, Any], offered: list[str], extension_offers: list[str], config: Config
+) -> tuple[list[tuple[bytes, bytes]], PerMessageDeflate | None]:
+    """The 101's own headers for the app's ``websocket.accept``: the subprotocol it chose
+    among those ``offered`` (RFC 6455 §4.2.2, item 5.5), permessage-deflate when an offer is
+    acceptable and compression is on (RFC 7692 §5), then the app's headers. Also the
+    compression state. Raises AcceptError (the handshake is then lost) for a subprotocol not
+    offered or a header the server computes itself, and RuntimeError for a value of the wrong
+    type or a malformed header."""
+    subprotocol = message.get("subprotocol")
+    if subprotocol is not None:
+        if not isinstance(subprotocol, str):
+            raise RuntimeError(  # the app may still accept properly: no 500 yet
+                f"'subprotocol' in 'websocket.accept' must be a str, not "
+                f"{type(subprotocol).__name__}"
+            )
+        if subprotocol not in offered:
+            shown = ", ".join(repr(p) for p in offered) or "none"
+            raise AcceptError(
+                f"subprotocol {subprotocol!r} in 'websocket.accept' was not offered by the "
+                f"client (offered: {shown})"
+            )
+    app_headers = message.get("headers")
+    if app_headers:
+        app_headers = check_field_lines(app_headers, "websocket.accept")
+        for name, _ in app_headers:
+            if name in _RESERVED_ACCEPT_HEADERS:
+                raise AcceptError(
+                    f"'websocket.accept' headers may not set {name.decode()!r}; "
+                    "use the 'subprotocol' key for Sec-WebSocket-Protocol"
+                )
+    headers: list[tuple[bytes, bytes]] = []
+    if subprotocol is not None:
+        headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
+    deflate = None
+    if extension_offers and config.ws_per_message_deflate:
+        negotiated = negotiate_deflate(
+            extension_offers,
+            window_bits=config.ws_deflate_window_bits,
+            mem_level=config.ws_deflate_mem_level,
+            client_window_bits=config.ws_deflate_client_window_bits,
+        )
+        if negotiated is not None:
+            response_value, deflate = negotiated
+            headers.append((b"sec-websocket-extensions", response_value.encode("latin-1")))
+    if app_headers:
+        headers.extend(app_headers)
+    return headers, deflate
+
+
+@dataclass(slots=True)
+class Upgrade:
+    """What a valid upgrade request offered, kept until the app accepts or denies it."""
+
+    key: bytes  # Sec-WebSocket-Key, for the 101's accept value
+    subprotocols: list[str]  # Sec-WebSocket-Protocol, in order
+    extension_offers: list[str]  # each Sec-WebSocket-Extensions value
+
+
+def upgrade_request(method: bytes, http_version: bytes, fields: Fields) -> Upgrade:
+    """Validate an upgrade request (HandshakeError says why not) and keep its offers."""
+    key = validate_upgrade(method, http_version, fields)
+    offers = fields.get(b"sec-websocket-extensions")
+    return Upgrade(
+        key, parse_subprotocols(fields), [v.decode("latin-1") for v in offers] if offers else []
+    )

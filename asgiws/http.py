@@ -21,29 +21,28 @@ from .asgi import (
     ASGIMessage,
     Headers,
     Scope,
-    check_field_lines,
-    check_headers,
     make_http_scope,
     make_websocket_scope,
-    raw_response,
     reason_phrase,
     request_scope,
     ws_disconnect,
 )
 from .config import Config
-from .deflate import negotiate as negotiate_deflate
-from .fasthead import parse_head
 from .frames import FrameCodec
 from .handshake import (
+    AcceptError,
     Fields,
     HandshakeError,
+    Upgrade,
+    accept_headers,
     handshake_fields,
     is_upgrade_request,
-    parse_subprotocols,
     switching_protocols,
-    validate_upgrade,
+    upgrade_request,
 )
+from .http11 import Wire, head_problem
 from .protocol import AccessRecord, ServerHeaders
+from .responses import body_of, complete_head, error_response, response_start
 from .states import (
     HTTP,
     HTTP_CLOSED,
@@ -66,15 +65,7 @@ from .websocket import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
 
-# Headers the server computes for the 101 response; the app may not set them.
-_RESERVED_ACCEPT_HEADERS = frozenset(
-    {b"sec-websocket-protocol", b"sec-websocket-accept", b"sec-websocket-extensions"}
-)
-# A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
-_MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
-_H11_WAITING = (h11.DONE, _MIGHT_SWITCH_PROTOCOL)
 _BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
-_EMPTY: list[str] = []
 _EMPTY_OUTPUT: list[bytes] = []
 _ABNORMAL = 1006  # RFC 6455 §7.4.1: reported to the app only, never sent
 
@@ -87,19 +78,14 @@ class HTTPConnection:
         "_app",
         "_cycle",
         "_disconnect_queued",
-        "_early",
-        "_extension_offers",
-        "_h11",
-        "_head",
         "_output",
-        "_parked",
         "_refused",
         "_response",
         "_response_event",
         "_scope",
         "_shutting_down",
-        "_subprotocols",
-        "_ws_key",
+        "_upgrade",
+        "_wire",
         "client",
         "config",
         "http_version",
@@ -140,17 +126,12 @@ class HTTPConnection:
         self.timer_epoch = 0
         self.upgraded: WebSocketConnection | None = None
 
-        # h11 is created on the first bytes that the fast path (asgiws.fasthead) does not take,
-        # or when a response has to go through it; an accepted WebSocket may never need it.
-        self._h11: h11.Connection | None = None
-        self._head = b""  # a request head the fast path took, until the 101 or h11 needs it
-        self._early = b""  # bytes that came behind that head, before the 101
+        self._wire = Wire(config.h11_max_incomplete_event_size)  # fast path, h11 behind it
         # Bytes to write (data_to_send() takes them) and messages for the app (next_message()
         # takes them). A list, not a deque: an empty deque costs 600 bytes more per connection.
         self._output: list[bytes] = []
         self.inbox: list[ASGIMessage] = []
         self.max_queue = config.max_queue
-        self._parked = 0  # bytes received behind the current request, waiting in h11
         self._shutting_down = False  # the server is draining: no next cycle, no new WebSocket
 
         # The current request cycle.
@@ -163,9 +144,7 @@ class HTTPConnection:
         self.path = ""
         self.http_version = b"1.1"
         self.status: int | None = None  # the response status sent
-        self._ws_key = b""
-        self._subprotocols: list[str] = []
-        self._extension_offers: list[str] = []
+        self._upgrade: Upgrade | None = None  # what an upgrade request offered
         self._response = Response.NONE
         self._response_event: h11.Response | None = None  # http.response.start, while HELD
 
@@ -179,61 +158,23 @@ class HTTPConnection:
         state = self.state
         if state is HTTP_CLOSED or state is UPGRADED:
             return True
-        conn = self._h11
-        if conn is None:
-            if self._head:
-                if data:
-                    # Bytes behind an upgrade request the app has not answered yet.
-                    self._early += data
-                    self._parked += len(data)
-                    return True
-            elif state is IDLE and self._fast_request(data):
+        wire = self._wire
+        if wire.hold(data):
+            return True  # Bytes behind an upgrade request the app has not answered yet.
+        if state is IDLE:
+            taken = wire.fast_head(data)
+            if taken is not None:
+                head, fields = taken
+                self._start_request(
+                    head.method, head.target, head.http_version, head.headers, fields
+                )
                 return True
-            conn = self._h11_conn()
         if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
             self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
-        if state is not IDLE and conn.their_state in _H11_WAITING:
-            self._parked += len(data)
-        conn.receive_data(data)
+        wire.receive(data, in_cycle=state is not IDLE)
         self._process_http()
         return True
-
-    def _fast_request(self, data: bytes) -> bool:
-        """Take the connection's first bytes without h11 when they hold a whole, plain
-        WebSocket upgrade request (see asgiws.fasthead); False leaves them to h11."""
-        # Cheap tests first: an upgrade is a GET, and says "websocket" in some case.
-        if not data.startswith(b"GET ") or (b"ebsocket" not in data and b"EBSOCKET" not in data):
-            return False
-        head = parse_head(data, self.config.h11_max_incomplete_event_size)
-        if head is None:
-            return False
-        fields = handshake_fields(head.headers)
-        if not is_upgrade_request(fields):
-            return False
-        self._head = data[: head.size]
-        self._early = data[head.size :]
-        self._start_request(head.method, head.target, head.http_version, head.headers, fields)
-        return True
-
-    def _h11_conn(self) -> h11.Connection:
-        """The h11 connection, created on first need. When the fast path took the request, h11
-        is given it too, and brought to where it would be had it parsed it itself."""
-        conn = self._h11
-        if conn is not None:
-            return conn
-        conn = self._h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.config.h11_max_incomplete_event_size
-        )
-        if self._head:
-            conn.receive_data(self._head + self._early)
-            self._head = self._early = b""
-            # The Request, its EndOfMessage, then PAUSED: the upgrade waits for an answer.
-            for _ in range(3):
-                event = conn.next_event()
-                if event is h11.PAUSED or event is h11.NEED_DATA:
-                    break
-        return conn
 
     def connection_lost(self) -> AccessRecord | None:
         """The transport is gone (EOF, reset, or closed by us). Returns the access record of a
@@ -266,12 +207,9 @@ class HTTPConnection:
     @property
     def reading_paused(self) -> bool:
         """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
-        if len(self.inbox) >= self.max_queue:
-            return True
         # Bytes behind the current request (a pipelined request, early WebSocket frames) wait
-        # in h11's buffer until this cycle is done. Reading goes on, so that a client that
-        # leaves is noticed, until they pass the size of one request head.
-        return self._parked > self.config.h11_max_incomplete_event_size
+        # until this cycle is done, up to the size of one request head.
+        return len(self.inbox) >= self.max_queue or self._wire.paused
 
     # -- scopes and messages for the app ---------------------------------------------------------
 
@@ -301,8 +239,7 @@ class HTTPConnection:
             # The client left, or the response is sent: nothing more comes but the end.
             self._disconnect_queued = True
             return {"type": "http.disconnect"}
-        conn = self._h11
-        if conn is not None and conn.client_is_waiting_for_100_continue:
+        if self._wire.waiting_for_100_continue:
             # ASGI: 100 Continue is sent only when the app asks for the body.
             self._h11_send(
                 h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
@@ -389,8 +326,7 @@ class HTTPConnection:
     # -- request cycles --------------------------------------------------------------------------
 
     def _process_http(self) -> None:
-        conn = self._h11
-        assert conn is not None
+        conn = self._wire.h11()
         while True:
             state = self.state
             if state is HTTP_CLOSED or state is UPGRADED:
@@ -431,28 +367,22 @@ class HTTPConnection:
         self.status = None
         self._cycle = Cycle.HTTP
         self._app = App.NONE
-        self._ws_key = b""
+        self._upgrade = None
         self._response = Response.NONE
         self._response_event = None
         self._disconnect_queued = False
         self.inbox.clear()
-        # h11 bounds only a head still arriving; one that came whole in a read is measured here
-        # (request line and header lines, as sent, give or take white space).
         config = self.config
-        if fields is None:
-            # From h11 (the fast path takes no head over the limit).
-            limit = config.h11_max_incomplete_event_size
-            size = len(method) + len(target) + 13 + 4 * len(headers)
-            for name, value in headers:
-                size += len(name) + len(value)
-            if size > limit:
-                self._error_response(431, f"request head too large (the limit is {limit} bytes)")
-                return
-        if len(headers) > config.max_header_count:
-            self._error_response(
-                431,
-                f"too many header fields: {len(headers)} (the limit is {config.max_header_count})",
-            )
+        problem = head_problem(
+            method,
+            target,
+            headers,
+            measure=fields is None,
+            limit=config.h11_max_incomplete_event_size,
+            max_count=config.max_header_count,
+        )
+        if problem is not None:
+            self._error_response(431, problem)
             return
         scope = request_scope(
             target,
@@ -466,20 +396,17 @@ class HTTPConnection:
         self.path = scope["path"]
         if fields is None:
             fields = handshake_fields(headers)
-            upgrade = is_upgrade_request(fields)
+            wanted = is_upgrade_request(fields)
         else:
-            upgrade = True  # The fast path hands over upgrade requests only, checked.
-        if upgrade:
+            wanted = True  # The fast path hands over upgrade requests only, checked.
+        if wanted:
             self._cycle = Cycle.WEBSOCKET
             try:
-                self._ws_key = validate_upgrade(method, http_version, fields)
+                upgrade = self._upgrade = upgrade_request(method, http_version, fields)
             except HandshakeError as exc:
                 self._error_response(exc.status, exc.reason, exc.headers)
                 return
-            self._subprotocols = parse_subprotocols(fields)
-            make_websocket_scope(scope, self._subprotocols, secure=self.secure)
-            offers = fields.get(b"sec-websocket-extensions")
-            self._extension_offers = [v.decode("latin-1") for v in offers] if offers else _EMPTY
+            make_websocket_scope(scope, upgrade.subprotocols, secure=self.secure)
             self._set_state(WS_CONNECTING)  # no timer: the app decides how long it takes
             self.inbox.append({"type": "websocket.connect"})
         else:
@@ -503,17 +430,9 @@ class HTTPConnection:
         if kind == "http.response.start":
             if self._response is not Response.NONE:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 999:
-                raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
-            headers = check_headers(message.get("headers", []), kind)
-            self._response_event = h11.Response(
-                status_code=status,
-                headers=self.server_headers.merged(headers),
-                reason=reason_phrase(status),
-            )
+            self._response_event = response_start(message, kind, self.server_headers)
             self._response = Response.HELD
-            self.status = status
+            self.status = self._response_event.status_code
             return
         # http.response.body
         if self._response is Response.NONE:
@@ -522,35 +441,17 @@ class HTTPConnection:
             )
         if self._response is Response.COMPLETE:
             raise RuntimeError(f"cannot send {kind!r} after the response is complete")
-        body = message.get("body", b"")
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
+        body = body_of(message, kind)
         more_body = bool(message.get("more_body", False))
+        head = self.method == b"HEAD"
         if self._response is Response.HELD:
             response = self._response_event
             assert response is not None
             self._response_event = None
-            extra: Headers = []
-            if not more_body and self.method != b"HEAD":
-                names = {name for name, _ in response.headers}
-                if (
-                    b"content-length" not in names
-                    and b"transfer-encoding" not in names
-                    and response.status_code not in (204, 304)
-                    and response.status_code >= 200
-                ):
-                    extra.append((b"content-length", b"%d" % len(body)))
-            if self._shutting_down:
-                extra.append((b"connection", b"close"))
-            if extra:
-                response = h11.Response(
-                    status_code=response.status_code,
-                    headers=[*response.headers, *extra],
-                    reason=response.reason,
-                )
             self._response = Response.STREAMING
-            self._h11_send(response)
-        if body and self.method != b"HEAD":
+            known = None if more_body or head else len(body)
+            self._h11_send(complete_head(response, known, close=self._shutting_down))
+        if body and not head:
             self._h11_send(h11.Data(data=bytes(body)))
         if not more_body:
             self._response = Response.COMPLETE
@@ -558,38 +459,30 @@ class HTTPConnection:
             self._finish_http_cycle()
 
     def _finish_http_cycle(self) -> None:
-        conn = self._h11
         if (
             self.state is not HTTP
-            or conn is None
             or self._response is not Response.COMPLETE
             or self._app is App.RUNNING
         ):
             return
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self._shutting_down:
-            conn.start_next_cycle()
-            self._parked = 0
-            self.inbox.clear()
-            self._set_state(IDLE)
-            self.method = b""
-            self._cycle = Cycle.NONE
-            self._app = App.NONE
-            self._scope = None
-            if conn.trailing_data[0] or self.config.timeout_keep_alive <= 0:
-                self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
-            else:
-                self._set_timer(TIMER_KEEP_ALIVE)
-            self._process_http()
-        else:
+        if self._shutting_down or not self._wire.next_cycle():
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
             self._set_state(HTTP_CLOSED)
+            return
+        self.inbox.clear()
+        self._set_state(IDLE)
+        self.method = b""
+        self._cycle = Cycle.NONE
+        self._app = App.NONE
+        self._scope = None
+        if self._wire.has_buffered or self.config.timeout_keep_alive <= 0:
+            self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
+        else:
+            self._set_timer(TIMER_KEEP_ALIVE)
+        self._process_http()
 
     def _h11_send(self, event: Any) -> None:
-        conn = self._h11_conn()
-        try:
-            data = conn.send(event)
-        except h11.LocalProtocolError as exc:
-            raise RuntimeError(f"invalid HTTP response: {exc}") from None
+        data = self._wire.send(event)
         if data:
             self._output.append(data)
 
@@ -617,32 +510,16 @@ class HTTPConnection:
         headers: Headers = (),  # type: ignore[assignment]
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
-        conn = self._h11_conn()
         self.status = status
         if self._app is App.NONE:
             # Refused before any app saw it: the access line is the core's to give.
             self._refused = self._record(status, None, self._scope)
-        body = reason.encode("utf-8", "replace") + b"\n"
-        all_headers = self.server_headers.merged(
-            [
-                *headers,
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-            ]
-        )
-        try:
-            response = h11.Response(
-                status_code=status, headers=all_headers, reason=reason_phrase(status)
+        all_headers, body = error_response(status, reason, headers, self.server_headers)
+        self._output.extend(
+            self._wire.send_refusal(
+                status, reason_phrase(status), all_headers, body, head=self.method == b"HEAD"
             )
-            out = [conn.send(response) or b""]
-            if self.method != b"HEAD":
-                out.append(conn.send(h11.Data(data=body)) or b"")
-            out.append(conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            # h11 gave up on this connection (a request it could not parse): write it ourselves.
-            out = [raw_response(status, all_headers, body)]
-        self._output.extend(chunk for chunk in out if chunk)
+        )
         self._response = Response.COMPLETE
         self._set_state(HTTP_CLOSED)
         if self._cycle is Cycle.WEBSOCKET and self._app is not App.NONE:
@@ -655,85 +532,34 @@ class HTTPConnection:
             self.inbox.append(ws_disconnect(_ABNORMAL))
 
     def _record(self, status: int | None, problem: str | None, scope: Scope | None) -> AccessRecord:
-        """The access record of a cycle: from its scope when there is one, else from what the
-        request head said."""
+        """The access record of a cycle: from its scope, or from the refused request's head."""
+        if scope is not None:
+            return AccessRecord.of_scope(scope, status, problem)
         kind = "websocket" if self._cycle is Cycle.WEBSOCKET else "http"
-        if scope is None:
-            method = self.method.decode("latin-1") or "-"
-            version = self.http_version.decode("latin-1")
-            return AccessRecord(kind, self.client, method, self.path or "-", version, status)
-        path = scope.get("path", "")
-        query = scope.get("query_string", b"")
-        if query:
-            path = f"{path}?{query.decode('latin-1')}"
-        return AccessRecord(
-            kind,
-            scope.get("client"),
-            scope.get("method", ""),
-            path,
-            scope.get("http_version", "1.1"),
-            status,
-            problem=problem,
-        )
+        method = self.method.decode("latin-1") or "-"
+        version = self.http_version.decode("latin-1")
+        return AccessRecord(kind, self.client, method, self.path or "-", version, status)
 
     # -- the WebSocket handshake -----------------------------------------------------------------
 
     def _accept(self, message: ASGIMessage) -> None:
-        subprotocol = message.get("subprotocol")
-        if subprotocol is not None:
-            if not isinstance(subprotocol, str):
-                raise RuntimeError(
-                    f"'subprotocol' in 'websocket.accept' must be a str, not "
-                    f"{type(subprotocol).__name__}"
-                )
-            if subprotocol not in self._subprotocols:
-                offered = ", ".join(repr(p) for p in self._subprotocols) or "none"
-                self._error_response(500, "Internal Server Error")
-                raise RuntimeError(
-                    f"subprotocol {subprotocol!r} in 'websocket.accept' was not offered by the "
-                    f"client (offered: {offered})"
-                )
-        app_headers = message.get("headers")
-        if app_headers:
-            app_headers = check_field_lines(app_headers, "websocket.accept")
-            for name, _ in app_headers:
-                if name in _RESERVED_ACCEPT_HEADERS:
-                    self._error_response(500, "Internal Server Error")
-                    raise RuntimeError(
-                        f"'websocket.accept' headers may not set {name.decode()!r}; "
-                        "use the 'subprotocol' key for Sec-WebSocket-Protocol"
-                    )
-        headers: Headers = []
-        if subprotocol is not None:
-            headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
         config = self.config
-        deflate = None
-        if self._extension_offers and config.ws_per_message_deflate:
-            negotiated = negotiate_deflate(
-                self._extension_offers,
-                window_bits=config.ws_deflate_window_bits,
-                mem_level=config.ws_deflate_mem_level,
-                client_window_bits=config.ws_deflate_client_window_bits,
+        upgrade = self._upgrade
+        assert upgrade is not None
+        try:
+            headers, deflate = accept_headers(
+                message, upgrade.subprotocols, upgrade.extension_offers, config
             )
-            if negotiated is not None:
-                response_value, deflate = negotiated
-                headers.append((b"sec-websocket-extensions", response_value.encode("latin-1")))
-        if app_headers:
-            headers.extend(app_headers)
-        conn = self._h11
-        if conn is not None and conn.their_state is not _MIGHT_SWITCH_PROTOCOL:
+        except AcceptError:
+            self._error_response(500, "Internal Server Error")
+            raise
+        if self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
-        self._output.append(switching_protocols(self._ws_key, headers, self.server_headers))
+        self._output.append(switching_protocols(upgrade.key, headers, self.server_headers))
         # Bytes that came right behind the request are the start of the WebSocket stream.
-        if conn is None:
-            trailing: bytes | bytearray = self._early
-            self._head = self._early = b""
-        else:
-            trailing = conn.trailing_data[0]
-        self._h11 = None  # h11's part is over; free its buffers ...
-        self._subprotocols = self._extension_offers = _EMPTY  # ... and the handshake's.
-        self._parked = 0
+        trailing = self._wire.switch()
+        self._upgrade = None  # the handshake's part is over
         self.status = 101
         output, self._output = self._output, []
         self.upgraded = WebSocketConnection(
@@ -753,21 +579,9 @@ class HTTPConnection:
         if kind == "websocket.http.response.start":
             if self.state is WS_DENYING:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 999 or status == 101:
-                raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
-            headers = check_headers(message.get("headers", []), kind)
-            names = {name for name, _ in headers}
-            if b"connection" not in names:
-                headers = [*headers, (b"connection", b"close")]
-            self.status = status
-            self._h11_send(
-                h11.Response(
-                    status_code=status,
-                    headers=self.server_headers.merged(headers),
-                    reason=reason_phrase(status),
-                )
-            )
+            response = response_start(message, kind, self.server_headers, denial=True)
+            self.status = response.status_code
+            self._h11_send(response)
             self._set_state(WS_DENYING)
             return
         if self.state is not WS_DENYING:
@@ -775,9 +589,7 @@ class HTTPConnection:
                 f"cannot send {kind!r} before 'websocket.http.response.start' in state "
                 f"{self.state.name}"
             )
-        body = message.get("body", b"")
-        if not isinstance(body, bytes | bytearray | memoryview):
-            raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
+        body = body_of(message, kind)
         if body:
             self._h11_send(h11.Data(data=bytes(body)))
         if not message.get("more_body", False):

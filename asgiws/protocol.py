@@ -52,6 +52,18 @@ class AccessRecord:
     close_code: int | None = None
     problem: str | None = None
 
+    @classmethod
+    def of_scope(cls, scope: Scope, status: int | None, problem: str | None = None) -> AccessRecord:
+        """The record of a cycle the app was started for: what its scope says."""
+        path = scope.get("path", "")
+        query = scope.get("query_string", b"")
+        if query:
+            path = f"{path}?{query.decode('latin-1')}"
+        kind = "websocket" if scope.get("type") == "websocket" else "http"
+        method = scope.get("method", "")
+        version = scope.get("http_version", "1.1")
+        return cls(kind, scope.get("client"), method, path, version, status, problem=problem)
+
 
 class SansIOConnection(Protocol):
     """What the I/O layer may use of a connection, in either phase. Fourteen members."""

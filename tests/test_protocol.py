@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from asgiws import http
+from asgiws import http11
 from asgiws.config import Config
 from asgiws.fasthead import parse_head
 from asgiws.http import HTTPConnection
@@ -724,7 +724,7 @@ def fast_heads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         results.append(result)
         return result
 
-    monkeypatch.setattr(http, "parse_head", recording)
+    monkeypatch.setattr(http11, "parse_head", recording)
     return results
 
 
@@ -764,5 +764,5 @@ def test_fast_path_and_h11_give_the_same_conversation(name: str, fast_heads: lis
 def test_heads_the_fast_path_leaves_to_h11(head: bytes) -> None:
     conn = make()
     conn.receive_data(head)
-    assert conn._h11 is not None
+    assert conn._wire._h11 is not None
     assert conn.next_scope() is not None or conn.status is not None

@@ -1,0 +1,179 @@
+"""The HTTP/1.1 bytes of one connection, both ways: the fast path for upgrade heads with h11
+behind it.
+
+A whole, plain WebSocket upgrade head that arrives in one read is taken without h11
+(:mod:`asgiws.fasthead`, a strict subset of what h11 accepts). h11 is created on first need:
+for any other head, or when a response has to go through it; when it comes in after the fast
+path took a head, it is given that head and the bytes behind it, and brought to where it would
+be had it parsed them itself. An accepted WebSocket may never need it. Sans-IO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from .asgi import Headers, raw_response
+from .fasthead import RequestHead, parse_head
+from .handshake import Fields, handshake_fields, is_upgrade_request
+
+# A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
+MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
+_WAITING = (h11.DONE, MIGHT_SWITCH_PROTOCOL)
+
+
+class Wire:
+    """Request bytes in, response bytes out, for one HTTPConnection."""
+
+    __slots__ = ("_early", "_h11", "_head", "limit", "parked")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # h11_max_incomplete_event_size: the largest request head, bytes
+        self._h11: h11.Connection | None = None
+        self._head = b""  # a request head the fast path took, until the 101 or h11 needs it
+        self._early = b""  # bytes that came behind that head, before the 101
+        self.parked = 0  # bytes received behind the current request, waiting their turn
+
+    # -- in --------------------------------------------------------------------------------------
+
+    def fast_head(self, data: bytes) -> tuple[RequestHead, Fields] | None:
+        """The first bytes of the connection, taken without h11 when they hold a whole, plain
+        WebSocket upgrade request (see asgiws.fasthead); None leaves them to h11."""
+        if self._h11 is not None:
+            return None
+        # Cheap tests first: an upgrade is a GET, and says "websocket" in some case.
+        if not data.startswith(b"GET ") or (b"ebsocket" not in data and b"EBSOCKET" not in data):
+            return None
+        head = parse_head(data, self.limit)
+        if head is None:
+            return None
+        fields = handshake_fields(head.headers)
+        if not is_upgrade_request(fields):
+            return None
+        self._head = data[: head.size]
+        self._early = data[head.size :]
+        return head, fields
+
+    def hold(self, data: bytes) -> bool:
+        """Keep bytes that came behind a fast-path head the app has not answered yet; False
+        when there is no such head (give them to :meth:`receive`)."""
+        if not self._head or self._h11 is not None:
+            return False
+        self._early += data
+        self.parked += len(data)
+        return True
+
+    def receive(self, data: bytes, *, in_cycle: bool) -> None:
+        """Bytes for h11. While a request is being served (``in_cycle``), those behind it are
+        counted as parked: they wait in h11's buffer until the cycle is done."""
+        conn = self.h11()
+        if in_cycle and conn.their_state in _WAITING:
+            self.parked += len(data)
+        conn.receive_data(data)
+
+    def h11(self) -> h11.Connection:
+        """The h11 connection, created on first need."""
+        conn = self._h11
+        if conn is not None:
+            return conn
+        conn = self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limit)
+        if self._head:
+            conn.receive_data(self._head + self._early)
+            self._head = self._early = b""
+            # The Request, its EndOfMessage, then PAUSED: the upgrade waits for an answer.
+            for _ in range(3):
+                event = conn.next_event()
+                if event is h11.PAUSED or event is h11.NEED_DATA:
+                    break
+        return conn
+
+    @property
+    def paused(self) -> bool:
+        """More than one request head's worth of bytes wait behind the current request.
+        Reading goes on until then, so that a client that leaves is noticed."""
+        return self.parked > self.limit
+
+    @property
+    def waiting_for_100_continue(self) -> bool:
+        conn = self._h11
+        return conn is not None and bool(conn.client_is_waiting_for_100_continue)
+
+    @property
+    def body_pending(self) -> bool:
+        """The request (an upgrade) carries a body that has not been read: h11 is not waiting
+        to switch protocols."""
+        conn = self._h11
+        return conn is not None and conn.their_state is not MIGHT_SWITCH_PROTOCOL
+
+    # -- out -------------------------------------------------------------------------------------
+
+    def send(self, event: Any) -> bytes:
+        """One response event as bytes; RuntimeError when h11 finds the response invalid."""
+        try:
+            return self.h11().send(event) or b""
+        except h11.LocalProtocolError as exc:
+            raise RuntimeError(f"invalid HTTP response: {exc}") from None
+
+    def send_refusal(
+        self, status: int, reason: bytes, headers: Headers, body: bytes, *, head: bool
+    ) -> list[bytes]:
+        """A whole error response; written without h11 when h11 has given up on the
+        connection (a request it could not parse)."""
+        conn = self.h11()
+        try:
+            out = [conn.send(h11.Response(status_code=status, headers=headers, reason=reason))]
+            if not head:
+                out.append(conn.send(h11.Data(data=body)))
+            out.append(conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            return [raw_response(status, headers, body)]
+        return [chunk for chunk in out if chunk]
+
+    # -- cycles ------------------------------------------------------------------------------
+
+    def next_cycle(self) -> bool:
+        """Start the next request cycle when both sides are done with this one (keep-alive);
+        False when the connection cannot go on (Connection: close, HTTP/1.0, an unread body)."""
+        conn = self._h11
+        if conn is None or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return False
+        conn.start_next_cycle()
+        self.parked = 0
+        return True
+
+    @property
+    def has_buffered(self) -> bool:
+        """Bytes of a next request are already here."""
+        conn = self._h11
+        return conn is not None and bool(conn.trailing_data[0])
+
+    def switch(self) -> bytes | bytearray:
+        """The 101 is sent: the bytes that came right behind the request, which start the
+        WebSocket stream. h11's part is over; its buffers are freed."""
+        conn = self._h11
+        if conn is None:
+            trailing: bytes | bytearray = self._early
+        else:
+            trailing = conn.trailing_data[0]
+        self._h11 = None
+        self._head = self._early = b""
+        self.parked = 0
+        return trailing
+
+
+def head_problem(
+    method: bytes, target: bytes, headers: Headers, *, measure: bool, limit: int, max_count: int
+) -> str | None:
+    """Why a request head is refused with 431, or None. h11 bounds only a head still arriving;
+    one that came whole in a read is measured here (``measure``: the request line and header
+    lines as sent, give or take white space). The fast path takes no head over the limit."""
+    if measure:
+        size = len(method) + len(target) + 13 + 4 * len(headers)
+        for name, value in headers:
+            size += len(name) + len(value)
+        if size > limit:
+            return f"request head too large (the limit is {limit} bytes)"
+    if len(headers) > max_count:
+        return f"too many header fields: {len(headers)} (the limit is {max_count})"
+    return None

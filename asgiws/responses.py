@@ -1,0 +1,76 @@
+"""HTTP responses as h11 events, from the app's messages or from the server's own refusals.
+
+Pure functions, no state: :class:`asgiws.http.HTTPConnection` decides when, these build what.
+A mistake in an app's message raises RuntimeError naming the message type, the key and the
+value.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from .asgi import ASGIMessage, Headers, check_headers, reason_phrase
+from .protocol import ServerHeaders
+
+# RFC 9110 §6.4.1: these responses never carry content, so no Content-Length is added.
+_NO_CONTENT = (204, 304)
+
+
+def response_start(
+    message: ASGIMessage, kind: str, server: ServerHeaders, *, denial: bool = False
+) -> h11.Response:
+    """The response head of ``http.response.start`` (or, with ``denial``, of
+    ``websocket.http.response.start``, which always closes the connection and is never 101)."""
+    status = message.get("status")
+    if not isinstance(status, int) or not 100 <= status <= 999 or (denial and status == 101):
+        raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
+    headers = check_headers(message.get("headers", []), kind)
+    if denial and all(name != b"connection" for name, _ in headers):
+        headers = [*headers, (b"connection", b"close")]
+    return h11.Response(
+        status_code=status, headers=server.merged(headers), reason=reason_phrase(status)
+    )
+
+
+def body_of(message: ASGIMessage, kind: str) -> bytes | bytearray | memoryview:
+    body = message.get("body", b"")
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise RuntimeError(f"'body' in {kind!r} must be bytes, not {type(body).__name__}")
+    return body
+
+
+def complete_head(response: h11.Response, body_size: int | None, *, close: bool) -> h11.Response:
+    """The held head as it goes out: with Content-Length when the whole body is known
+    (``body_size``, None when more is coming or for HEAD) and the app gave no framing, and
+    with ``Connection: close`` when the server is shutting down."""
+    extra: Headers = []
+    if body_size is not None:
+        status = response.status_code
+        if status >= 200 and status not in _NO_CONTENT:
+            names = {name for name, _ in response.headers}
+            if b"content-length" not in names and b"transfer-encoding" not in names:
+                extra.append((b"content-length", b"%d" % body_size))
+    if close:
+        extra.append((b"connection", b"close"))
+    if not extra:
+        return response
+    return h11.Response(
+        status_code=response.status_code,
+        headers=[*response.headers, *extra],
+        reason=response.reason,
+    )
+
+
+def error_response(
+    status: int, reason: str, headers: Headers, server: ServerHeaders
+) -> tuple[Headers, bytes]:
+    """The headers and plain-text body of a refusal that names its problem and closes."""
+    body = reason.encode("utf-8", "replace") + b"\n"
+    return server.merged(
+        [
+            *headers,
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+    ), body
