@@ -22,8 +22,9 @@ def response_start(
     """The response head of ``http.response.start`` (or, with ``denial``, of
     ``websocket.http.response.start``, which always closes the connection and is never 101)."""
     status = message.get("status")
-    if not isinstance(status, int) or not 100 <= status <= 999 or (denial and status == 101):
-        raise RuntimeError(f"invalid status in {kind!r}: {status!r}")
+    # RFC 9110 §15: a status code is three digits, and only 1xx to 5xx are defined classes.
+    if not isinstance(status, int) or not 100 <= status <= 599 or (denial and status == 101):
+        raise RuntimeError(f"invalid status in {kind!r}: {status!r} (use 100-599)")
     headers = check_headers(message.get("headers", []), kind)
     if denial and all(name != b"connection" for name, _ in headers):
         headers = [*headers, (b"connection", b"close")]

@@ -105,9 +105,8 @@ class WebSocketConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> bool:
         """Feed bytes read from the socket (a view that may be reused once this returns).
         True when the I/O layer has more to do than wake the app."""
-        state = self.state
-        if state is not OPEN and state is not LOCAL_CLOSING:
-            return False  # After the peer's Close nothing it sends counts (RFC 6455 §5.5.1).
+        if self.state is not OPEN:
+            return self._receive_closing(data)
         codec = self._codec
         payload = codec.receive_one(data)
         if payload is not None:
@@ -126,6 +125,23 @@ class WebSocketConnection:
         if events:
             self._take_events(events)
         return self._busy(epoch) or codec.collecting
+
+    def _receive_closing(self, data: bytes | bytearray | memoryview) -> bool:
+        """Bytes after a Close. After the peer's (REMOTE_CLOSING, CLOSED) nothing it sends
+        counts: the codec stops at a Close. After ours (LOCAL_CLOSING) we read on until the
+        peer's Close arrives (RFC 6455 §5.5.1, §7.1.1), and the data frames that come first
+        are parsed, to find it, and dropped: the app has been told the session is ending, and
+        nothing may reach it after its websocket.disconnect. So the inbox does not grow, and
+        reading never stays paused on it."""
+        if self.state is not LOCAL_CLOSING:
+            return False
+        epoch = self.timer_epoch
+        codec = self._codec
+        if codec.receive_one(data) is None:  # a whole message in one read: dropped
+            events = codec.receive_declined(data)
+            if events:
+                self._take_events(events)
+        return self._busy(epoch)
 
     def read_target(self) -> memoryview | None:
         """Where the rest of a large binary frame's payload may be read in place, or None."""
@@ -156,6 +172,8 @@ class WebSocketConnection:
         inbox = self.inbox
         for event in events:
             if type(event) is Message:
+                if self.state is not OPEN:
+                    continue  # after our Close: see _receive_closing
                 data_ = event.data
                 if type(data_) is str:
                     inbox.append({"type": "websocket.receive", "text": data_})
@@ -192,8 +210,10 @@ class WebSocketConnection:
 
     @property
     def reading_paused(self) -> bool:
-        """True while the app has ``max_queue`` unread messages: TCP pushes back on the peer."""
-        return len(self.inbox) >= self.max_queue
+        """True while the app has ``max_queue`` unread messages: TCP pushes back on the peer.
+        Never after our Close: what comes then is not queued, and the peer's Close must be
+        read (RFC 6455 §7.1.1)."""
+        return len(self.inbox) >= self.max_queue and self.state is not LOCAL_CLOSING
 
     # -- the app -------------------------------------------------------------------------------
 

@@ -766,3 +766,69 @@ def test_heads_the_fast_path_leaves_to_h11(head: bytes) -> None:
     conn.receive_data(head)
     assert conn._wire._h11 is not None
     assert conn.next_scope() is not None or conn.status is not None
+
+
+# -- after our Close: read on for the peer's, drop its data (RFC 6455 §5.5.1, §7.1.1) -----------
+
+
+@pytest.mark.parametrize("how", ["close", "return"])
+def test_app_closing_with_a_full_inbox_still_reads_the_peer_close(how: str) -> None:
+    conn = open_ws(max_queue=16)
+    for i in range(16):
+        conn.receive_data(client_frame(0x1, b"m%d" % i))
+    assert conn.reading_paused  # the app reads nothing
+    if how == "close":
+        conn.send({"type": "websocket.close", "code": 1000})
+    else:
+        conn.app_finished(None)
+    assert sent(conn) == b"\x88\x02\x03\xe8"
+    assert conn.state is WSState.LOCAL_CLOSING
+    assert not conn.reading_paused  # the peer's Close must be read
+    conn.receive_data(client_frame(0x1, b"late") + client_frame(0x8, b"\x03\xe8"))
+    assert conn.state is WSState.CLOSED  # at once, not at the close timeout
+    assert conn.timer is Timer.NONE
+    assert sent(conn) == b""  # nothing after our Close
+    messages = [conn.next_message() for _ in range(17)]
+    assert [m["text"] for m in messages[:16] if m] == [f"m{i}" for i in range(16)]
+    assert messages[16] == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
+
+
+def test_nothing_reaches_the_app_after_its_disconnect_on_shutdown() -> None:
+    conn = open_ws()
+    conn.shutdown(1001)
+    assert sent(conn) == b"\x88\x02\x03\xe9"
+    for data in (client_frame(0x1, b"in flight"), client_frame(0x2, b"x" * 200, fin=False)):
+        conn.receive_data(data)
+    assert conn.next_message() == {"type": "websocket.disconnect", "code": 1001, "reason": ""}
+    with pytest.raises(ClientDisconnected):
+        conn.next_message()
+    conn.receive_data(client_frame(0x0, b"y") + client_frame(0x8, b"\x03\xe9"))
+    assert conn.state is WSState.CLOSED
+    with pytest.raises(ClientDisconnected):
+        conn.next_message()
+    assert sent(conn) == b""
+
+
+@pytest.mark.parametrize("status", [600, 700, 999, 99, 1000])
+def test_status_outside_100_to_599_is_refused(status: int) -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    with pytest.raises(RuntimeError, match=rf"invalid status in 'http.response.start': {status}"):
+        conn.send({"type": "http.response.start", "status": status})
+    conn.app_finished(RuntimeError("the app's send() raised"))
+    assert sent(conn).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    ws = make()
+    ws.receive_data(UPGRADE)
+    ws.next_scope()
+    with pytest.raises(RuntimeError, match=r"invalid status in 'websocket.http.response.start'"):
+        ws.send({"type": "websocket.http.response.start", "status": status})
+
+
+def test_status_599_is_sent() -> None:
+    conn = make()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.next_scope()
+    conn.send({"type": "http.response.start", "status": 599})
+    conn.send({"type": "http.response.body"})
+    assert sent(conn).startswith(b"HTTP/1.1 599 \r\n")

@@ -760,3 +760,23 @@ async def test_keep_alive_timer_does_not_cut_a_slow_app(serve: Any) -> None:
     running = await serve(app, timeout_keep_alive=0.1, timeout_handshake=0.1)
     async with httpx.AsyncClient(base_url=running.http) as client:
         assert (await client.get("/")).text == "slow but fine"
+
+
+@pytest.mark.parametrize("status", [600, 700])
+async def test_status_outside_100_to_599_gets_500_and_a_log_line(
+    serve: Any, caplog: Any, status: int
+) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    caplog.set_level(logging.ERROR, logger="asgiws")
+    running = await serve(app)
+    response = await parse_response(await running.raw(http_request()))
+    assert response.status == 500
+    assert b"never" not in response.body
+    assert any(
+        f"invalid status in 'http.response.start': {status}" in str(record.exc_info[1])
+        for record in caplog.records
+        if record.exc_info
+    )

@@ -1110,3 +1110,73 @@ async def test_client_window_bits_option_is_negotiated_with_a_real_client(serve:
         text = "".join(f"{i:06d} repeated words compress well " for i in range(20000))
         await ws.send(text)
         assert await ws.recv() == text
+
+
+@pytest.mark.parametrize("how", ["close", "return"])
+async def test_app_closing_with_a_full_inbox_finishes_the_handshake_at_once(
+    serve: Any, how: str
+) -> None:
+    recorder = Recorder()
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        recorder.note("accepted")
+        await release.wait()  # reads nothing while the client sends
+        if how == "close":
+            await send({"type": "websocket.close", "code": 4001})
+
+    # The close timeout is far beyond the test's: only reading the client's Close ends it.
+    running = await serve(app, max_queue=16, ws_close_timeout=60)
+    reader, writer = await raw_open(running)
+    try:
+        await recorder.wait_for(lambda: "accepted" in recorder.notes)
+        for i in range(40):
+            writer.write(frame(OP_TEXT, b"message %d" % i))
+        await writer.drain()
+        await wait_until(lambda: next(iter(running.server.connections))._read_paused)
+        release.set()
+        close = await next_data_frame(reader)
+        assert close.opcode == OP_CLOSE
+        assert close.close_code == (4001 if how == "close" else 1000)
+        writer.write(frame(OP_TEXT, b"after our close") + close_frame(close.close_code))
+        assert await wait_eof(reader) == b""  # within TIMEOUT, not at ws_close_timeout
+    finally:
+        writer.close()
+
+
+async def test_shutdown_drops_frames_in_flight_after_the_disconnect(serve: Any) -> None:
+    recorder = Recorder()
+    accepted = asyncio.Event()
+    go = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await go.wait()  # the frame in flight has come and gone: the connection is closed
+        while True:
+            message = await receive()
+            recorder.message(message)
+            if message["type"] == "websocket.disconnect":
+                break
+        with pytest.raises(ClientDisconnected):
+            await receive()
+        recorder.note("raised")
+
+    running = await serve(app)
+    reader, writer = await raw_open(running)
+    try:
+        await asyncio.wait_for(accepted.wait(), TIMEOUT)
+        shutdown = asyncio.create_task(running.server.shutdown())
+        close = await next_data_frame(reader)
+        assert close.close_code == 1001
+        writer.write(frame(OP_TEXT, b"in flight") + close_frame(1001))
+        assert await wait_eof(reader) == b""
+    finally:
+        writer.close()
+        go.set()
+    await asyncio.wait_for(shutdown, TIMEOUT)
+    await recorder.wait_for(lambda: "raised" in recorder.notes)
+    assert [m["type"] for m in recorder.messages] == ["websocket.disconnect"]
