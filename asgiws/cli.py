@@ -44,7 +44,7 @@ EPILOG = "Example: asgiws asgiws.demo:app --port 8000, then open http://127.0.0.
 
 def version_text() -> str:
     parts = [f"{platform.python_implementation()} {platform.python_version()}"]
-    for dist in ("h11", "wsproto", "uvloop"):
+    for dist in ("h11", "uvloop", "websockets"):
         try:
             parts.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
