@@ -11,6 +11,8 @@ import pytest
 
 from compliance import report
 
+pytestmark = pytest.mark.tooling
+
 
 def entry(behavior: str = "OK", close: str = "OK", code: int | None = 1000) -> dict[str, Any]:
     return {

@@ -53,7 +53,10 @@ DEBOOTSTRAP_TIMEOUT_S = 600.0
 BUILD_TIMEOUT_S = 600.0
 
 # Cold: debootstrap and the first build; every test's own waits are bounded far below this.
-pytestmark = pytest.mark.timeout(DEBOOTSTRAP_TIMEOUT_S + BUILD_TIMEOUT_S + 300)
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.timeout(DEBOOTSTRAP_TIMEOUT_S + BUILD_TIMEOUT_S + 300),
+]
 
 
 def missing_requirements() -> list[str]:

@@ -331,6 +331,7 @@ def chromium_or_skip() -> str:
     pytest.skip(reason)
 
 
+@pytest.mark.browser
 def test_page_in_headless_chromium(demo_port: int, tmp_path: Path) -> None:
     from websockets.sync.client import connect
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.node
+
 NODE_DIR = Path(__file__).parent / "node"
 
 

@@ -29,7 +29,10 @@ wsload = importlib.import_module("benchmarks.wsload")
 scenarios = importlib.import_module("benchmarks.scenarios")
 apps = importlib.import_module("benchmarks.apps")
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+pytestmark = [
+    pytest.mark.tooling,
+    pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed"),
+]
 
 WARMUP = 0.3
 DURATION = 1.0

@@ -28,9 +28,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+pytestmark = pytest.mark.tooling
 report = importlib.import_module("benchmarks.report")
 procstat = importlib.import_module("benchmarks.procstat")
 scenarios = importlib.import_module("benchmarks.scenarios")
