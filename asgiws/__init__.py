@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "run"]
 
@@ -45,7 +45,7 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         target = app
     configure_logging(config.log_level, access_log=config.access_log)
 
-    from asgiws.server import serve
+    from asgiws.runtime import serve
 
     status: int = serve(target, config)
     return status

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
-from asgiws import __version__
+from asgiws._version import __version__
 from asgiws.config import (
     Config,
     Option,
@@ -165,6 +165,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     # Imported here: the server module is heavy (asyncio, uvloop) and the CLI must be able to
     # report option and import errors without it.
-    from asgiws.server import serve
+    from asgiws.runtime import serve
 
     sys.exit(serve(app, config))

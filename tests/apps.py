@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import os
+import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+from asgiws.asyncio.server import Server
 
 TIMEOUT = 5.0
 
@@ -357,3 +361,22 @@ def quick_serve(serve: Any) -> Any:
         return await serve(app, **options)
 
     return start
+
+
+@contextlib.asynccontextmanager
+async def serving(server: Server, sockets: list[socket.socket]) -> AsyncIterator[Server]:
+    """``server.run()`` in a task, from listening until the block ends; then a graceful stop,
+    and the exit status must be 0."""
+    running = asyncio.ensure_future(server.run(sockets, signals=False))
+    started = asyncio.ensure_future(server.started.wait())
+    await asyncio.wait({running, started}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    if not server.started.is_set():
+        started.cancel()
+        status = running.result() if running.done() else "no answer in time"
+        running.cancel()
+        raise AssertionError(f"the server did not start: {status}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert await asyncio.wait_for(running, 4 * TIMEOUT + 30) == 0

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from apps import serving
 from transitions import legal_transitions  # noqa: F401  (autouse, for every test)
 
+from asgiws.asyncio.server import Server
 from asgiws.config import Config
-from asgiws.server import Server
 
 
 @dataclasses.dataclass
@@ -45,23 +47,17 @@ StartServer = Callable[..., Awaitable[Running]]
 @pytest.fixture
 async def serve() -> AsyncIterator[StartServer]:
     """``await serve(app, **options)`` starts a server; it is shut down after the test."""
-    started: list[Server] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(app: Any, **options: Any) -> Running:
-        options.setdefault("access_log", False)
-        options.setdefault("lifespan", "off")
-        config = Config(**options)
-        server = Server(app, config)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        sock.setblocking(False)
-        await server.lifespan.startup()
-        await server.start([sock])
-        started.append(server)
-        return Running(server, "127.0.0.1", sock.getsockname()[1])
+        async def start(app: Any, **options: Any) -> Running:
+            options.setdefault("access_log", False)
+            options.setdefault("lifespan", "off")
+            server = Server(app, Config(**options))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(128)
+            sock.setblocking(False)
+            await stack.enter_async_context(serving(server, [sock]))
+            return Running(server, "127.0.0.1", sock.getsockname()[1])
 
-    yield start
-    for server in started:
-        await server.shutdown()
-        await server.lifespan.shutdown()
+        yield start

@@ -294,9 +294,9 @@ def test_main_configures_logging_imports_and_serves(
         calls.append((app, config))
         return 3
 
-    module = types.ModuleType("asgiws.server")
+    module = types.ModuleType("asgiws.runtime")
     module.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "asgiws.server", module)
+    monkeypatch.setitem(sys.modules, "asgiws.runtime", module)
     for name in [n for n in os.environ if n.startswith("ASGIWS_")]:
         monkeypatch.delenv(name)
     with pytest.raises(SystemExit) as info:
@@ -366,7 +366,7 @@ def test_access_log_off_and_levels(
 
     logs.configure_logging("trace")
     logs.configure_logging("trace")  # again: replaces, does not duplicate
-    logging.getLogger("asgiws.server").log(logs.TRACE, "frame detail")
+    logging.getLogger("asgiws.asyncio").log(logs.TRACE, "frame detail")
     logs.log_http_access(("127.0.0.1", 1), "GET", "/", "1.1", 200, 0.0)
     captured = capsys.readouterr()
     assert captured.err.count("TRACE   frame detail") == 1

@@ -336,16 +336,16 @@ def test_run_still_checks_an_overridden_env_value(monkeypatch: pytest.MonkeyPatc
 
 @pytest.fixture
 def fake_serve(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Config]]:
-    """Stand in for asgiws.server.serve: record what run() would serve, return 0."""
+    """Stand in for asgiws.runtime.serve: record what run() would serve, return 0."""
     calls: list[tuple[Any, Config]] = []
 
     def serve(app: Any, cfg: Config) -> int:
         calls.append((app, cfg))
         return 0
 
-    module = types.ModuleType("asgiws.server")
+    module = types.ModuleType("asgiws.runtime")
     module.serve = serve  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "asgiws.server", module)
+    monkeypatch.setitem(sys.modules, "asgiws.runtime", module)
     for name in [n for n in os.environ if n.startswith("ASGIWS_")]:
         monkeypatch.delenv(name)
     return calls

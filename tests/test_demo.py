@@ -1,8 +1,7 @@
 """The demo chat app: in process against fake ASGI connections, then over real sockets.
 
-The tests over real sockets need ``asgiws.server.serve`` and are skipped (with that reason) while
-it does not exist, except when ``CI`` is set. The browser test needs ``chromium`` (Debian package
-``chromium``); it is skipped without it, except when ``CI`` is set.
+The tests over real sockets run the demo under a real asgiws process. The browser test needs
+``chromium`` (Debian package ``chromium``); it is skipped without it, except when ``CI`` is set.
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ async def test_starlette_http_and_lifespan_state(serve: Any) -> None:
 async def test_starlette_lifespan_shutdown_runs(serve: Any) -> None:
     events.clear()
     running = await serve(starlette_app(), lifespan="on")
-    await running.server.shutdown()
+    running.server.stop()
+    await running.server.wait_closed()
     await running.server.lifespan.shutdown()
     assert events == ["startup", "shutdown"]
 
@@ -146,7 +147,8 @@ async def test_starlette_websocket_client_disconnect(serve: Any) -> None:
         await ws.send("one")
         await ws.recv()
         await ws.close(4100, "client done")
-    await running.server.shutdown()  # waits for the app to finish
+    running.server.stop()
+    await running.server.wait_closed()  # waits for the app to finish
     assert "disconnect 4100" in events
 
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import trustme
-from apps import ws_echo
+from apps import serving, ws_echo
 from websockets.asyncio.client import connect
 
+from asgiws.asyncio.server import Server
 from asgiws.config import Config
-from asgiws.server import Server
 from asgiws.websocket import WebSocketConnection
 
 TIMEOUT = 20.0
@@ -74,22 +74,21 @@ def test_large_frames_are_read_in_place_and_echoed_whole(
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
         sock.setblocking(False)
-        await server.start([sock])
         scheme = "wss" if tls else "ws"
         url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}/"
-        try:
-            async with connect(url, ssl=client_ssl, max_size=None, compression=None) as ws:
-                for message in messages:  # one at a time
-                    await ws.send(message)
-                    assert await ws.recv() == message
-                for message in messages:  # all in flight
-                    await ws.send(message)
-                for message in messages:
-                    assert await ws.recv() == message
-                await ws.close()
-                assert ws.close_code == 1000
-        finally:
-            await server.shutdown()
+        async with (
+            serving(server, [sock]),
+            connect(url, ssl=client_ssl, max_size=None, compression=None) as ws,
+        ):
+            for message in messages:  # one at a time
+                await ws.send(message)
+                assert await ws.recv() == message
+            for message in messages:  # all in flight
+                await ws.send(message)
+            for message in messages:
+                assert await ws.recv() == message
+            await ws.close()
+            assert ws.close_code == 1000
 
     run(loop, main)
     assert in_place_reads, "no read went into a payload buffer"

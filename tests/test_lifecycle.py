@@ -39,11 +39,22 @@ APP = textwrap.dedent(
         if scope["path"] == "/hang":
             print("hanging request started", flush=True)
             await asyncio.Event().wait()
+        if scope["path"] == "/exit":
+            raise SystemExit(4)
         body = scope.get("state", {}).get("greeting", "no state").encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 
     FAIL_STARTUP = False
+
+    async def failing_then_waiting(scope, receive, send):
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+            try:
+                await receive()  # never comes: the server exits without a lifespan shutdown
+            finally:
+                print("lifespan task ended", flush=True)
 
     async def failing(scope, receive, send):
         global FAIL_STARTUP
@@ -104,6 +115,33 @@ def test_lifespan_startup_failure_exits_3_with_the_message(
     output = server.output()
     assert "lifespan startup failed: no database" in output
     assert "Traceback" not in output
+
+
+def test_lifespan_task_does_not_outlive_a_failed_startup(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server = ServerProcess(
+        "lifeapp:failing_then_waiting", "--app-dir", str(app_dir), "--port", "0",
+        "--lifespan", "on",
+    )  # fmt: skip
+    servers.append(server)
+    assert server.process.wait(timeout=DEADLINE_S) == 3
+    output = server.output()
+    assert "lifespan startup failed: no database" in output
+    assert "lifespan task ended" in output
+    assert "Traceback" not in output
+
+
+def test_an_app_raising_system_exit_stops_the_server_with_its_status(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    # KeyboardInterrupt and SystemExit are not app errors to log and answer with a 500: they
+    # propagate out of the server's task group, as they would out of any Python program.
+    server, port = start(servers, app_dir, "app", "--port", "0")
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as client:
+        client.sendall(b"GET /exit HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert server.process.wait(timeout=DEADLINE_S) == 4
+    assert "Exception in ASGI application" not in server.output()
 
 
 def test_lifespan_auto_goes_on_without_an_app_that_lacks_it(
@@ -189,7 +227,7 @@ def test_access_line_for_a_client_that_left_before_any_response(
 
 _MALLOC_PROBE = """
 import resource, sys
-from asgiws.server import tune_malloc
+from asgiws.runtime import tune_malloc
 print(tune_malloc(int(sys.argv[1]), 16 * 1024 * 1024))
 def burst():  # a few large messages at once, then none: what a WebSocket echo does
     blocks = [bytearray(1024 * 1024) for _ in range(6)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,10 +82,27 @@ def open_ws(**options: Any) -> WebSocketConnection:
     return ws
 
 
-def test_protocol_does_not_import_asyncio() -> None:
-    code = "import sys, asgiws.protocol; print('asyncio' in sys.modules)"
+# The sans-IO core: the top of the package but for the process layer (cli, config, importer,
+# logs, runtime, demo) and the asyncio layer below asgiws/asyncio/.
+CORE = (
+    "asgi", "deflate", "fasthead", "frames", "handshake", "http", "http11", "protocol",
+    "responses", "states", "types", "websocket",
+)  # fmt: skip
+
+
+def test_the_core_does_not_import_asyncio() -> None:
+    modules = ", ".join(f"asgiws.{name}" for name in CORE)
+    code = f"import sys, {modules}; print(sorted(m for m in sys.modules if 'asyncio' in m))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_core_is_every_top_level_module_but_the_process_layer() -> None:
+    import asgiws
+
+    top = {p.stem for p in Path(asgiws.__file__).parent.glob("*.py")}
+    process = {"__init__", "__main__", "_version", "cli", "config", "demo", "importer", "logs"}
+    assert top - process - {"runtime"} == set(CORE)
 
 
 # -- HTTP -------------------------------------------------------------------------------------

@@ -727,7 +727,8 @@ async def test_shutdown_closes_idle_keep_alive_connections(serve: Any) -> None:
         assert (await read_response(reader)).status == 200
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await asyncio.wait_for(running.server.shutdown(), TIMEOUT)
+        running.server.stop()
+        await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
         assert loop.time() - started < 2.0  # not the graceful timeout: nothing was in flight
         assert await wait_eof(reader) == b""
     finally:

@@ -823,10 +823,10 @@ async def test_shutdown_closes_websockets(serve: Any, code: int) -> None:
     async with connect(running.ws) as ws:
         await ws.send("before")
         assert await ws.recv() == "before"
-        shutdown = asyncio.create_task(running.server.shutdown())
+        running.server.stop()
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
-    await asyncio.wait_for(shutdown, TIMEOUT)
+    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == code
     disconnects = recorder.of_type("websocket.disconnect")
     assert len(disconnects) == 1
@@ -857,19 +857,20 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
     try:
         writer.write(http_request())
         await recorder.wait_for(lambda: "started" in recorder.notes)
-        shutdown = asyncio.create_task(running.server.shutdown())
+        closed = asyncio.ensure_future(running.server.wait_closed())
+        running.server.stop()
         # New connections are refused once shutdown began.
         await wait_until(lambda: running.server.shutting_down)  # listeners close with it
         with pytest.raises(OSError):
             _, w = await asyncio.open_connection(running.host, running.port)
             w.close()
-        assert not shutdown.done()
+        assert not closed.done()  # the request in flight holds the shutdown
         go.set()
         response = await read_response(reader)
         assert await wait_eof(reader) == b""
     finally:
         writer.close()
-    await asyncio.wait_for(shutdown, TIMEOUT)
+    await asyncio.wait_for(closed, TIMEOUT)
     assert response.status == 200
     assert response.body == b"finished"
     assert response.header(b"connection") == b"close"
@@ -877,7 +878,8 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
 
 async def test_connection_refused_after_shutdown(serve: Any) -> None:
     running = await serve(ws_echo)
-    await running.server.shutdown()
+    running.server.stop()
+    await running.server.wait_closed()
     with pytest.raises(OSError):
         async with connect(running.ws, open_timeout=2):
             pass
@@ -986,7 +988,7 @@ async def test_shutdown_while_app_has_not_accepted_yet(serve: Any) -> None:
     try:
         writer.write(ws_request())
         await recorder.wait_for(lambda: "connecting" in recorder.notes)
-        shutdown = asyncio.create_task(running.server.shutdown())
+        running.server.stop()
         go.set()
         head = await read_head(reader)
         assert head.status == 101
@@ -996,7 +998,7 @@ async def test_shutdown_while_app_has_not_accepted_yet(serve: Any) -> None:
         assert await wait_eof(reader) == b""
     finally:
         writer.close()
-    await asyncio.wait_for(shutdown, TIMEOUT)
+    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
     assert recorder.of_type("websocket.disconnect") == [
         {"type": "websocket.disconnect", "code": 1001, "reason": ""}
     ]
@@ -1020,12 +1022,12 @@ async def test_shutdown_with_app_that_does_not_read(serve: Any) -> None:
     running = await serve(app)
     async with connect(running.ws) as ws:
         await recorder.wait_for(lambda: "accepted" in recorder.notes)
-        shutdown = asyncio.create_task(running.server.shutdown())
+        running.server.stop()
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         go.set()
-    await asyncio.wait_for(shutdown, TIMEOUT)
+    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
     assert recorder.messages == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}]
     assert len(recorder.errors) == 1
 
@@ -1169,7 +1171,7 @@ async def test_shutdown_drops_frames_in_flight_after_the_disconnect(serve: Any) 
     reader, writer = await raw_open(running)
     try:
         await asyncio.wait_for(accepted.wait(), TIMEOUT)
-        shutdown = asyncio.create_task(running.server.shutdown())
+        running.server.stop()
         close = await next_data_frame(reader)
         assert close.close_code == 1001
         writer.write(frame(OP_TEXT, b"in flight") + close_frame(1001))
@@ -1177,6 +1179,6 @@ async def test_shutdown_drops_frames_in_flight_after_the_disconnect(serve: Any) 
     finally:
         writer.close()
         go.set()
-    await asyncio.wait_for(shutdown, TIMEOUT)
+    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
     await recorder.wait_for(lambda: "raised" in recorder.notes)
     assert [m["type"] for m in recorder.messages] == ["websocket.disconnect"]

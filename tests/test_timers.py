@@ -1,4 +1,4 @@
-"""asgiws.timers.TimerWheel, on a clock the test moves by hand (no sleeps, exact times)."""
+"""asgiws.asyncio.timers.TimerWheel, on a clock the test moves by hand (no sleeps, exact times)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from asgiws.timers import TimerWheel
+from asgiws.asyncio.timers import TimerWheel
 
 
 class Handle:

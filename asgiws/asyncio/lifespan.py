@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 
-from .types import ASGIApp
+from ..types import ASGIApp
 
 logger = logging.getLogger("asgiws.error")
 
@@ -32,10 +32,14 @@ class Lifespan:
     def supported(self) -> bool:
         return self.mode != "off" and not self._unsupported
 
-    async def startup(self) -> None:
+    async def startup(
+        self, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
+    ) -> None:
+        """Start the app's lifespan call as a task made by ``spawn`` (the server's task group)
+        and wait for its startup to complete; LifespanError says how it failed."""
         if self.mode == "off":
             return
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = spawn(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
         await self._startup_done.wait()
         if self._failure is not None:
@@ -57,9 +61,7 @@ class Lifespan:
         }
         try:
             await self.app(scope, self._receive, self._send)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+        except Exception as exc:  # KeyboardInterrupt, SystemExit, cancellation: propagate
             if not self._startup_done.is_set() and self.mode == "auto":
                 # 'auto': an app without lifespan support raises on the unknown scope type.
                 self._unsupported = True
@@ -78,6 +80,11 @@ class Lifespan:
         finally:
             self._startup_done.set()
             self._shutdown_done.set()
+
+    def cancel(self) -> None:
+        """The server stops without a lifespan shutdown (its startup failed, say)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     async def _receive(self) -> MutableMapping[str, Any]:
         return await self._inbox.get()

@@ -1,0 +1,408 @@
+"""One asyncio protocol per connection: bytes between the transport and the sans-IO
+connection, the app's ``receive()`` and ``send()``, and the one timer the connection asks for.
+
+It uses the connection through :class:`asgiws.protocol.SansIOConnection` only, and applies
+back-pressure both ways: reading pauses while the connection says so (the app has
+``max_queue`` unread messages), and ``send()`` waits while the transport's write buffer is
+above its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from .. import logs
+from ..http import HTTPConnection
+from ..protocol import InPlaceReads, SansIOConnection
+from ..states import CLOSED_STATES, OPEN, TIMER_NONE, ClientDisconnected
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .sockets import Listener
+
+logger = logging.getLogger("asgiws.error")
+
+# Answers to queued messages are written together, up to this many frames per write.
+WRITE_BATCH = 64
+# A buffer this large is written on its own rather than copied into a joined one.
+LARGE_WRITE = 64 * 1024
+
+
+class LargeFrameReader(asyncio.BufferedProtocol):
+    """A connection's protocol from its first large binary frame on: the transport reads into
+    the frame's payload buffer (Connection.read_target) while such a frame arrives, and into
+    the server's read buffer otherwise. A 1 MiB payload then comes in one or two reads, copied
+    once, by the kernel, where uvloop's 256 KiB read buffer took five reads and two more
+    copies. Connections that never see a large frame keep the plain protocol: it costs one
+    Python call per read, this one two."""
+
+    __slots__ = ("_into", "owner")
+
+    def __init__(self, owner: ConnectionProtocol) -> None:
+        self.owner = owner
+        self._into = False
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        owner = self.owner
+        ws = owner.ws
+        target = ws.read_target() if ws is not None else None
+        if target is not None:
+            self._into = True
+            return target
+        self._into = False
+        return owner.server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        owner = self.owner
+        if self._into:
+            assert owner.ws is not None
+            busy = owner.ws.received_into(nbytes)
+        else:
+            busy = owner.conn.receive_data(owner.server.read_buffer[:nbytes])
+        owner.after_read(busy)
+
+    def eof_received(self) -> bool:
+        return self.owner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.owner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.owner.resume_writing()
+
+
+class ConnectionProtocol(asyncio.Protocol):
+    """Feeds one transport into one sans-IO connection and runs the app for it.
+
+    It uses the connection through :class:`asgiws.protocol.SansIOConnection` only: first an
+    HTTPConnection, then, once the app accepts a WebSocket, the WebSocketConnection that the
+    HTTP side offers as ``upgraded`` (``ws``, which also lets a LargeFrameReader read in place).
+    """
+
+    __slots__ = (
+        "_batched",
+        "_closed",
+        "_drain",
+        "_flush",
+        "_large",
+        "_opened",
+        "_read_paused",
+        "_task",
+        "_timer_epoch",
+        "_timer_kind",
+        "_timer_tick",
+        "_waiter",
+        "_write_paused",
+        "app",
+        "config",
+        "conn",
+        "listener",
+        "loop",
+        "server",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, server: Server, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.config = server.config
+        self.loop = server.loop
+        self.app = server.app
+        self.transport: asyncio.Transport | None = None
+        self.conn: SansIOConnection = None  # type: ignore[assignment]  # set in connection_made
+        self.ws: InPlaceReads | None = None  # the connection again, once it is a WebSocket
+        self._task: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
+        self._drain: asyncio.Future[None] | None = None  # the app waits in send()
+        self._timer_tick = 0  # the server's TimerWheel tick of our timer; 0: none armed
+        self._timer_kind = TIMER_NONE
+        self._timer_epoch = -1
+        self._read_paused = False
+        self._write_paused = False
+        self._closed = False
+        self._large = False  # a LargeFrameReader reads for us
+        self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
+        self._batched = 0  # answers waiting for that write
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
+        self.transport = transport  # type: ignore[assignment]
+        self._opened = self.loop.time()
+        listener = self.listener
+        client: Any = None
+        server: Any = listener.server_address
+        if not listener.unix:
+            # One system call each: the local address only where the listener cannot tell it.
+            peer = transport.get_extra_info("peername")
+            client = (str(peer[0]), int(peer[1])) if peer else None
+            if server is None:
+                local = transport.get_extra_info("sockname")
+                server = (str(local[0]), int(local[1])) if local else None
+        self.conn = HTTPConnection(
+            self.config,
+            client=client,
+            server=server,
+            scheme=listener.scheme,
+            server_headers=self.server.server_headers,
+            lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
+        )
+        if self.server.shutting_down:
+            self.conn.shutdown(self.config.ws_shutdown_code)
+        self.server.connections.add(self)
+        self._step()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.receive_data(data):
+            self._step()
+        else:
+            self._wake()  # The hot path: messages for the app and nothing else to do.
+
+    def after_read(self, busy: bool) -> None:
+        """A LargeFrameReader's read went in: ``busy`` as receive_data() returned it."""
+        if busy:
+            self._step()
+        else:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # Close our side too: a client that stops sending is gone.
+
+    def _read_large_frames(self) -> None:
+        """Hand the transport a LargeFrameReader for the rest of the connection. Reading
+        restarts, so that the transport takes the other kind of protocol (uvloop picks its
+        read callbacks when reading starts)."""
+        transport = self.transport
+        self._large = True
+        if transport is None or self._closed:
+            return
+        transport.set_protocol(LargeFrameReader(self))
+        if not self._read_paused:
+            transport.pause_reading()
+            transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        refused = self.conn.connection_lost()
+        if refused is not None and self.config.access_log:
+            logs.log_access(refused, self.loop.time() - self._opened)
+        if self._timer_tick:
+            self.server.timers.disarm(self, self._timer_tick)
+            self._timer_tick = 0
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self.server.forget(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- the one place that acts on what the connection decided -----------------------------
+
+    def _step(self) -> None:
+        conn = self.conn
+        upgraded = conn.upgraded
+        if upgraded is not None:
+            # The app accepted: the WebSocketConnection (with the 101 first in its output)
+            # serves the socket from here on, with timers of its own.
+            self.conn = self.ws = conn = upgraded
+            self._timer_epoch = -1
+        transport = self.transport
+        assert transport is not None
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._batched = 0
+        output = conn.data_to_send()
+        if output and not self._closed:
+            self._write(output)
+        if not self._closed:
+            if conn.state in CLOSED_STATES:
+                # Written data is flushed before the socket closes.
+                transport.close()
+                self._closed = True
+            else:
+                if conn.timer_epoch != self._timer_epoch:
+                    self._arm_timer()
+                paused = conn.reading_paused
+                if paused is not self._read_paused:
+                    self._read_paused = paused
+                    if paused:
+                        transport.pause_reading()
+                    else:
+                        transport.resume_reading()
+                ws = self.ws
+                if ws is not None and not self._large and ws.read_target() is not None:
+                    self._read_large_frames()  # a large binary frame is arriving
+        self._wake()
+        if self._task is None:
+            scope = conn.next_scope()
+            if scope is not None:
+                self._task = self.server.spawn(self._run_app(scope))
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _arm_timer(self) -> None:
+        conn = self.conn
+        self._timer_epoch = conn.timer_epoch
+        timers = self.server.timers
+        if self._timer_tick:
+            timers.disarm(self, self._timer_tick)
+            self._timer_tick = 0
+        kind = conn.timer
+        if kind is not TIMER_NONE:
+            self._timer_kind = kind
+            self._timer_tick = timers.arm(self, self.server.timer_delays[kind])
+
+    def on_tick(self, tick: int) -> None:
+        """The server's TimerWheel: our timer is due."""
+        if tick != self._timer_tick:
+            return
+        self._timer_tick = 0
+        self._timer_epoch = -1
+        self.conn.timeout(self._timer_kind)
+        self._step()
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self.conn.shutdown(self.config.ws_shutdown_code)
+            self._step()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.abort()
+
+    # -- the app's side ------------------------------------------------------------------------
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        while True:
+            conn = self.conn  # again after each wait: an accept may have swapped it
+            message = conn.next_message()
+            if conn.state is not OPEN or self._read_paused or conn.timer_epoch != self._timer_epoch:
+                self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
+            elif message is None and self._flush is not None:
+                self._flush_now()  # the app has caught up: write its batched answers now
+            if message is not None:
+                return message
+            waiter = self.loop.create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        conn = self.conn
+        waiting = conn.send(message)  # type: ignore[arg-type]
+        if conn.state is OPEN and conn.timer_epoch == self._timer_epoch:
+            # The hot path: one WebSocket message out.
+            if waiting and self._batched < WRITE_BATCH:
+                # More messages are queued and the app is answering them one by one without
+                # yielding: write the answers together once it yields (one syscall, not many).
+                self._batched += 1
+                if self._flush is None:
+                    self._flush = self.loop.call_soon(self._flush_now)
+                return
+            self._flush_now()
+        else:
+            self._step()
+        if self._write_paused and not self._closed:
+            drain = self.loop.create_future()
+            self._drain = drain
+            try:
+                await drain
+            finally:
+                self._drain = None
+
+    def _flush_now(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._batched = 0
+        output = self.conn.data_to_send()
+        if self._closed:
+            return
+        if len(output) == 1:
+            self.transport.write(output[0])  # type: ignore[union-attr]
+        else:
+            self._write(output)
+
+    def _write(self, output: list[bytes]) -> None:
+        if len(output) == 1:
+            self.transport.write(output[0])  # type: ignore[union-attr]
+            return
+        if not output:
+            return
+        # Several frames: batched answers, or a large payload after its header. Small ones are
+        # joined into one buffer; a large payload is passed on as it is, uncopied.
+        parts: list[bytes] = []
+        small: list[bytes] = []
+        for chunk in output:
+            if len(chunk) < LARGE_WRITE:
+                small.append(chunk)
+                continue
+            if small:
+                parts.append(b"".join(small))  # one bytes item: itself, uncopied
+                small = []
+            parts.append(chunk)
+        if small:
+            parts.append(b"".join(small))  # one bytes item: itself, uncopied
+        transport = self.transport
+        assert transport is not None
+        if self.server.vectored and len(parts) > 1:
+            # uvloop writes a list with one writev() (header and payload in one segment run).
+            transport.writelines(parts)
+        else:
+            # Not writelines() on asyncio's own transports: on CPython 3.12 and 3.13 it neither
+            # applies flow control (pause_writing is never called) nor finishes when an empty
+            # buffer is among its arguments.
+            for part in parts:
+                transport.write(part)
+
+    async def _run_app(self, scope: dict[str, Any]) -> None:
+        """The app, for one request cycle: a task in the server's task group."""
+        started = self.loop.time()
+        error: BaseException | None = None
+        try:
+            await self.app(scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass  # The client left and the app noticed: nothing went wrong on our side.
+        except Exception as exc:
+            error = exc
+            logger.error("Exception in ASGI application", exc_info=exc)
+        except BaseException as exc:
+            # Cancelled (shutdown ran out of time), or KeyboardInterrupt / SystemExit, which
+            # stop the whole server: it propagates once the connection knows.
+            error = exc
+            raise
+        finally:
+            self._app_finished(scope, error, started)
+
+    def _app_finished(
+        self, scope: dict[str, Any], error: BaseException | None, started: float
+    ) -> None:
+        record = self.conn.app_finished(error)
+        if record.problem is not None:
+            logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
+        if self.config.access_log:
+            logs.log_access(record, self.loop.time() - started)
+        self._task = None
+        self._step()

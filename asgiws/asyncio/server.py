@@ -1,0 +1,268 @@
+"""The server of one process: listeners, the task group every app task lives in, graceful
+shutdown, signals and the Date header.
+
+Every task has a parent: :meth:`Server.run` holds an :class:`asyncio.TaskGroup` for as long as
+it serves, and the lifespan task and each request cycle's app task are created in it
+(:meth:`Server.spawn`). An app that raises ``KeyboardInterrupt`` or ``SystemExit`` stops the
+server (the group propagates it); one that raises anything else gets a 500 or a 1011, and the
+server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Coroutine
+from typing import Any
+
+from .._version import __version__
+from ..config import Config
+from ..protocol import ServerHeaders
+from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
+from ..types import ASGIApp
+from .connection import ConnectionProtocol
+from .lifespan import Lifespan, LifespanError
+from .sockets import Listener, TLSConfigError, describe_address, make_socket, ssl_context
+from .timers import TimerWheel
+
+logger = logging.getLogger("asgiws.error")
+
+# The read buffer of connections with a LargeFrameReader (one per server): as large as the
+# smallest frame read in place (frames.DIRECT_MIN), so that a smaller frame comes in one read and
+# a larger one has at most this much copied before the rest is read in place.
+READ_BUFFER = 64 * 1024
+# After the graceful timeout, and after cancelling, how long to wait for apps to finish.
+CANCEL_WAIT_S = 5.0
+
+
+class Server:
+    """Listens, tracks connections and tasks, and shuts down gracefully."""
+
+    def __init__(self, app: ASGIApp, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.lifespan = Lifespan(app, config.lifespan)
+        self.server_headers = ServerHeaders()
+        self.connections: set[ConnectionProtocol] = set()
+        self._read_buffer: memoryview | None = None
+        # uvloop's transports write a list of buffers with one writev() and apply flow control.
+        self.vectored = type(self.loop).__module__.split(".")[0] == "uvloop"
+        self._group: asyncio.TaskGroup | None = None  # while run() serves
+        self.tasks: set[asyncio.Task[None]] = set()  # the app tasks still running
+        self.shutting_down = False
+        self.uds: str | None = config.uds
+        self._listeners: list[asyncio.AbstractServer] = []
+        self.started = asyncio.Event()  # listening: run() got as far as serving
+        self._stop = asyncio.Event()
+        self._drained = asyncio.Event()  # shutting down, and no connection or task is left
+        self._closed = asyncio.Event()  # shutdown is complete
+        self._forced = False
+        self._date_timer: asyncio.TimerHandle | None = None
+        # Every connection's timer, in shared buckets (one loop timer), and each Timer's delay.
+        self.timers = TimerWheel(self.loop)
+        delays = [0.0] * (max(Timer) + 1)
+        delays[TIMER_HEAD] = config.timeout_handshake
+        delays[TIMER_KEEP_ALIVE] = config.timeout_keep_alive
+        delays[TIMER_PING] = config.ws_ping_interval
+        delays[TIMER_PONG] = config.ws_ping_timeout
+        delays[TIMER_CLOSE] = config.ws_close_timeout
+        self.timer_delays = tuple(delays)
+        self._ssl: ssl.SSLContext | None = None
+        self.bound: list[str] = []
+
+    @property
+    def read_buffer(self) -> memoryview:
+        """What LargeFrameReaders read into between large frames, shared: each read is handed
+        on before the next one starts."""
+        buffer = self._read_buffer
+        if buffer is None:
+            buffer = self._read_buffer = memoryview(bytearray(READ_BUFFER))
+        return buffer
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, sockets: list[socket.socket] | None = None, *, signals: bool = True) -> int:
+        """Serve until :meth:`stop` (SIGINT, SIGTERM), then shut down; the exit status: 0, 1
+        (cannot listen, forced exit, lifespan shutdown failed), 2 (TLS files), 3 (lifespan
+        startup failed)."""
+        try:
+            self._ssl = ssl_context(self.config)
+        except TLSConfigError as exc:
+            logger.error("%s", exc)
+            return 2
+        if signals:
+            self._install_signal_handlers()
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            try:
+                return await self._serve(sockets)
+            finally:
+                # Normally nothing is left; after a failed startup the lifespan task may be.
+                self._cancel_all()
+                self.lifespan.cancel()
+                self._group = None
+                self._closed.set()
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> int:
+        try:
+            await self.lifespan.startup(self._in_group)
+        except LifespanError as exc:
+            logger.error("%s", exc)
+            return 3
+        try:
+            await self.start(sockets)
+        except OSError as exc:
+            where = describe_address(self.config)
+            logger.error("could not listen on %s: %s", where, exc.strerror or exc)
+            with contextlib.suppress(LifespanError):
+                await self.lifespan.shutdown()
+            return 1
+        for url in self.bound:
+            logger.info("asgiws %s running on %s (press CTRL+C to quit)", __version__, url)
+        self.started.set()
+        await self._stop.wait()
+        await self.shutdown()
+        if self._forced:
+            logger.warning("forced exit: connections and tasks were cancelled")
+            return 1
+        try:
+            await self.lifespan.shutdown()
+        except LifespanError as exc:
+            logger.error("%s", exc)
+            return 1
+        return 0
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run an app call as a task of the server's task group."""
+        task = self._in_group(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _in_group(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        group = self._group
+        if group is None:
+            coro.close()
+            raise RuntimeError("the server is not running: start it with run()")
+        return group.create_task(coro)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._check_drained()
+
+    def forget(self, proto: ConnectionProtocol) -> None:
+        """A connection is gone."""
+        self.connections.discard(proto)
+        self._check_drained()
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        loop = self.loop
+        if self._date_timer is None:
+            self._tick_date()
+        if sockets is None:
+            sockets = [make_socket(config)]
+        tls = self._ssl
+        for sock in sockets:
+            shared = Listener(sock, tls is not None, config.uds)
+
+            def factory(shared: Listener = shared) -> ConnectionProtocol:
+                return ConnectionProtocol(self, shared)
+
+            if shared.unix:
+                listener = await loop.create_unix_server(
+                    factory, sock=sock, backlog=config.backlog, ssl=tls
+                )
+                name = sock.getsockname()
+                self.uds = name if isinstance(name, str) else config.uds
+                self.bound.append(f"unix:{self.uds}")
+            else:
+                listener = await loop.create_server(
+                    factory, sock=sock, backlog=config.backlog, ssl=tls
+                )
+                host, port = sock.getsockname()[:2]
+                shown = f"[{host}]" if ":" in host else host
+                self.bound.append(f"{'https' if tls else 'http'}://{shown}:{port}")
+            self._listeners.append(listener)
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGINT and SIGTERM do)."""
+        self._stop.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`run` has finished: no listener, connection or task is left."""
+        await self._closed.wait()
+
+    async def shutdown(self) -> None:
+        """Stop listening; let HTTP requests finish and close every WebSocket with
+        --ws-shutdown-code; cancel what is left after --timeout-graceful-shutdown."""
+        self.shutting_down = True
+        for listener in self._listeners:
+            listener.close()
+        for proto in list(self.connections):
+            proto.shutdown()
+        self._check_drained()
+        if not self._drained.is_set() and not self._forced:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.config.timeout_graceful_shutdown)
+        if self.tasks or self.connections:
+            logger.warning(
+                "cancelling %d task(s) and %d connection(s) still open after the graceful "
+                "shutdown timeout",
+                len(self.tasks),
+                len(self.connections),
+            )
+        self._cancel_all()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=CANCEL_WAIT_S)
+        for listener in self._listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+        if self._date_timer is not None:
+            self._date_timer.cancel()
+        self.timers.close()
+        if self.uds and self.config.fd is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.uds)
+
+    def _cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for proto in list(self.connections):
+            proto.abort()
+
+    def _check_drained(self) -> None:
+        if self.shutting_down and not self.connections and not self.tasks:
+            self._drained.set()
+
+    # -- signals and the Date header ------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self._stop.is_set():
+            # A second signal: stop waiting for the graceful end.
+            self._forced = True
+            self._drained.set()
+            self._cancel_all()
+            return
+        logger.info("received %s, shutting down", signal.Signals(sig).name)
+        self._stop.set()
+
+    def _tick_date(self) -> None:
+        # RFC 9110 §6.6.1: an origin server with a clock sends Date; one value a second.
+        self.server_headers.headers = [
+            (b"date", email.utils.formatdate(usegmt=True).encode("ascii")),
+            (b"server", b"asgiws"),
+        ]
+        self._date_timer = self.loop.call_later(1.0, self._tick_date)
