@@ -1,35 +1,43 @@
-"""Small raw-ASGI apps and wire helpers shared by the end-to-end server tests.
+"""Small raw-ASGI apps and socket helpers shared by the end-to-end server tests.
 
-The helpers speak bytes: an HTTP/1.1 response reader (Content-Length, chunked or until EOF) and
-a WebSocket frame writer/reader for a client that masks what it sends. Every read is bounded by
-a timeout, so a server that goes quiet fails the test instead of hanging it.
+The helpers read from real sockets: an HTTP/1.1 response reader (Content-Length, chunked or
+until EOF) and a server-frame reader; what a client writes comes from :mod:`wire`. Every read is
+bounded by a timeout, so a server that goes quiet fails the test instead of hanging it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import os
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from wire import (  # noqa: F401  (re-exported)
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RFC_ACCEPT,
+    RFC_KEY,
+    Frame,
+    client_frame,
+    close_frame,
+    http_request,
+    new_key,
+    ws_request,
+)
+
 from asgiws.asyncio.server import Server
 
 TIMEOUT = 5.0
 
-RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-OP_CONT = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+# The wire helpers, for the modules that import them from here with the apps.
+frame = client_frame
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -134,99 +142,7 @@ async def parse_response(data: bytes, *, head_request: bool = False) -> Response
     return await read_response(reader, head_request=head_request)
 
 
-def http_request(
-    method: str = "GET",
-    target: str = "/",
-    headers: list[tuple[str, str]] | None = None,
-    body: bytes = b"",
-    version: str = "1.1",
-) -> bytes:
-    lines = [f"{method} {target} HTTP/{version}"]
-    all_headers = [("Host", "test")] if headers is None else headers
-    lines.extend(f"{k}: {v}" for k, v in all_headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
 # -- WebSocket on the wire -----------------------------------------------------------------------
-
-
-def ws_request(
-    target: str = "/",
-    *,
-    key: bytes = RFC_KEY,
-    method: str = "GET",
-    version: str = "1.1",
-    host: bool = True,
-    connection: str = "Upgrade",
-    upgrade: str = "websocket",
-    ws_version: str | None = "13",
-    extra: list[tuple[str, str]] | None = None,
-) -> bytes:
-    headers = []
-    if host:
-        headers.append(("Host", "test"))
-    headers.append(("Upgrade", upgrade))
-    headers.append(("Connection", connection))
-    if key is not None:
-        headers.append(("Sec-WebSocket-Key", key.decode("latin-1")))
-    if ws_version is not None:
-        headers.append(("Sec-WebSocket-Version", ws_version))
-    headers.extend(extra or [])
-    return http_request(method, target, headers, version=version)
-
-
-def new_key() -> bytes:
-    return base64.b64encode(os.urandom(16))
-
-
-def frame(
-    opcode: int,
-    payload: bytes | str = b"",
-    *,
-    fin: bool = True,
-    mask: bytes | None = None,
-) -> bytes:
-    """A client frame (masked with ``mask``, random if None)."""
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    first = (0x80 if fin else 0) | opcode
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", first, 0x80 | length)
-    elif length < 1 << 16:
-        header = struct.pack("!BBH", first, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, length)
-    key = os.urandom(4) if mask is None else mask
-    if key == b"\x00\x00\x00\x00":
-        return header + key + payload
-    repeated = (key * (length // 4 + 1))[:length]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-        length, "big"
-    )
-    return header + key + masked
-
-
-def close_frame(code: int | None = 1000, reason: str = "") -> bytes:
-    payload = b"" if code is None else struct.pack("!H", code) + reason.encode("utf-8")
-    return frame(OP_CLOSE, payload)
-
-
-@dataclasses.dataclass
-class Frame:
-    fin: bool
-    opcode: int
-    payload: bytes
-
-    @property
-    def close_code(self) -> int | None:
-        assert self.opcode == OP_CLOSE
-        return struct.unpack("!H", self.payload[:2])[0] if self.payload else None
-
-    @property
-    def close_reason(self) -> str:
-        assert self.opcode == OP_CLOSE
-        return self.payload[2:].decode("utf-8")
 
 
 async def read_frame(reader: asyncio.StreamReader, *, timeout: float = TIMEOUT) -> Frame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from wire import RFC_ACCEPT, RFC_KEY
 
 from asgiws.handshake import (
     HandshakeError,
@@ -12,7 +13,6 @@ from asgiws.handshake import (
     validate_upgrade,
 )
 
-RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 GOOD = [
     (b"host", b"example.com"),
     (b"upgrade", b"websocket"),
@@ -30,7 +30,7 @@ def with_headers(**changes: bytes | None) -> list[tuple[bytes, bytes]]:
 
 def test_rfc_6455_accept_vector() -> None:
     # RFC 6455 §1.3: the sample nonce gives this accept value.
-    assert accept_value(RFC_KEY) == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert accept_value(RFC_KEY) == RFC_ACCEPT
 
 
 def test_valid_request_returns_key() -> None:

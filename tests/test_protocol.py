@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wire import RFC_ACCEPT, RFC_KEY, client_frame
 
 from asgiws import http11
 from asgiws.config import Config
@@ -18,9 +19,6 @@ from asgiws.protocol import ClientDisconnected, SansIOConnection, ServerHeaders
 from asgiws.states import HTTPState, Timer, WSState
 from asgiws.websocket import WebSocketConnection
 
-RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-MASK = b"\x37\xfa\x21\x3d"
 UPGRADE = (
     b"GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: " + RFC_KEY + b"\r\n"
@@ -30,22 +28,6 @@ SWITCHING = (
     b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
     b"sec-websocket-accept: " + RFC_ACCEPT + b"\r\nserver: asgiws\r\n\r\n"
 )
-
-
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = MASK) -> bytes:
-    """A client-to-server frame (masked unless mask is empty)."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    bit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def make(**options: Any) -> HTTPConnection:
@@ -431,7 +413,7 @@ def test_tcp_lost_is_1006() -> None:
 
 def test_protocol_error_after_a_message_closes_1002_after_the_answer() -> None:
     conn = open_ws()
-    conn.receive_data(client_frame(0x1, b"ok") + client_frame(0x1, b"bad", mask=b""))
+    conn.receive_data(client_frame(0x1, b"ok") + client_frame(0x1, b"bad", mask=None))
     assert conn.next_message() == {"type": "websocket.receive", "text": "ok"}
     conn.send({"type": "websocket.send", "text": "ok"})
     message = conn.next_message()
