@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -61,3 +61,18 @@ async def serve() -> AsyncIterator[StartServer]:
             return Running(server, "127.0.0.1", sock.getsockname()[1])
 
         yield start
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Take away the handlers configure_logging() installs (they hold pytest's capture streams)."""
+    import logging
+
+    yield
+    for name in ("asgiws", "asgiws.access"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_asgiws_handler", False):
+                logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
