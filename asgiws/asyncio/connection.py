@@ -33,10 +33,10 @@ LARGE_WRITE = 64 * 1024
 
 class LargeFrameReader(asyncio.BufferedProtocol):
     """A connection's protocol from its first large binary frame on: the transport reads into
-    the frame's payload buffer (Connection.read_target) while such a frame arrives, and into
-    the server's read buffer otherwise. A 1 MiB payload then comes in one or two reads, copied
-    once, by the kernel, where uvloop's 256 KiB read buffer took five reads and two more
-    copies. Connections that never see a large frame keep the plain protocol: it costs one
+    the frame's payload buffer (WebSocketConnection.read_target) while such a frame arrives,
+    and into the server's read buffer otherwise. A 1 MiB payload then comes in one or two
+    reads, copied once, by the kernel, where uvloop's 256 KiB read buffer took five reads and
+    two more copies. Connections that never see a large frame keep the plain protocol: it costs one
     Python call per read, this one two."""
 
     __slots__ = ("_into", "owner")
