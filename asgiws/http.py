@@ -209,7 +209,7 @@ class HTTPConnection:
         """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
         # Bytes behind the current request (a pipelined request, early WebSocket frames) wait
         # until this cycle is done, up to the size of one request head.
-        return len(self.inbox) >= self.max_queue or self._wire.paused
+        return len(self.inbox) >= self.max_queue or self._wire.parked > self._wire.limit
 
     # -- scopes and messages for the app ---------------------------------------------------------
 
@@ -373,17 +373,18 @@ class HTTPConnection:
         self._disconnect_queued = False
         self.inbox.clear()
         config = self.config
-        problem = head_problem(
-            method,
-            target,
-            headers,
-            measure=fields is None,
-            limit=config.h11_max_incomplete_event_size,
-            max_count=config.max_header_count,
-        )
-        if problem is not None:
-            self._error_response(431, problem)
-            return
+        if fields is None or len(headers) > config.max_header_count:
+            problem = head_problem(
+                method,
+                target,
+                headers,
+                measure=fields is None,
+                limit=config.h11_max_incomplete_event_size,
+                max_count=config.max_header_count,
+            )
+            if problem is not None:
+                self._error_response(431, problem)
+                return
         scope = request_scope(
             target,
             http_version,
@@ -567,7 +568,7 @@ class HTTPConnection:
             FrameCodec(max_size=config.ws_max_size, deflate=deflate),
             output=output,
             inbox=[*self.inbox],  # a websocket.connect the app has not read yet stays first
-            record=self._record(101, None, self._scope),
+            scope=self._scope,  # type: ignore[arg-type]  # set with the upgrade request
             timer_epoch=self.timer_epoch + 1,
             shutting_down=self._shutting_down,
             trailing=trailing,

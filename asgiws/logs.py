@@ -166,10 +166,10 @@ def log_ws_access(
 
 def log_access(record: AccessRecord, duration_s: float) -> None:
     """The access line of one request cycle, from the record the core returned for it."""
-    if record.kind == "websocket":
-        log_ws_access(record.client, record.path, record.status, record.close_code, duration_s)
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    kind, client, method, path, version = record.fields
+    if kind == "websocket":
+        log_ws_access(client, path, record.status, record.close_code, duration_s)
     else:
-        log_http_access(
-            record.client, record.method, record.path, record.http_version, record.status,
-            duration_s,
-        )  # fmt: skip
+        log_http_access(client, method, path, version, record.status, duration_s)

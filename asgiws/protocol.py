@@ -21,7 +21,6 @@ changing together with ``timer_epoch``), and ``timeout(timer)`` is called when i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .asgi import ASGIMessage, Headers, Scope
@@ -36,33 +35,79 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True, frozen=True)
 class AccessRecord:
     """What the access line of one request cycle shows, returned by the core when it ends:
     ``kind`` is ``"http"`` or ``"websocket"``; ``status`` the status sent (101 for an accepted
     WebSocket, None when the client left before any); ``close_code`` how a WebSocket ended;
-    ``problem`` an app mistake worth an error line (a response never started, say)."""
+    ``problem`` an app mistake worth an error line (a response never started, say).
 
-    kind: str
-    client: Any
-    method: str
-    path: str
-    http_version: str
-    status: int | None
-    close_code: int | None = None
-    problem: str | None = None
+    A record made from a scope (:meth:`of_scope`, every cycle an app ran) reads the scope only
+    when a line is written: with the access log off, it costs one small object per cycle."""
+
+    __slots__ = ("_fields", "_scope", "close_code", "problem", "status")
+
+    def __init__(
+        self,
+        kind: str,
+        client: Any,
+        method: str,
+        path: str,
+        http_version: str,
+        status: int | None,
+        close_code: int | None = None,
+        problem: str | None = None,
+    ) -> None:
+        self._fields: tuple[str, Any, str, str, str] | None = (
+            kind, client, method, path, http_version,
+        )  # fmt: skip
+        self._scope: Scope | None = None
+        self.status = status
+        self.close_code = close_code
+        self.problem = problem
 
     @classmethod
     def of_scope(cls, scope: Scope, status: int | None, problem: str | None = None) -> AccessRecord:
         """The record of a cycle the app was started for: what its scope says."""
-        path = scope.get("path", "")
-        query = scope.get("query_string", b"")
-        if query:
-            path = f"{path}?{query.decode('latin-1')}"
-        kind = "websocket" if scope.get("type") == "websocket" else "http"
-        method = scope.get("method", "")
-        version = scope.get("http_version", "1.1")
-        return cls(kind, scope.get("client"), method, path, version, status, problem=problem)
+        record = cls.__new__(cls)
+        record._fields = None
+        record._scope = scope
+        record.status = status
+        record.close_code = None
+        record.problem = problem
+        return record
+
+    @property
+    def fields(self) -> tuple[str, Any, str, str, str]:
+        """``(kind, client, method, path with its query, http_version)``."""
+        fields = self._fields
+        if fields is None:
+            scope = self._scope
+            assert scope is not None
+            path = scope.get("path", "")
+            query = scope.get("query_string", b"")
+            if query:
+                path = f"{path}?{query.decode('latin-1')}"
+            kind = "websocket" if scope.get("type") == "websocket" else "http"
+            method = scope.get("method", "")
+            fields = (kind, scope.get("client"), method, path, scope.get("http_version", "1.1"))
+            self._fields = fields
+        return fields
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccessRecord):
+            return NotImplemented
+        return (self.fields, self.status, self.close_code, self.problem) == (
+            other.fields, other.status, other.close_code, other.problem,
+        )  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        kind, client, method, path, version = self.fields
+        return (
+            f"AccessRecord({kind!r}, {client!r}, {method!r}, {path!r}, {version!r}, "
+            f"status={self.status!r}, close_code={self.close_code!r}, problem={self.problem!r})"
+        )
 
 
 class SansIOConnection(Protocol):

@@ -11,8 +11,6 @@ Exactly one ``websocket.disconnect`` reaches the app. Sans-IO: no asyncio, no cl
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .asgi import ASGIMessage, Scope, close_args, ws_disconnect, ws_payload
 from .config import Config
 from .frames import CloseReceived, Event, FrameCodec, Message, Ping, ProtocolFailure
@@ -52,7 +50,7 @@ class WebSocketConnection:
         "_disconnect_queued",
         "_output",
         "_ping_counter",
-        "_record",
+        "_scope",
         "close_code",
         "config",
         "inbox",
@@ -69,7 +67,7 @@ class WebSocketConnection:
         *,
         output: list[bytes],
         inbox: list[ASGIMessage | PendingClose],
-        record: AccessRecord,
+        scope: Scope,
         timer_epoch: int,
         shutting_down: bool,
         trailing: bytes | bytearray = b"",
@@ -82,7 +80,7 @@ class WebSocketConnection:
         self._output = output
         self.inbox = inbox
         self.max_queue = config.max_queue
-        self._record = record  # the cycle's access line, with status 101
+        self._scope = scope  # for the access record, at the end
         self.state = OPEN
         self.timer = TIMER_NONE
         self.timer_epoch = timer_epoch
@@ -274,7 +272,9 @@ class WebSocketConnection:
             self._answer_close_now()
         elif state is OPEN:
             self._close_from_app(_NORMAL if error is None else _INTERNAL_ERROR, "")
-        return replace(self._record, close_code=self.close_code)
+        record = AccessRecord.of_scope(self._scope, 101)
+        record.close_code = self.close_code
+        return record
 
     # -- events from the I/O layer -------------------------------------------------------------
 

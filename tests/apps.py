@@ -15,29 +15,12 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from wire import (  # noqa: F401  (re-exported)
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    RFC_ACCEPT,
-    RFC_KEY,
-    Frame,
-    client_frame,
-    close_frame,
-    http_request,
-    new_key,
-    ws_request,
-)
+from wire import Frame, ws_request
 
 from asgiws.asyncio.server import Server
 
 TIMEOUT = 5.0
 
-# The wire helpers, for the modules that import them from here with the apps.
-frame = client_frame
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

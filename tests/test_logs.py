@@ -103,3 +103,4 @@ def test_access_records_from_a_scope() -> None:
     )
     ws = {"type": "websocket", "client": None, "path": "/ws", "query_string": b""}
     assert AccessRecord.of_scope(ws, 101) == AccessRecord("websocket", None, "", "/ws", "1.1", 101)
+    assert "status=101" in repr(AccessRecord.of_scope(ws, 101))

@@ -12,7 +12,6 @@ from apps import (
     TIMEOUT,
     Recorder,
     http_hello,
-    http_request,
     parse_response,
     quick_serve,
     read_body,
@@ -21,6 +20,7 @@ from apps import (
     respond,
     wait_eof,
 )
+from wire import http_request
 
 
 @pytest.fixture

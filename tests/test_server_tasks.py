@@ -8,7 +8,8 @@ import socket
 from typing import Any
 
 import pytest
-from apps import TIMEOUT, Recorder, http_request
+from apps import TIMEOUT, Recorder
+from wire import http_request
 
 from asgiws.asyncio.server import Server
 from asgiws.config import Config

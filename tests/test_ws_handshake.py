@@ -9,13 +9,7 @@ from typing import Any
 
 import pytest
 from apps import (
-    OP_BINARY,
-    OP_TEXT,
-    RFC_ACCEPT,
-    RFC_KEY,
     Recorder,
-    frame,
-    http_request,
     quick_serve,
     read_frame,
     read_head,
@@ -23,9 +17,10 @@ from apps import (
     wait_eof,
     ws_connect_raw,
     ws_echo,
-    ws_request,
 )
 from websockets.exceptions import InvalidStatus
+from wire import OP_BINARY, OP_TEXT, RFC_ACCEPT, RFC_KEY, http_request, ws_request
+from wire import client_frame as frame
 from ws_helpers import connect, next_data_frame, raw_open, recording_echo, rejected
 
 

@@ -8,23 +8,10 @@ import logging
 from typing import Any
 
 import pytest
-from apps import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONT,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    TIMEOUT,
-    Recorder,
-    close_frame,
-    frame,
-    quick_serve,
-    read_frame,
-    wait_eof,
-    ws_echo,
-)
+from apps import TIMEOUT, Recorder, quick_serve, read_frame, wait_eof, ws_echo
 from websockets.exceptions import ConnectionClosed
+from wire import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_frame
+from wire import client_frame as frame
 from ws_helpers import connect, next_data_frame, raw_open, recording_echo, wait_until
 
 from asgiws.protocol import ClientDisconnected

@@ -7,22 +7,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from apps import (
-    OP_CLOSE,
-    OP_TEXT,
-    TIMEOUT,
-    Recorder,
-    close_frame,
-    frame,
-    http_request,
-    quick_serve,
-    read_head,
-    read_response,
-    wait_eof,
-    ws_echo,
-    ws_request,
-)
+from apps import TIMEOUT, Recorder, quick_serve, read_head, read_response, wait_eof, ws_echo
 from websockets.exceptions import ConnectionClosed
+from wire import OP_CLOSE, OP_TEXT, close_frame, http_request, ws_request
+from wire import client_frame as frame
 from ws_helpers import connect, next_data_frame, raw_open, recording_echo, wait_until
 
 from asgiws.protocol import ClientDisconnected

@@ -6,16 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from apps import (
-    OP_PING,
-    TIMEOUT,
-    Recorder,
-    read_frame,
-    read_response,
-    wait_eof,
-    ws_connect_raw,
-)
+from apps import TIMEOUT, Recorder, read_frame, read_response, wait_eof, ws_connect_raw
 from websockets.asyncio.client import connect as ws_client
+from wire import OP_PING
 
 
 def connect(uri: str, **kwargs: Any) -> Any:

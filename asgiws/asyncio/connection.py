@@ -27,6 +27,9 @@ logger = logging.getLogger("asgiws.error")
 
 # Answers to queued messages are written together, up to this many frames per write.
 WRITE_BATCH = 64
+# A read at least this large that leaves a large binary frame unfinished switches the connection
+# to a LargeFrameReader; smaller reads are not worth checking.
+LARGE_READ = 16 * 1024
 # A buffer this large is written on its own rather than copied into a joined one.
 LARGE_WRITE = 64 * 1024
 
@@ -162,6 +165,8 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.conn.receive_data(data):
+            if len(data) >= LARGE_READ and self.ws is not None and not self._large:
+                self._read_large_frames()  # when a large binary frame is arriving
             self._step()
         else:
             self._wake()  # The hot path: messages for the app and nothing else to do.
@@ -180,10 +185,11 @@ class ConnectionProtocol(asyncio.Protocol):
         """Hand the transport a LargeFrameReader for the rest of the connection. Reading
         restarts, so that the transport takes the other kind of protocol (uvloop picks its
         read callbacks when reading starts)."""
+        ws = self.ws
         transport = self.transport
-        self._large = True
-        if transport is None or self._closed:
+        if ws is None or ws.read_target() is None or transport is None or self._closed:
             return
+        self._large = True
         transport.set_protocol(LargeFrameReader(self))
         if not self._read_paused:
             transport.pause_reading()
@@ -246,9 +252,6 @@ class ConnectionProtocol(asyncio.Protocol):
                         transport.pause_reading()
                     else:
                         transport.resume_reading()
-                ws = self.ws
-                if ws is not None and not self._large and ws.read_target() is not None:
-                    self._read_large_frames()  # a large binary frame is arriving
         self._wake()
         if self._task is None:
             scope = conn.next_scope()
@@ -321,7 +324,16 @@ class ConnectionProtocol(asyncio.Protocol):
                 if self._flush is None:
                     self._flush = self.loop.call_soon(self._flush_now)
                 return
-            self._flush_now()
+            if self._flush is not None:
+                self._flush.cancel()
+                self._flush = None
+                self._batched = 0
+            output = conn.data_to_send()
+            if not self._closed:
+                if len(output) == 1:
+                    self.transport.write(output[0])  # type: ignore[union-attr]
+                else:
+                    self._write(output)
         else:
             self._step()
         if self._write_paused and not self._closed:

@@ -104,7 +104,10 @@ class Server:
             try:
                 return await self._serve(sockets)
             finally:
-                # Normally nothing is left; after a failed startup the lifespan task may be.
+                # Normally nothing is left; after a failed startup the lifespan task may be, and
+                # when run() itself is cancelled, the listeners too.
+                for listener in self._listeners:
+                    listener.close()
                 self._cancel_all()
                 self.lifespan.cancel()
                 self._group = None
@@ -141,26 +144,30 @@ class Server:
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run an app call as a task of the server's task group."""
-        task = self._in_group(coro)
+        group = self._group
+        if group is None:
+            coro.close()
+            raise RuntimeError("the server is not running: start it with run()")
+        task = group.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _in_group(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        group = self._group
-        if group is None:
-            coro.close()
-            raise RuntimeError("the server is not running: start it with run()")
-        return group.create_task(coro)
+        """The lifespan task: in the group, not among the app tasks."""
+        assert self._group is not None
+        return self._group.create_task(coro)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self._check_drained()
+        if self.shutting_down:
+            self._check_drained()
 
     def forget(self, proto: ConnectionProtocol) -> None:
         """A connection is gone."""
         self.connections.discard(proto)
-        self._check_drained()
+        if self.shutting_down:
+            self._check_drained()
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
@@ -239,7 +246,7 @@ class Server:
             proto.abort()
 
     def _check_drained(self) -> None:
-        if self.shutting_down and not self.connections and not self.tasks:
+        if not self.connections and not self.tasks:
             self._drained.set()
 
     # -- signals and the Date header ------------------------------------------------------------
