@@ -24,6 +24,8 @@ import re
 import zlib
 from typing import Final
 
+from ._abnf import OWS, TOKEN
+
 __all__ = ["DEFLATE_TAIL", "PerMessageDeflate", "negotiate", "parse_extensions"]
 
 EXTENSION_NAME: Final = "permessage-deflate"
@@ -151,10 +153,11 @@ class PerMessageDeflate:
 
 # -- negotiation -------------------------------------------------------------------------------
 
-# RFC 7230 §3.2.6 token and quoted-string; RFC 6455 §9.1 builds the header from them.
-_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# RFC 9110 §5.6.2 token, §5.6.4 quoted-string and §5.6.3 OWS (RFC 7230 §3.2.6 when RFC 6455
+# §9.1 was written); RFC 6455 §9.1 builds the header from them.
+_TOKEN: Final = TOKEN
 _QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
-_OWS: Final = r"[ \t]*"
+_OWS: Final = OWS
 _PARAM: Final = rf"{_OWS};{_OWS}({_TOKEN})(?:{_OWS}={_OWS}({_TOKEN}|{_QUOTED}))?"
 _PARAM_RE: Final = re.compile(_PARAM)
 _ELEMENT_RE: Final = re.compile(rf"{_OWS}({_TOKEN})((?:{_PARAM})*){_OWS}")
