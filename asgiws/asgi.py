@@ -12,20 +12,37 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-Scope = dict[str, Any]
-ASGIMessage = dict[str, Any]
-Headers = list[tuple[bytes, bytes]]
+from ._abnf import TOKEN_BYTES
+from .frames import MAX_CLOSE_REASON, check_close
+from .types import Headers
+from .types import MessageDict as ASGIMessage
+from .types import ScopeDict as Scope
+
+__all__ = [
+    "ASGI_VERSION",
+    "HTTP_SPEC_VERSION",
+    "MAX_CLOSE_REASON",
+    "WS_SPEC_VERSION",
+    "ASGIMessage",
+    "Headers",
+    "Scope",
+    "check_field_lines",
+    "check_headers",
+    "close_args",
+    "make_http_scope",
+    "make_websocket_scope",
+    "raw_response",
+    "reason_phrase",
+    "request_scope",
+    "ws_disconnect",
+    "ws_payload",
+]
 
 ASGI_VERSION = "3.0"
 # HTTP 2.3, not 2.4: from 2.4 on, send() after the client left may raise, which broke Starlette's
 # streaming responses when a server tried it; here it is a no-op.
 HTTP_SPEC_VERSION = "2.3"
 WS_SPEC_VERSION = "2.5"
-
-# RFC 6455 §7.4.1: 1005, 1006 and 1015 are never sent in a Close frame; 1004 is reserved.
-UNSENDABLE_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
-# RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the close code.
-MAX_CLOSE_REASON = 123
 
 
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
@@ -99,7 +116,7 @@ def check_headers(headers: Any, kind: str) -> Headers:
 
 
 # RFC 9110 §5.1 and §5.5: a field name is a token; a value has no CR, LF or NUL.
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(TOKEN_BYTES)
 _FIELD_VALUE = re.compile(rb"[^\x00\r\n]*")
 
 
@@ -143,22 +160,14 @@ def close_args(message: ASGIMessage) -> tuple[int, str]:
     reason = message.get("reason") or ""
     if not isinstance(code, int) or isinstance(code, bool):
         raise RuntimeError(f"'code' in 'websocket.close' must be an int, not {code!r}")
-    # RFC 6455 §7.4: codes below 1000 are unused, 5000 and up undefined; some are never sent.
-    if not 1000 <= code <= 4999 or code in UNSENDABLE_CLOSE_CODES:
-        raise RuntimeError(
-            f"invalid close code {code} in 'websocket.close': use 1000-4999 except "
-            "1004, 1005, 1006 and 1015"
-        )
     if not isinstance(reason, str):
         raise RuntimeError(
             f"'reason' in 'websocket.close' must be a str, not {type(reason).__name__}"
         )
-    size = len(reason.encode("utf-8"))
-    if size > MAX_CLOSE_REASON:
-        raise RuntimeError(
-            f"'reason' in 'websocket.close' is {size} bytes of UTF-8; "
-            f"the limit is {MAX_CLOSE_REASON}"
-        )
+    try:
+        check_close(code, reason)  # RFC 6455 §7.4 and §5.5.1, the one rule (asgiws.frames)
+    except ValueError as exc:
+        raise RuntimeError(f"{exc} (in 'websocket.close')") from None
     return code, reason
 
 

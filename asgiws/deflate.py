@@ -24,12 +24,16 @@ import re
 import zlib
 from typing import Final
 
-__all__ = ["PerMessageDeflate", "negotiate", "parse_extensions"]
+from ._abnf import OWS, TOKEN
+
+__all__ = ["DEFLATE_TAIL", "PerMessageDeflate", "negotiate", "parse_extensions"]
 
 EXTENSION_NAME: Final = "permessage-deflate"
 
-# RFC 7692 §7.2.1: the 4 octets a sync flush ends with, removed from each compressed message.
-_TAIL: Final = b"\x00\x00\xff\xff"
+# RFC 7692 §7.2.1/§7.2.2: the 4 octets a sync flush ends with (an empty stored block): the
+# sender removes them from each compressed message; the receiver appends them again before
+# inflating the end of the message.
+DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
 
 # RFC 7692 §7.1.2.1/§7.1.2.2: a window bits value is a decimal integer 8-15 with no leading zero.
 _WINDOW_BITS_VALUES: Final = {str(bits): bits for bits in range(8, 16)}
@@ -99,6 +103,16 @@ class PerMessageDeflate:
             f"mem_level={self.mem_level})"
         )
 
+    @property
+    def holds_deflater(self) -> bool:
+        """Whether a compressor stream (and its memory) is kept until the next message."""
+        return self._deflater is not None
+
+    @property
+    def holds_inflater(self) -> bool:
+        """Whether an inflater stream (and its window) is kept until the next message."""
+        return self._inflater is not None
+
     def compress(self, data: bytes) -> bytes:
         """Compress one whole message (RFC 7692 §7.2.1), without the 00 00 ff ff tail."""
         deflater = self._deflater
@@ -114,7 +128,7 @@ class PerMessageDeflate:
         # dropping the stream does that and frees its memory between messages.
         self._deflater = None if self.server_no_context_takeover else deflater
         # RFC 7692 §7.2.1: remove the 4 octets 00 00 ff ff at the tail end.
-        return out[:-4] if out.endswith(_TAIL) else out
+        return out[:-4] if out.endswith(DEFLATE_TAIL) else out
 
     def inflater(self) -> zlib._Decompress:
         """The zlib stream for the client's messages, made on first use.
@@ -139,10 +153,11 @@ class PerMessageDeflate:
 
 # -- negotiation -------------------------------------------------------------------------------
 
-# RFC 7230 §3.2.6 token and quoted-string; RFC 6455 §9.1 builds the header from them.
-_TOKEN: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# RFC 9110 §5.6.2 token, §5.6.4 quoted-string and §5.6.3 OWS (RFC 7230 §3.2.6 when RFC 6455
+# §9.1 was written); RFC 6455 §9.1 builds the header from them.
+_TOKEN: Final = TOKEN
 _QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
-_OWS: Final = r"[ \t]*"
+_OWS: Final = OWS
 _PARAM: Final = rf"{_OWS};{_OWS}({_TOKEN})(?:{_OWS}={_OWS}({_TOKEN}|{_QUOTED}))?"
 _PARAM_RE: Final = re.compile(_PARAM)
 _ELEMENT_RE: Final = re.compile(rf"{_OWS}({_TOKEN})((?:{_PARAM})*){_OWS}")

@@ -58,58 +58,34 @@ This module has no I/O and imports nothing from asyncio.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Final
+
+from ._abnf import TCHAR_BYTES
 
 __all__ = ["RequestHead", "parse_head"]
 
 
+@dataclasses.dataclass(slots=True)
 class RequestHead:
     """A request head, as h11 would have parsed it. See ``parse_head``.
 
     ``headers`` is a list of ``(lower-cased name, value)`` pairs, exactly
     ``list(h11.Request.headers)``; ``size`` is the length of the head in bytes, final
-    ``CRLF CRLF`` included, so ``data[size:]`` is whatever followed it.
+    ``CRLF CRLF`` included, so ``data[size:]`` is whatever followed it. Compared by value and
+    not hashable (mutable), like h11's events.
     """
 
-    __slots__ = ("headers", "http_version", "method", "size", "target")
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        http_version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        size: int,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.http_version = http_version
-        self.headers = headers
-        self.size = size
-
-    def __repr__(self) -> str:
-        return (
-            f"RequestHead(method={self.method!r}, target={self.target!r}, "
-            f"http_version={self.http_version!r}, headers={self.headers!r}, size={self.size})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RequestHead):
-            return NotImplemented
-        return (
-            self.method == other.method
-            and self.target == other.target
-            and self.http_version == other.http_version
-            and self.headers == other.headers
-            and self.size == other.size
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like h11's events
+    method: bytes
+    target: bytes
+    http_version: bytes
+    headers: list[tuple[bytes, bytes]]
+    size: int
 
 
-# tchar, RFC 9110 §5.6.2; identical to h11's ``token`` (h11/_abnf.py).
-_TCHAR: Final = rb"-!#$%&'*+.^_`|~0-9A-Za-z"
+# tchar, RFC 9110 §5.6.2; the same set as h11's ``token`` (h11/_abnf.py).
+_TCHAR: Final = TCHAR_BYTES
 # A byte h11 takes as field-vchar: its ``[^\x00\s]`` on bytes, which leaves out exactly
 # NUL, HTAB, LF, VT, FF, CR and SP.
 _VCHAR: Final = rb"\x01-\x08\x0e-\x1f\x21-\xff"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from asgiws import frames
 from asgiws.deflate import negotiate
-from asgiws.frames import FrameCodec, Message
+from asgiws.frames import BufferPool, FrameCodec, Message
 
 MASK = b"\x37\xfa\x21\x3d"
 
@@ -141,9 +141,12 @@ def big_whole(frame: bytes) -> Callable[[], object]:
 
 def big_chunked(frame: bytes, chunk: int = 64 * 1024) -> Callable[[], object]:
     pieces = [frame[i : i + chunk] for i in range(0, len(frame), chunk)]
+    # A fresh codec per message, as for a new connection each time, sharing one buffer pool
+    # as a server's connections may (a codec without one keeps its own).
+    pool = BufferPool(count=4, largest=4 * 1024 * 1024)
 
     def run() -> object:
-        codec = FrameCodec()
+        codec = FrameCodec(pool=pool)
         for piece in pieces:
             events = codec.receive_data(piece)
         return events

@@ -198,12 +198,13 @@ def test_rfc_7692_server_no_context_takeover_starts_each_message_afresh() -> Non
     codec, state = deflate_codec("permessage-deflate; server_no_context_takeover")
     assert codec.encode_message("Hello") == bytes.fromhex("c107f248cdc9c90700")
     assert codec.encode_message("Hello") == bytes.fromhex("c107f248cdc9c90700")
-    assert state._deflater is None  # nothing kept between messages
+    assert not state.holds_deflater  # nothing kept between messages
 
 
 def test_rfc_7692_compressed_hello_is_received() -> None:
-    codec, _ = deflate_codec()
+    codec, state = deflate_codec()
     assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
+    assert state.holds_inflater  # context takeover: the window is kept for the next message
     # §7.2.3.2: the second one refers back into the first.
     assert codec.receive_data(masked(0xC1, bytes.fromhex("f200110000"))) == [Message("Hello")]
 
@@ -222,7 +223,7 @@ def test_rfc_7692_stored_block_and_bfinal() -> None:
     assert codec.receive_data(masked(0xC1, stored)) == [Message("Hello")]
     # §7.2.3.4: a block with BFINAL set ends the stream; the next message starts a new one.
     assert codec.receive_data(masked(0xC1, bytes.fromhex("f348cdc9c9070000"))) == [Message("Hello")]
-    assert state._inflater is None
+    assert not state.holds_inflater
     assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
 
 
@@ -258,12 +259,12 @@ def test_round_trip_with_a_client_stream() -> None:
 def test_client_no_context_takeover_drops_the_inflater() -> None:
     codec, state = deflate_codec("permessage-deflate; client_no_context_takeover")
     assert codec.receive_data(masked(0xC1, bytes.fromhex("f248cdc9c90700"))) == [Message("Hello")]
-    assert state._inflater is None
+    assert not state.holds_inflater
 
 
 def test_streams_are_made_lazily() -> None:
     _, state = deflate_codec()
-    assert state._deflater is None and state._inflater is None
+    assert not state.holds_deflater and not state.holds_inflater
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from asgiws import frames
 from asgiws.frames import (
+    BufferPool,
     CloseReceived,
     FrameCodec,
     Message,
@@ -453,7 +454,8 @@ def test_payload_is_streamed_not_buffered() -> None:
     codec = FrameCodec()
     frame = masked(0x82, bytes(100_000))
     assert codec.receive_data(frame[:50_000]) == []
-    assert len(codec._buffer) == 0  # only headers and control frames are ever buffered
+    # White-box, for the memory claim: only headers and control frames are ever buffered.
+    assert len(codec._buffer) == 0
     assert codec.receive_data(frame[50_000:]) == [Message(bytes(100_000))]
 
 
@@ -510,9 +512,11 @@ def test_encode_close() -> None:
     assert codec.encode_close(4999, reason) == b"\x88\x7d\x13\x87" + reason.encode()
 
 
-@pytest.mark.parametrize("code", [999, 1005, 1006, 1015, 5000])
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 5000, 65535])
 def test_encode_close_refuses_codes_that_may_not_be_sent(code: int) -> None:
-    with pytest.raises(ValueError, match=f"close code {code} may not be sent"):
+    with pytest.raises(
+        ValueError, match=f"invalid close code {code}: it may not be sent in a Close frame"
+    ):
         FrameCodec().encode_close(code)
 
 
@@ -575,16 +579,19 @@ def test_large_binary_frame_fed_in_pieces_then_a_small_frame(seed: int) -> None:
 
 
 def test_pooled_buffers_do_not_leak_into_messages() -> None:
-    codec = FrameCodec()
+    pool = BufferPool(count=1, largest=4 * 1024 * 1024)
+    codec = FrameCodec(pool=pool)
     first_payload = b"\x01" * (100 * 1024)
     second_payload = b"\x02" * (100 * 1024)
     (first,) = codec.receive_data(masked(0x82, first_payload)[:5000]) + codec.receive_data(
         masked(0x82, first_payload)[5000:]
     )
+    (kept,) = pool.buffers  # the first message's buffer, back in the pool
     second_wire = masked(0x82, second_payload)
     assert codec.receive_data(second_wire[:5000]) == []
-    assert codec._direct is not None  # collected in one buffer, from the pool
+    assert codec.collecting and pool.buffers == []  # collected in that buffer, taken again
     (second,) = codec.receive_data(second_wire[5000:])
+    assert pool.buffers[0] is kept
     assert first == Message(first_payload)  # unchanged by the buffer's reuse
     assert second == Message(second_payload)
 
@@ -594,11 +601,11 @@ def test_large_text_and_fragmented_frames_stream_as_before() -> None:
     text = "é" * (50 * 1024)
     wire = masked(0x81, text.encode())
     assert codec.receive_data(wire[:1000]) == []
-    assert codec._direct is None  # text is decoded as it arrives, to fail fast
+    assert not codec.collecting  # text is decoded as it arrives, to fail fast
     assert codec.receive_data(wire[1000:]) == [Message(text)]
     fragmented = masked(0x02, BIG) + masked(0x80, b"!")
     assert codec.receive_data(fragmented[:1000]) == []
-    assert codec._direct is None
+    assert not codec.collecting
     assert codec.receive_data(fragmented[1000:]) == [Message(BIG + b"!")]
     bad_text = masked(0x81, b"\xff" + b"a" * (100 * 1024))
     assert failure(codec.receive_data(bad_text[:1000])).code == 1007  # on the first piece
@@ -608,7 +615,7 @@ def test_large_frame_over_the_limit_fails_before_any_buffer() -> None:
     codec = FrameCodec(max_size=100 * 1024)
     events = codec.receive_data(masked(0x82, BIG)[:1000])
     assert failure(events).code == 1009
-    assert codec._direct is None
+    assert not codec.collecting
 
 
 def test_python_mask_takes_memoryviews() -> None:
