@@ -13,7 +13,7 @@ one may be lost), then offers it as :attr:`HTTPConnection.upgraded`; its own sta
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import h11
 
@@ -28,7 +28,7 @@ from .asgi import (
     ws_disconnect,
 )
 from .config import Config
-from .frames import FrameCodec
+from .frames import CloseCode, FrameCodec
 from .handshake import (
     AcceptError,
     Fields,
@@ -42,6 +42,7 @@ from .handshake import (
 )
 from .http11 import Wire, head_problem
 from .protocol import AccessRecord, ServerHeaders
+from .reassembly import BufferPool
 from .responses import body_of, complete_head, error_response, response_start
 from .states import (
     HTTP,
@@ -67,7 +68,7 @@ __all__ = ["HTTPConnection"]
 
 _BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
 _EMPTY_OUTPUT: list[bytes] = []
-_ABNORMAL = 1006  # RFC 6455 §7.4.1: reported to the app only, never sent
+_ABNORMAL: Final = CloseCode.ABNORMAL_CLOSURE.value  # RFC 6455 §7.4.1: to the app only
 
 
 class HTTPConnection:
@@ -94,6 +95,7 @@ class HTTPConnection:
         "max_queue",
         "method",
         "path",
+        "pool",
         "secure",
         "server",
         "server_headers",
@@ -113,6 +115,7 @@ class HTTPConnection:
         scheme: str = "http",
         server_headers: ServerHeaders | None = None,
         lifespan_state: dict[str, Any] | None = None,
+        pool: BufferPool | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -120,6 +123,7 @@ class HTTPConnection:
         self.secure = scheme == "https"
         self.server_headers = server_headers or ServerHeaders()
         self.lifespan_state = lifespan_state
+        self.pool = pool  # large-frame buffers, shared by the server's connections
 
         self.state = IDLE
         self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
@@ -565,7 +569,7 @@ class HTTPConnection:
         output, self._output = self._output, []
         self.upgraded = WebSocketConnection(
             config,
-            FrameCodec(max_size=config.ws_max_size, deflate=deflate),
+            FrameCodec(max_size=config.ws_max_size, deflate=deflate, pool=self.pool),
             output=output,
             inbox=[*self.inbox],  # a websocket.connect the app has not read yet stays first
             scope=self._scope,  # type: ignore[arg-type]  # set with the upgrade request

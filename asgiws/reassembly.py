@@ -212,6 +212,9 @@ DIRECT_MIN: Final = 64 * 1024
 # The pool a codec makes for itself: one buffer, so that a connection's large messages after
 # the first reuse it; 4 MiB at most, so that a rare huge one does not stay behind.
 OWN_POOL_COUNT: Final = 1
+# A server's pool, shared by its connections: up to 16 MiB kept, so that four frames of up to
+# 4 MiB arriving at once each find a buffer.
+SHARED_POOL_COUNT: Final = 4
 POOL_LARGEST: Final = 4 * 1024 * 1024
 
 

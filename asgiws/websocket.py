@@ -11,9 +11,20 @@ Exactly one ``websocket.disconnect`` reaches the app. Sans-IO: no asyncio, no cl
 
 from __future__ import annotations
 
+from typing import Final
+
 from .asgi import ASGIMessage, Scope, close_args, ws_disconnect, ws_payload
 from .config import Config
-from .frames import CloseReceived, Event, FrameCodec, Message, Ping, ProtocolFailure
+from .frames import (
+    MAX_CLOSE_REASON,
+    CloseCode,
+    CloseReceived,
+    Event,
+    FrameCodec,
+    Message,
+    Ping,
+    ProtocolFailure,
+)
 from .protocol import AccessRecord
 from .states import (
     LOCAL_CLOSING,
@@ -30,13 +41,11 @@ from .states import (
     WSState,
 )
 
-# RFC 6455 §7.4.1 close codes this module sends or reports.
-_NORMAL = 1000
-_ABNORMAL = 1006  # reported to the app only: the connection went without a Close frame
-_NO_STATUS = 1005  # reported to the app only: the peer's Close carried no code
-_INTERNAL_ERROR = 1011
-# RFC 6455 §5.5: a control frame's payload is at most 125 bytes, two of them the close code.
-_MAX_CLOSE_REASON = 123
+# RFC 6455 §7.4.1 close codes this module sends or reports, as plain ints (what apps see).
+_NORMAL: Final = CloseCode.NORMAL_CLOSURE.value
+_ABNORMAL: Final = CloseCode.ABNORMAL_CLOSURE.value  # to the app only: no Close frame came
+_NO_STATUS: Final = CloseCode.NO_STATUS_RCVD.value  # to the app only: a Close without a code
+_INTERNAL_ERROR: Final = CloseCode.INTERNAL_ERROR.value
 
 _EMPTY_OUTPUT: list[bytes] = []
 
@@ -339,7 +348,7 @@ class WebSocketConnection:
         if pending.failure:
             # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason, cut
             # to the bytes a Close frame has room for (§5.5).
-            reason = pending.reason.encode()[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
+            reason = pending.reason.encode()[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
             self._output.append(codec.encode_close(pending.code, reason))
         elif pending.code == _NO_STATUS:
             # RFC 6455 §5.5.1: echo the Close; it had no status code, so neither does ours.

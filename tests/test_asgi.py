@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from asgiws import asgi, frames
-from asgiws.states import State
+from asgiws.states import WSState
 
 HEADERS = [(b"host", b"example.com"), (b"x-a", b"1")]
 
@@ -109,7 +109,7 @@ def test_check_field_lines_refuses_what_cannot_be_written() -> None:
 
 
 def test_ws_payload() -> None:
-    state = State.WS_OPEN
+    state = WSState.OPEN
     assert asgi.ws_payload({"type": "websocket.send", "text": "hi"}, state) == "hi"
     assert asgi.ws_payload({"bytes": b"hi", "text": None}, state) == b"hi"
     converted = asgi.ws_payload({"bytes": bytearray(b"hi")}, state)

@@ -157,6 +157,7 @@ class ConnectionProtocol(asyncio.Protocol):
             scheme=listener.scheme,
             server_headers=self.server.server_headers,
             lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
+            pool=self.server.pool,
         )
         if self.server.shutting_down:
             self.conn.shutdown(self.config.ws_shutdown_code)

@@ -24,6 +24,7 @@ from typing import Any
 from .._version import __version__
 from ..config import Config
 from ..protocol import ServerHeaders
+from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
 from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
 from ..types import ASGIApp
 from .connection import ConnectionProtocol
@@ -50,6 +51,8 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.lifespan = Lifespan(app, config.lifespan)
         self.server_headers = ServerHeaders()
+        # Large-frame payload buffers, reused across this server's connections.
+        self.pool = BufferPool(SHARED_POOL_COUNT, POOL_LARGEST)
         self.connections: set[ConnectionProtocol] = set()
         self._read_buffer: memoryview | None = None
         # uvloop's transports write a list of buffers with one writev() and apply flow control.
