@@ -67,8 +67,8 @@ def open_ws(**options: Any) -> WebSocketConnection:
 # The sans-IO core: the top of the package but for the process layer (cli, config, importer,
 # logs, runtime, demo) and the asyncio layer below asgiws/asyncio/.
 CORE = (
-    "_abnf", "asgi", "deflate", "fasthead", "frames", "handshake", "http", "http11", "masking",
-    "protocol", "reassembly", "responses", "states", "types", "websocket",
+    "_abnf", "asgi", "deflate", "events", "fasthead", "frames", "handshake", "http", "http11",
+    "masking", "protocol", "reassembly", "responses", "states", "types", "websocket",
 )  # fmt: skip
 
 
