@@ -286,7 +286,9 @@ class FrameCodec:
         self._frame_mask = b""  # rotated so that it applies from the next payload byte on
         # The message being reassembled: opcode 0 when none is open.
         self._message_opcode = 0
-        self._message = MessageAssembler(max_size, deflate)
+        # Made on the first message that is not one whole small frame in one read: an idle
+        # connection, or one that only gets the fast path's messages, never holds one.
+        self._message: MessageAssembler | None = None
         # A large binary frame's payload being collected (see _start_collecting): the
         # collector while it is, else None. The collector and its pool are made on first use.
         self._collecting: LargeFrameCollector | None = None
@@ -370,13 +372,15 @@ class FrameCodec:
                 if last:
                     self._in_frame = False
                 final = last and self._frame_fin
+                assembler = self._message
+                assert assembler is not None  # made when the frame's header was read
                 try:
-                    self._message.piece(piece, final)
+                    assembler.piece(piece, final)
                 except (InvalidData, MessageTooBig) as exc:
                     return self._fail(events, self._reassembly_failure(exc))
                 if final:
                     self._message_opcode = 0
-                    events.append(Message(self._message.end()))
+                    events.append(Message(assembler.end()))
                 continue
 
             available = end - pos
@@ -431,6 +435,8 @@ class FrameCodec:
 
             # A data frame: start (or continue) the message, then stream its payload.
             message = self._message
+            if message is None:
+                message = self._message = MessageAssembler(self.max_size, self._deflate)
             if opcode != OP_CONTINUATION:
                 message.compressed = bool(first & RSV1)
             if not message.compressed and message.size + length > self.max_size:
@@ -532,7 +538,8 @@ class FrameCodec:
         if self._collecting is not None:
             self._collecting.abandon()
             self._collecting = None
-        self._message.clear()
+        if self._message is not None:
+            self._message.clear()
         return events
 
     # -- sending ---------------------------------------------------------------------------------
