@@ -23,9 +23,9 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
     # Imported here so that "import asgiws" stays light (the sans-IO core imports the package).
     import os
 
-    from asgiws.config import build_config, env_values, keyword_values
     from asgiws.importer import import_app
     from asgiws.logs import configure_logging
+    from asgiws.options import build_config, env_values, keyword_values
 
     config = build_config(
         (keyword_values(options), lambda o: o.keyword),

@@ -1,7 +1,7 @@
 """The ``asgiws`` command: ``asgiws APP [options]``.
 
 Every option flag is generated from :class:`asgiws.config.Config`; values are converted and
-checked by :func:`asgiws.config.convert`, the same function the environment variables and
+checked by :func:`asgiws.options.convert`, the same function the environment variables and
 :func:`asgiws.run` go through. Precedence: command line, then ``ASGIWS_<NAME>``, then default.
 """
 
@@ -17,8 +17,10 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from asgiws._version import __version__
-from asgiws.config import (
-    Config,
+from asgiws.config import Config
+from asgiws.importer import AppImportError, import_app
+from asgiws.logs import configure_logging, error_logger
+from asgiws.options import (
     Option,
     OptionError,
     build_config,
@@ -27,8 +29,6 @@ from asgiws.config import (
     options,
     unknown_env_names,
 )
-from asgiws.importer import AppImportError, import_app
-from asgiws.logs import configure_logging, error_logger
 
 PROG = "asgiws"
 
@@ -95,7 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.get(option.section)
         if group is None:
             group = groups[option.section] = parser.add_argument_group(option.section)
-        if option.kind is bool:
+        if option.repeated:
+            group.add_argument(
+                option.flag,
+                dest=option.name,
+                metavar=option.metavar,
+                action="append",
+                default=None,
+                help=help_text(option),
+            )
+        elif option.kind is bool:
             # --access-log / --no-access-log; None means "not given here".
             group.add_argument(
                 option.flag,
@@ -105,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help=help_text(option),
             )
         else:
-            # Kept as text: asgiws.config.convert parses and checks it, with the message format
+            # Kept as text: asgiws.options.convert parses and checks it, with the message format
             # shared with the environment and run().
             group.add_argument(
                 option.flag,

@@ -20,7 +20,8 @@ from lines import OutputLines
 
 import asgiws
 from asgiws import cli
-from asgiws.config import Config, options
+from asgiws.config import Config
+from asgiws.options import options
 
 DEADLINE_S = 30.0
 

@@ -14,8 +14,9 @@ import pytest
 
 import asgiws
 from asgiws import config
-from asgiws.config import (
-    Config,
+from asgiws import options as optionlib
+from asgiws.config import Config
+from asgiws.options import (
     OptionError,
     OptionTypeError,
     build_config,
@@ -27,7 +28,7 @@ from asgiws.config import (
 )
 
 
-def opt(name: str) -> config.Option:
+def opt(name: str) -> optionlib.Option:
     return options_by_name()[name]
 
 
@@ -309,7 +310,7 @@ def test_env_error_names_the_variable() -> None:
 
 
 def test_unknown_env_names() -> None:
-    found = config.unknown_env_names({"ASGIWS_WS_MAXSIZE": "1", "ASGIWS_PORT": "1", "X": "1"})
+    found = optionlib.unknown_env_names({"ASGIWS_WS_MAXSIZE": "1", "ASGIWS_PORT": "1", "X": "1"})
     assert found == ["ASGIWS_WS_MAXSIZE (did you mean ASGIWS_WS_MAX_SIZE?)"]
 
 
@@ -400,7 +401,7 @@ def test_remarks_show_unit_default_and_zero() -> None:
 
 
 def test_markdown_table_has_a_row_per_option() -> None:
-    table = config.markdown_table()
+    table = optionlib.markdown_table()
     for option in options():
         row = next(line for line in table.splitlines() if f"`{option.env}`" in line)
         assert f"`{option.flag}`" in row
@@ -415,4 +416,26 @@ def test_markdown_command() -> None:
         timeout=60,
         check=True,
     )
-    assert result.stdout == config.markdown_table()
+    assert result.stdout == optionlib.markdown_table()
+
+
+def _list_option(separator: str = ",") -> optionlib.Option:
+    spec = config.OptionSpec(help="items", separator=separator)
+    return optionlib.Option("items", tuple, False, (), spec, "Test")
+
+
+def test_list_option_from_each_source() -> None:
+    option = _list_option()
+    # Environment: one string split on the separator, blanks dropped.
+    assert convert(option, " a, b ,,c ", "ASGIWS_ITEMS", from_text=True) == ("a", "b", "c")
+    # Command line: the repeated flag's values, each one item even when it holds a comma.
+    assert convert(option, ["x: 1, 2", "y"], "--items", from_text=True) == ("x: 1, 2", "y")
+    # run(): a list or tuple of strings.
+    assert convert(option, ["p"], "run(items=...)", from_text=False) == ("p",)
+    with pytest.raises(OptionTypeError, match=r"run\(items=...\): invalid value 'p' of type str"):
+        convert(option, "p", "run(items=...)", from_text=False)
+    with pytest.raises(OptionTypeError, match="expected a list of strings"):
+        convert(option, [1], "run(items=...)", from_text=False)
+    assert option.default_text() == "none"
+    assert option.type_text() == "list of str"
+    assert convert(_list_option("\n"), "a,b\nc", "ASGIWS_ITEMS", from_text=True) == ("a,b", "c")

@@ -62,7 +62,7 @@ def test_access_log_off_and_levels(
 
 def test_every_log_level_choice_is_known() -> None:
     from asgiws import logs
-    from asgiws.config import options_by_name
+    from asgiws.options import options_by_name
 
     assert set(options_by_name()["log_level"].spec.choices or ()) == set(logs.LEVELS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from asgiws.config import markdown_table, options
+from asgiws.options import markdown_table, options
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START = "<!-- options:start -->\n"
