@@ -167,6 +167,20 @@ class Config:
         minimum=0.0,
         zero_means="no limit",
     )
+    limit_max_requests: int | None = option(
+        None,
+        "Stop after serving this many HTTP requests, through the graceful shutdown; under "
+        "--workers the supervisor starts a fresh worker in its place. Unset: no limit.",
+        unit=COUNT,
+        minimum=1,
+    )
+    limit_max_requests_jitter: int = option(
+        0,
+        "Add a random 0 to this many requests to --limit-max-requests, so that workers started "
+        "together are not all recycled together.",
+        unit=COUNT,
+        minimum=0,
+    )
     timeout_graceful_shutdown: float = option(
         30.0,
         "On SIGINT/SIGTERM, wait this long for requests and WebSocket sessions to end before "

@@ -260,3 +260,50 @@ def test_malloc_keep_stops_large_blocks_from_faulting_in_fresh_pages() -> None:
     applied, tuned = faults(64 * 1024 * 1024)
     assert applied == "True"
     assert tuned < untuned // 100
+
+
+def test_limit_max_requests_ends_the_process_cleanly(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server, port = start(
+        servers, app_dir, "app", "--port", "0", "--limit-max-requests", "3", "--lifespan", "on"
+    )
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=DEADLINE_S) as client:
+        for _ in range(2):
+            assert client.get("/").status_code == 200
+        assert server.process.poll() is None  # two requests: still serving
+        response = client.get("/")
+        assert response.status_code == 200
+        assert response.text == "hello from startup"
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    output = server.output()
+    assert "served 3 requests (--limit-max-requests), shutting down" in output
+    assert "lifespan shutdown ran" in output
+
+
+def test_limit_max_requests_jitter_adds_at_most_its_count(
+    servers: list[ServerProcess], app_dir: Path
+) -> None:
+    server, port = start(
+        servers,
+        app_dir,
+        "app",
+        "--port",
+        "0",
+        "--limit-max-requests",
+        "2",
+        "--limit-max-requests-jitter",
+        "3",
+    )
+    served = 0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=DEADLINE_S) as client:
+        for _ in range(6):  # the limit is at most 5
+            try:
+                client.get("/")
+            except httpx.TransportError:
+                break  # the server stopped
+            served += 1
+    assert server.process.wait(timeout=DEADLINE_S) == 0
+    limit = int(server.wait_for_line(r"served (\d+) requests")[1])
+    assert 2 <= limit <= 5
+    assert served >= limit

@@ -160,7 +160,7 @@ class ConnectionProtocol(asyncio.Protocol):
             pool=self.server.pool,
         )
         if self.server.shutting_down:
-            self.conn.shutdown(self.config.ws_shutdown_code)
+            self.conn.shutdown(self.server.shutdown_code)
         self.server.connections.add(self)
         self._step()
 
@@ -287,7 +287,7 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         if not self._closed:
-            self.conn.shutdown(self.config.ws_shutdown_code)
+            self.conn.shutdown(self.server.shutdown_code)
             self._step()
 
     def abort(self) -> None:
@@ -417,5 +417,7 @@ class ConnectionProtocol(asyncio.Protocol):
             logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
         if self.config.access_log:
             logs.log_access(record, self.loop.time() - started)
+        if scope["type"] == "http":
+            self.server.request_done()
         self._task = None
         self._step()

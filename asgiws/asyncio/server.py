@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -79,6 +80,17 @@ class Server:
         self.timer_delays = tuple(delays)
         self._ssl: ssl.SSLContext | None = None
         self.bound: list[str] = []
+        # The close code WebSockets get on shutdown: --ws-shutdown-code, or what stop() was given
+        # (1012 for a restart).
+        self.shutdown_code = config.ws_shutdown_code
+        # HTTP request cycles finished, and after how many to stop (--limit-max-requests plus
+        # up to --limit-max-requests-jitter, so that workers started together do not all stop
+        # together).
+        self.requests = 0
+        self.request_limit: int | None = None
+        if config.limit_max_requests is not None:
+            jitter = random.randint(0, config.limit_max_requests_jitter)
+            self.request_limit = config.limit_max_requests + jitter
 
     @property
     def read_buffer(self) -> memoryview:
@@ -202,9 +214,20 @@ class Server:
                 self.bound.append(f"{'https' if tls else 'http'}://{shown}:{port}")
             self._listeners.append(listener)
 
-    def stop(self) -> None:
-        """Begin a graceful shutdown (what SIGINT and SIGTERM do)."""
+    def stop(self, code: int | None = None) -> None:
+        """Begin a graceful shutdown (what SIGINT and SIGTERM do). WebSockets are closed with
+        ``code`` (1001 Going Away, 1012 Service Restart), by default --ws-shutdown-code."""
+        if code is not None and not self.shutting_down:
+            self.shutdown_code = code
         self._stop.set()
+
+    def request_done(self) -> None:
+        """An HTTP request cycle finished: stop after --limit-max-requests of them."""
+        self.requests += 1
+        limit = self.request_limit
+        if limit is not None and self.requests == limit:
+            logger.info("served %d requests (--limit-max-requests), shutting down", limit)
+            self.stop()
 
     async def wait_closed(self) -> None:
         """Wait until :meth:`run` has finished: no listener, connection or task is left."""
