@@ -12,7 +12,6 @@ one may be lost), then offers it as :attr:`HTTPConnection.upgraded`; its own sta
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import h11
@@ -21,10 +20,7 @@ from .asgi import (
     ASGIMessage,
     Headers,
     Scope,
-    make_http_scope,
-    make_websocket_scope,
     reason_phrase,
-    request_scope,
     ws_disconnect,
 )
 from .config import Config
@@ -32,17 +28,14 @@ from .frames import CloseCode, FrameCodec
 from .handshake import (
     AcceptError,
     Fields,
-    HandshakeError,
     Upgrade,
     accept_headers,
-    handshake_fields,
-    is_upgrade_request,
     switching_protocols,
-    upgrade_request,
 )
-from .http11 import Wire, head_problem
+from .http11 import Wire, bad_request_reason
 from .protocol import AccessRecord, ServerHeaders
 from .reassembly import BufferPool
+from .request import Refusal, open_request
 from .responses import body_of, complete_head, error_response, response_start
 from .states import (
     HTTP,
@@ -66,7 +59,6 @@ from .websocket import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
 
-_BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
 _EMPTY_OUTPUT: list[bytes] = []
 _ABNORMAL: Final = CloseCode.ABNORMAL_CLOSURE.value  # RFC 6455 §7.4.1: to the app only
 
@@ -376,46 +368,32 @@ class HTTPConnection:
         self._response_event = None
         self._disconnect_queued = False
         self.inbox.clear()
-        config = self.config
-        if fields is None or len(headers) > config.max_header_count:
-            problem = head_problem(
+        try:
+            scope, upgrade = open_request(
                 method,
                 target,
+                http_version,
                 headers,
-                measure=fields is None,
-                limit=config.h11_max_incomplete_event_size,
-                max_count=config.max_header_count,
+                fields,
+                self.config,
+                client=self.client,
+                server=self.server,
+                lifespan_state=self.lifespan_state,
+                secure=self.secure,
             )
-            if problem is not None:
-                self._error_response(431, problem)
-                return
-        scope = request_scope(
-            target,
-            http_version,
-            headers,
-            root_path=config.root_path,
-            client=self.client,
-            server=self.server,
-            lifespan_state=self.lifespan_state,
-        )
+        except Refusal as refusal:
+            if refusal.websocket:
+                self._cycle = Cycle.WEBSOCKET
+                self.path = refusal.path or self.path
+            self._error_response(refusal.status, refusal.reason, refusal.headers)
+            return
         self.path = scope["path"]
-        if fields is None:
-            fields = handshake_fields(headers)
-            wanted = is_upgrade_request(fields)
-        else:
-            wanted = True  # The fast path hands over upgrade requests only, checked.
-        if wanted:
+        if upgrade is not None:
             self._cycle = Cycle.WEBSOCKET
-            try:
-                upgrade = self._upgrade = upgrade_request(method, http_version, fields)
-            except HandshakeError as exc:
-                self._error_response(exc.status, exc.reason, exc.headers)
-                return
-            make_websocket_scope(scope, upgrade.subprotocols, secure=self.secure)
+            self._upgrade = upgrade
             self._set_state(WS_CONNECTING)  # no timer: the app decides how long it takes
             self.inbox.append({"type": "websocket.connect"})
         else:
-            make_http_scope(scope, method, secure=self.secure)
             self._set_state(HTTP)
         self._scope = scope
         self._app = App.PENDING
@@ -495,15 +473,8 @@ class HTTPConnection:
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         if self.state is IDLE:
-            status = exc.error_status_hint
-            # h11 shows the offending bytes as a bytearray repr; keep just the bytes.
-            reason = "malformed request: " + _BYTEARRAY_REPR.sub(r"\1", str(exc) or "unparsable")
-            if status == 431:
-                reason = (
-                    "request head too large (the limit is "
-                    f"{self.config.h11_max_incomplete_event_size} bytes)"
-                )
-            self._error_response(status, reason)
+            limit = self.config.h11_max_incomplete_event_size
+            self._error_response(exc.error_status_hint, bad_request_reason(exc, limit))
             return
         # The request body broke off while the app reads it: the app sees the client go.
         self.connection_lost()

@@ -10,6 +10,7 @@ be had it parsed them itself. An accepted WebSocket may never need it. Sans-IO.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import h11
@@ -177,3 +178,15 @@ def head_problem(
     if len(headers) > max_count:
         return f"too many header fields: {len(headers)} (the limit is {max_count})"
     return None
+
+
+# h11 shows the offending bytes of a malformed head as a bytearray repr.
+_BYTEARRAY_REPR = re.compile(r"bytearray\((b'.*?')\)")
+
+
+def bad_request_reason(exc: h11.RemoteProtocolError, limit: int) -> str:
+    """The plain-text reason of the error response to a head h11 refused; ``limit`` is the
+    largest head, for a 431."""
+    if exc.error_status_hint == 431:
+        return f"request head too large (the limit is {limit} bytes)"
+    return "malformed request: " + _BYTEARRAY_REPR.sub(r"\1", str(exc) or "unparsable")

@@ -68,7 +68,7 @@ def open_ws(**options: Any) -> WebSocketConnection:
 # logs, runtime, demo) and the asyncio layer below asgiws/asyncio/.
 CORE = (
     "_abnf", "asgi", "deflate", "events", "fasthead", "frames", "handshake", "http", "http11",
-    "masking", "protocol", "reassembly", "responses", "states", "types", "websocket",
+    "masking", "protocol", "reassembly", "request", "responses", "states", "types", "websocket",
 )  # fmt: skip
 
 
@@ -83,7 +83,9 @@ def test_the_core_is_every_top_level_module_but_the_process_layer() -> None:
     import asgiws
 
     top = {p.stem for p in Path(asgiws.__file__).parent.glob("*.py")}
-    process = {"__init__", "__main__", "_version", "cli", "config", "demo", "importer", "logs"}
+    process = {
+        "__init__", "__main__", "_version", "cli", "config", "demo", "importer", "logs", "options",
+    }  # fmt: skip
     assert top - process - {"runtime"} == set(CORE)
 
 

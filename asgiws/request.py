@@ -1,0 +1,97 @@
+"""What a request head means, decided before any app runs: refused (and why), a plain HTTP
+request, or a valid WebSocket upgrade, each with its scope.
+
+Sans-IO and stateless: :class:`asgiws.http.HTTPConnection` hands a parsed head over (from the
+fast path, with its handshake fields, or from h11) and acts on the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .asgi import Headers, Scope, make_http_scope, make_websocket_scope, request_scope
+from .config import Config
+from .handshake import (
+    Fields,
+    HandshakeError,
+    Upgrade,
+    handshake_fields,
+    is_upgrade_request,
+    upgrade_request,
+)
+from .http11 import head_problem
+
+__all__ = ["Refusal", "open_request"]
+
+
+class Refusal(Exception):
+    """A request answered by the server itself: ``status``, a plain-text ``reason`` and any
+    headers the answer needs. ``path`` is the request's decoded path once it is known, and
+    ``websocket`` says the request was an upgrade (for its access line)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Headers = (),  # type: ignore[assignment]
+        *,
+        websocket: bool = False,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.websocket = websocket
+        self.path = path
+
+
+def open_request(
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    headers: Headers,
+    fields: Fields | None,
+    config: Config,
+    *,
+    client: Any,
+    server: Any,
+    lifespan_state: dict[str, Any] | None,
+    secure: bool,
+) -> tuple[Scope, Upgrade | None]:
+    """The scope of a request head and, for a WebSocket upgrade, what it offered; raises
+    :class:`Refusal`. ``fields`` come with heads the fast path took (upgrades only, checked);
+    heads from h11 (``fields`` None) are measured and scanned here."""
+    if fields is None or len(headers) > config.max_header_count:
+        problem = head_problem(
+            method,
+            target,
+            headers,
+            measure=fields is None,
+            limit=config.h11_max_incomplete_event_size,
+            max_count=config.max_header_count,
+        )
+        if problem is not None:
+            raise Refusal(431, problem)
+    scope = request_scope(
+        target,
+        http_version,
+        headers,
+        root_path=config.root_path,
+        client=client,
+        server=server,
+        lifespan_state=lifespan_state,
+    )
+    if fields is None:
+        fields = handshake_fields(headers)
+        if not is_upgrade_request(fields):
+            make_http_scope(scope, method, secure=secure)
+            return scope, None
+    try:
+        upgrade = upgrade_request(method, http_version, fields)
+    except HandshakeError as exc:
+        raise Refusal(
+            exc.status, exc.reason, exc.headers, websocket=True, path=scope["path"]
+        ) from None
+    make_websocket_scope(scope, upgrade.subprotocols, secure=secure)
+    return scope, upgrade
