@@ -72,8 +72,7 @@ from .events import (
     is_sendable_close_code,
     is_valid_close_code,
 )
-from .masking import Buffer, MaskFunction, apply_mask_python
-from .masking import apply_mask as _apply_mask
+from .masking import Buffer, MaskFunction, apply_mask, apply_mask_python
 from .reassembly import (
     DIRECT_MIN,
     OWN_POOL_COUNT,
@@ -85,6 +84,9 @@ from .reassembly import (
     MessageTooBig,
     utf8_error,
 )
+
+# The masking routine the codec calls, a module global so that a test can swap in the pure one.
+_apply_mask: MaskFunction = apply_mask
 
 if TYPE_CHECKING:
     from .deflate import PerMessageDeflate
@@ -544,7 +546,7 @@ class FrameCodec:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def encode_message(self, data: str | bytes) -> bytes:
+    def encode_message(self, data: str | Buffer) -> bytes:
         """One unfragmented frame: text for ``str``, binary for bytes-like data.
 
         With permessage-deflate negotiated, the payload is compressed and RSV1 set (RFC 7692 §6).
@@ -572,7 +574,7 @@ class FrameCodec:
             output.append(_header(first, len(payload)))
             output.append(payload)
 
-    def _message_payload(self, data: str | bytes) -> tuple[int, bytes]:
+    def _message_payload(self, data: str | Buffer) -> tuple[int, bytes]:
         if isinstance(data, str):
             first = FIN | OP_TEXT
             payload = data.encode()

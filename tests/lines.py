@@ -43,16 +43,16 @@ class OutputLines:
             if remaining <= 0:
                 raise AssertionError(f"no line matching {pattern!r} in: {self.lines!r}")
             try:
-                line = self._queue.get(timeout=remaining)
+                item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
-            if line is None:
+            if item is None:
                 raise AssertionError(
                     f"{self.what} exited ({self.process.wait(timeout=DEADLINE_S)}) before "
                     f"printing a line matching {pattern!r}: {self.lines!r}"
                 )
-            self.lines.append(line)
-            found = regex.search(line)
+            self.lines.append(item)
+            found = regex.search(item)
             if found:
                 return found
 

@@ -140,7 +140,7 @@ def apt_mirror() -> str | None:
             for stanza in re.split(r"\n\s*\n", text):
                 fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.MULTILINE))
                 if SUITE in fields.get("Suites", "").split() and fields.get("URIs"):
-                    return fields["URIs"].split()[0]
+                    return str(fields["URIs"].split()[0])
         elif path.suffix == ".list" or path.name == "sources.list":
             for line in text.splitlines():  # deb [options] URI SUITE COMPONENTS...
                 words = re.sub(r"\[[^]]*\]", "", line).split()

@@ -32,7 +32,9 @@ from __future__ import annotations
 import itertools
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -210,7 +212,7 @@ def deflate_streams(draw: st.DrawFn) -> list[Frame]:
     return out
 
 
-def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
+def chunked(draw: Callable[..., Any], data: bytes) -> list[bytes]:
     cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=12))))
     bounds = [0, *[c for c in cuts if c < len(data)], len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]

@@ -9,7 +9,7 @@ import socket
 import ssl
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trustme
@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 
 from asgiws.asyncio.server import Server
 from asgiws.config import Config
+from asgiws.types import ASGIApp
 from asgiws.websocket import WebSocketConnection
 
 TIMEOUT = 20.0
@@ -69,7 +70,7 @@ def test_large_frames_are_read_in_place_and_echoed_whole(
         ca.configure_trust(client_ssl)
 
     async def main() -> None:
-        server = Server(ws_echo, Config(**options))
+        server = Server(cast(ASGIApp, ws_echo), Config(**options))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)

@@ -121,7 +121,11 @@ async def test_chunked_body_streamed_in_pieces(serve: Any) -> None:
         writer.write(http_request("POST", "/", [("Host", "t"), ("Transfer-Encoding", "chunked")]))
         for index, chunk in enumerate(chunks, 1):
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            await recorder.wait_for(lambda n=index: len(recorder.of_type("http.request")) >= n)
+
+            def reached(count: int = index) -> bool:
+                return len(recorder.of_type("http.request")) >= count
+
+            await recorder.wait_for(reached)
         writer.write(b"0\r\n\r\n")
         response = await read_response(reader)
     finally:
@@ -428,7 +432,7 @@ def assert_plain_error(response: Any, status: int) -> str:
     assert response.header(
         b"content-type",
     ).startswith(b"text/plain")
-    text = response.text
+    text = str(response.text)
     assert text.endswith("\n")
     assert text.count("\n") == 1, text  # one line
     assert text.strip()

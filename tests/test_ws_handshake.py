@@ -97,8 +97,8 @@ async def test_rfc_accept_value(serve: Any) -> None:
     writer.close()
     assert response.status == 101
     assert response.header(b"sec-websocket-accept") == RFC_ACCEPT
-    assert response.header(b"upgrade").lower() == b"websocket"
-    assert response.header(b"connection").lower() == b"upgrade"
+    assert (response.header(b"upgrade") or b"").lower() == b"websocket"
+    assert (response.header(b"connection") or b"").lower() == b"upgrade"
 
 
 async def test_frame_right_behind_the_request_is_not_lost(serve: Any) -> None:
@@ -312,6 +312,7 @@ async def test_client_window_bits_option_is_negotiated_with_a_real_client(serve:
 
     running = await serve(app, ws_deflate_client_window_bits=10)
     async with ws_connect(f"{running.ws}/w", compression="deflate") as ws:
+        assert ws.response is not None
         extensions = ws.response.headers["Sec-WebSocket-Extensions"]
         assert "client_max_window_bits=10" in extensions
         text = "".join(f"{i:06d} repeated words compress well " for i in range(20000))

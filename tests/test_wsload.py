@@ -46,7 +46,7 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = wsload.build(directory)
     assert built is not None and built.exists()
     assert wsload.build(directory) == built  # cached: keyed by the source's hash
-    return built
+    return Path(built)
 
 
 def scenario(name: str, **changes: Any) -> Any:

@@ -40,7 +40,7 @@ def illegal(pairs: Sequence[tuple[type, enum.Enum, enum.Enum]]) -> list[str]:
 def legal_transitions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     made: list[tuple[type, enum.Enum, enum.Enum]] = []
     for cls in TABLES:
-        original = cls._set_state
+        original = cls.__dict__["_set_state"]
 
         def recording(self: Any, state: Any, original: Any = original, cls: type = cls) -> None:
             made.append((cls, self.state, state))

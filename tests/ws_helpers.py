@@ -61,7 +61,7 @@ async def rejected(running: Any, request: bytes) -> Any:
         assert await wait_eof(reader) == b""  # the server closed the connection
     finally:
         writer.close()
-    assert response.header(b"content-type").startswith(b"text/plain")
+    assert (response.header(b"content-type") or b"").startswith(b"text/plain")
     assert response.header(b"connection") == b"close"
     assert response.text.endswith("\n") and response.text.count("\n") == 1
     return response
