@@ -71,7 +71,10 @@ class _VersionAction(argparse.Action):
 
 def help_text(option: Option) -> str:
     """The option's help, its unit, default, zero remark and environment variable."""
-    remarks = [*option.remarks(), f"env {option.env}"]
+    env = f"env {option.env}"
+    if option.spec.also_env:
+        env += f" or {option.spec.also_env}"
+    remarks = [*option.remarks(), env]
     text = f"{option.spec.help} [{'; '.join(remarks)}]"
     return text.replace("%", "%%")  # argparse %-formats help texts
 

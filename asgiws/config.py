@@ -41,6 +41,8 @@ class OptionSpec:
     # For a list option (``tuple[str, ...]``): what separates items in the environment variable.
     # On the command line the flag is repeated instead.
     separator: str = ","
+    # Another environment variable read when ASGIWS_<NAME> is not set (one other servers use).
+    also_env: str | None = None
 
 
 def option(
@@ -54,6 +56,7 @@ def option(
     zero_means: str | None = None,
     metavar: str | None = None,
     separator: str = ",",
+    also_env: str | None = None,
 ) -> Any:
     spec = OptionSpec(
         help=help,
@@ -64,6 +67,7 @@ def option(
         zero_means=zero_means,
         metavar=metavar,
         separator=separator,
+        also_env=also_env,
     )
     return dataclasses.field(default=default, metadata={"asgiws": spec})
 
@@ -103,6 +107,19 @@ class Config:
         None, "Serve on this already-open listening socket file descriptor.", minimum=0
     )
     backlog: int = option(2048, "Listen backlog.", unit=COUNT, minimum=1)
+    proxy_headers: bool = option(
+        True,
+        "Believe the proxy headers (Forwarded, X-Forwarded-For, -Proto, -Host, -Port) of peers "
+        "in --forwarded-allow-ips: the app then sees the client's address and scheme, not the "
+        "proxy's. Headers from any other peer are ignored.",
+    )
+    forwarded_allow_ips: str = option(
+        "127.0.0.1,::1",
+        "Comma list of the proxies whose headers are believed: addresses, networks "
+        "(10.0.0.0/8), 'unix' for peers on a Unix socket, or '*' for every peer.",
+        metavar="LIST",
+        also_env="FORWARDED_ALLOW_IPS",
+    )
     ssl_certfile: str | None = option(
         None,
         "Serve HTTPS and wss:// with this PEM certificate chain (the key may be in it too).",
@@ -196,6 +213,18 @@ class Config:
         "larger closes with 1009.",
         unit=BYTES,
         minimum=1,
+    )
+    ws_allowed_origins: tuple[str, ...] = option(
+        (),
+        "Origins allowed to open a WebSocket (repeat the flag, or a comma list): exact ones "
+        "such as https://app.example.com, and https://*.example.com for its subdomains. Any "
+        "other Origin gets 403 before the app runs. Unset: no check.",
+        metavar="ORIGIN",
+    )
+    ws_origin_required: bool = option(
+        True,
+        "With --ws-allowed-origins: refuse (403) a WebSocket request without an Origin header. "
+        "Browsers always send one; turn this off for non-browser clients that send none.",
     )
     ws_ping_interval: float = option(
         20.0,

@@ -40,9 +40,16 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
-# The request headers the handshake reads; every other header is passed over in one scan.
+# The request headers read before the app runs (the handshake's, Origin, the proxy headers of
+# asgiws.proxy.PROXY_FIELDS); every other header is passed over in the one scan of the head.
 HANDSHAKE_FIELDS = frozenset(
     {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"origin",
         b"host",
         b"upgrade",
         b"connection",

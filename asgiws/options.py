@@ -370,8 +370,11 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     """Converted values of every ``ASGIWS_<NAME>`` variable set in ``environ``."""
     values = {}
     for option in options():
-        if option.env in environ:
-            values[option.name] = convert(option, environ[option.env], option.env, from_text=True)
+        name = option.env
+        if name not in environ:
+            name = option.spec.also_env or name
+        if name in environ:
+            values[option.name] = convert(option, environ[name], name, from_text=True)
     return values
 
 
@@ -426,7 +429,28 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
                 f"{origin[needs_cert]} needs {origin.get('ssl_certfile', '--ssl-certfile')}: "
                 "name the certificate to serve with that key"
             )
+    _check_lists(merged, origin)
     return Config(**merged)
+
+
+def _check_lists(merged: dict[str, Any], origin: dict[str, str]) -> None:
+    """Values whose items are parsed when a request comes: checked now, named by source."""
+    from .origins import OriginError, origin_policy
+    from .proxy import TrustError, trusted_proxies
+
+    try:
+        trusted_proxies(merged.get("forwarded_allow_ips", "127.0.0.1,::1"))
+    except TrustError as exc:
+        raise OptionError(f"{origin['forwarded_allow_ips']}: invalid value: {exc}") from None
+    allowed = merged.get("ws_allowed_origins")
+    if allowed:
+        # A comma list given as one item (the flag once, or run(ws_allowed_origins=[...])).
+        items = tuple(i.strip() for item in allowed for i in item.split(",") if i.strip())
+        merged["ws_allowed_origins"] = items
+        try:
+            origin_policy(items)
+        except OriginError as exc:
+            raise OptionError(f"{origin['ws_allowed_origins']}: invalid value: {exc}") from None
 
 
 # -- The README table ----------------------------------------------------------------------------
@@ -455,8 +479,11 @@ def markdown_table() -> str:
         if option.spec.zero_means is not None:
             description += f" 0: {option.spec.zero_means}."
         default = f"`{option.default_text()}`" if option.default is not None else "unset"
+        env = f"`{option.env}`"
+        if option.spec.also_env:
+            env += f" or `{option.spec.also_env}`"
         lines.append(
-            f"| {flag} | `{option.env}` | {option.type_text()} | {unit} | {_cell(default)} "
+            f"| {flag} | {env} | {option.type_text()} | {unit} | {_cell(default)} "
             f"| {_cell(description)} |"
         )
     return "\n".join(lines) + "\n"

@@ -20,6 +20,8 @@ from .handshake import (
     upgrade_request,
 )
 from .http11 import head_problem
+from .origins import origin_policy
+from .proxy import PROXY_FIELDS, apply, trusted_proxies
 
 __all__ = ["Refusal", "open_request"]
 
@@ -82,16 +84,41 @@ def open_request(
         server=server,
         lifespan_state=lifespan_state,
     )
+    upgrading = True  # The fast path hands over upgrade requests only, checked.
     if fields is None:
         fields = handshake_fields(headers)
-        if not is_upgrade_request(fields):
-            make_http_scope(scope, method, secure=secure)
-            return scope, None
+        upgrading = is_upgrade_request(fields)
+    if config.proxy_headers and not PROXY_FIELDS.isdisjoint(fields):
+        secure = apply(scope, fields, trusted_proxies(config.forwarded_allow_ips), secure)
+    if not upgrading:
+        make_http_scope(scope, method, secure=secure)
+        return scope, None
     try:
         upgrade = upgrade_request(method, http_version, fields)
     except HandshakeError as exc:
         raise Refusal(
             exc.status, exc.reason, exc.headers, websocket=True, path=scope["path"]
         ) from None
+    if config.ws_allowed_origins:
+        _check_origin(fields.get(b"origin"), config, scope["path"])
     make_websocket_scope(scope, upgrade.subprotocols, secure=secure)
     return scope, upgrade
+
+
+# The longest Origin a 403's reason repeats.
+_SHOWN_ORIGIN = 200
+
+
+def _check_origin(values: list[bytes] | None, config: Config, path: str) -> None:
+    """--ws-allowed-origins: refuse with 403 an Origin not allowed, or none when one is
+    required (--ws-origin-required)."""
+    if values is None:
+        if config.ws_origin_required:
+            raise Refusal(
+                403, "WebSocket request without an Origin header", websocket=True, path=path
+            )
+        return
+    origin = values[0].decode("latin-1")
+    if len(values) > 1 or not origin_policy(config.ws_allowed_origins).allows(origin):
+        shown = origin if len(origin) <= _SHOWN_ORIGIN else origin[:_SHOWN_ORIGIN] + "..."
+        raise Refusal(403, f"WebSocket origin {shown!r} is not allowed", websocket=True, path=path)

@@ -266,10 +266,16 @@ def test_precedence_cli_over_env_over_default() -> None:
     assert config.ws_max_size == Config().ws_max_size
 
 
+# Values for options whose text has a format of its own.
+SAMPLES = {"forwarded_allow_ips": "10.0.0.1", "ws_allowed_origins": "https://a.example"}
+
+
 def test_every_option_round_trips_through_the_command_line() -> None:
     argv = ["m:app"]
     for option in options():
-        if option.kind is bool:
+        if option.name in SAMPLES:
+            argv += [option.flag, SAMPLES[option.name]]
+        elif option.kind is bool:
             argv.append(option.negative_flag if option.default else option.flag)  # type: ignore[arg-type]
         elif option.spec.choices is not None:
             argv += [option.flag, str(option.spec.choices[-1])]

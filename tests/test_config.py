@@ -49,7 +49,7 @@ def test_every_field_is_an_option_with_a_known_kind() -> None:
     names = [f.name for f in dataclasses.fields(Config)]
     assert [o.name for o in options()] == names
     for option in options():
-        assert option.kind in (bool, int, float, str), option.name
+        assert option.kind in (bool, int, float, str, tuple), option.name
         assert option.spec.help.strip(), option.name
         assert option.default == getattr(Config(), option.name)
 
