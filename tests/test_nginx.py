@@ -1,0 +1,268 @@
+"""A real nginx (Debian's, installed by .ci/run) in front of a real asgiws, with the config that
+deploy/nginx.conf documents: HTTP, WebSocket text and binary, a 1 MiB message, close codes both
+ways, wss ended at nginx, and a Unix-socket upstream. The client connects from 127.0.0.2 so that
+its address differs from nginx's (127.0.0.1): the app must see 127.0.0.2 when proxy headers are
+trusted, and nginx's address when they are not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from test_cli import DEADLINE_S, ServerProcess
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "deploy" / "nginx.conf"
+CLIENT_ADDRESS = "127.0.0.2"  # Linux routes all of 127/8 to the loopback interface
+MIB = 1024 * 1024
+
+APP = textwrap.dedent(
+    """
+    import json
+
+    def describe(scope):
+        return json.dumps(
+            {"client": scope["client"], "scheme": scope["scheme"], "server": scope["server"]}
+        )
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await receive()
+            body = describe(scope).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": describe(scope)})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    print("disconnect", message["code"], message.get("reason", ""), flush=True)
+                    return
+                text = message.get("text")
+                if text is not None and text.startswith("close:"):
+                    _, code, reason = text.split(":", 2)
+                    await send({"type": "websocket.close", "code": int(code), "reason": reason})
+                    return
+                await send({"type": "websocket.send", **{k: message[k] for k in ("text", "bytes")
+                            if message.get(k) is not None}})
+    """
+)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("nginx") is None and not os.environ.get("CI"),
+    reason="nginx is not installed (CI installs it: .ci/run)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Proxy:
+    http: int
+    https: int
+    unix: int
+    ca: trustme.CA
+    servers: tuple[ServerProcess, ...] = ()  # asgiws on TCP, then on the Unix socket
+
+    def client_ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+def nginx_config(tmp: Path, upstream_port: int, sock: Path, ports: tuple[int, int, int]) -> str:
+    """deploy/nginx.conf with this test's ports, paths and certificate, in a whole nginx.conf."""
+    http, https, unix = ports
+    site = CONFIG.read_text()
+    for old, new in [
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+        ("server unix:/run/asgiws.sock;", f"server unix:{sock};"),
+        ("listen 80;", f"listen 127.0.0.1:{http};"),
+        ("listen 443 ssl;", f"listen 127.0.0.1:{https} ssl;"),
+        ("listen 8080;", f"listen 127.0.0.1:{unix};"),
+        ("/etc/ssl/certs/example.pem", str(tmp / "cert.pem")),
+        ("/etc/ssl/private/example.key", str(tmp / "key.pem")),
+    ]:
+        assert site.count(old) == 1, old
+        site = site.replace(old, new)
+    temp = "\n".join(
+        f"    {kind}_temp_path {tmp / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+        f"pid {tmp / 'nginx.pid'};\nerror_log stderr warn;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{\n    access_log off;\n{temp}\n{textwrap.indent(site, '    ')}\n}}\n"
+    )
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """nginx prints nothing when it is ready: try to connect, a bounded number of times."""
+    deadline = time.monotonic() + DEADLINE_S
+    for _ in range(600):
+        if process.poll() is not None:
+            errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise AssertionError(f"nginx exited: {errors}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    raise AssertionError("nginx did not start listening")
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    (tmp_path / "proxied.py").write_text(APP)
+    return tmp_path
+
+
+def start_nginx(tmp: Path, upstream_port: int, sock: Path) -> tuple[subprocess.Popen[bytes], Proxy]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(tmp / "cert.pem")
+    cert.private_key_pem.write_to_path(tmp / "key.pem")
+    ports = (free_port(), free_port(), free_port())
+    (tmp / "nginx.conf").write_text(nginx_config(tmp, upstream_port, sock, ports))
+    process = subprocess.Popen(
+        ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_listening(ports[0], process)
+    return process, Proxy(*ports, ca)
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest, app_dir: Path, tmp_path: Path) -> Iterator[Proxy]:
+    """asgiws on TCP and on a Unix socket, nginx in front; params: extra asgiws options."""
+    extra: list[str] = list(getattr(request, "param", []))
+    port = free_port()
+    sock = tmp_path / "asgiws.sock"
+    common = ["proxied:app", "--app-dir", str(app_dir), "--log-level", "warning", *extra]
+    tcp = ServerProcess(*common, "--port", str(port), "--log-level", "info")
+    unix = ServerProcess(
+        *common, "--uds", str(sock), "--forwarded-allow-ips", "unix", "--log-level", "info"
+    )
+    nginx: subprocess.Popen[bytes] | None = None
+    try:
+        tcp.wait_for_line(r"running on http://")
+        unix.wait_for_line(r"running on unix:")
+        nginx, proxy = start_nginx(tmp_path, port, sock)
+        proxy.servers = (tcp, unix)
+        yield proxy
+    finally:
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(timeout=DEADLINE_S)
+            if nginx.stderr is not None:
+                nginx.stderr.close()
+        tcp.stop()
+        unix.stop()
+
+
+def get(url: str, **kwargs: Any) -> dict[str, Any]:
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, **kwargs)
+    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
+        response = client.get(url)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_http_through_nginx_sees_the_real_client(stack: Proxy) -> None:
+    seen = get(f"http://127.0.0.1:{stack.http}/")
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+    assert seen["scheme"] == "http"
+
+
+def test_https_at_nginx_reaches_the_app_as_https(stack: Proxy) -> None:
+    seen = get(f"https://127.0.0.1:{stack.https}/", verify=stack.client_ssl())
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+    assert seen["scheme"] == "https"
+
+
+def test_unix_socket_upstream(stack: Proxy) -> None:
+    seen = get(f"http://127.0.0.1:{stack.unix}/")
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+
+
+@pytest.mark.parametrize("stack", [["--no-proxy-headers"]], indirect=True)
+def test_untrusted_proxy_headers_leave_nginxs_address(stack: Proxy) -> None:
+    seen = get(f"http://127.0.0.1:{stack.http}/")
+    assert seen["client"][0] == "127.0.0.1"  # nginx's own address
+    assert seen["client"][1] != 0  # and its port: nothing came from the headers
+
+
+async def test_websocket_through_nginx(stack: Proxy) -> None:
+    async with connect(
+        f"ws://127.0.0.1:{stack.http}/ws", local_addr=(CLIENT_ADDRESS, 0), max_size=2 * MIB
+    ) as ws:
+        seen = json.loads(await ws.recv())
+        assert seen["client"] == [CLIENT_ADDRESS, 0] and seen["scheme"] == "ws"
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        await ws.send(b"\x00\x01\xff")
+        assert await ws.recv() == b"\x00\x01\xff"
+        big = os.urandom(MIB)
+        await ws.send(big)
+        assert await ws.recv() == big
+        # The client closes: the app sees its code and reason through nginx.
+        await ws.close(4001, "bye")
+    tcp, _ = stack.servers
+    tcp.wait_for_line(r"disconnect 4001 bye")
+
+
+async def test_server_close_code_and_reason_reach_the_client(stack: Proxy) -> None:
+    async with connect(f"ws://127.0.0.1:{stack.http}/ws", local_addr=(CLIENT_ADDRESS, 0)) as ws:
+        await ws.recv()
+        await ws.send("close:4002:done here")
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "done here")
+
+
+async def test_wss_at_nginx_is_wss_for_the_app(stack: Proxy) -> None:
+    async with connect(
+        f"wss://127.0.0.1:{stack.https}/ws", local_addr=(CLIENT_ADDRESS, 0), ssl=stack.client_ssl()
+    ) as ws:
+        seen = json.loads(await ws.recv())
+        assert seen["client"] == [CLIENT_ADDRESS, 0]
+        assert seen["scheme"] == "wss"
+        await ws.send("over tls")
+        assert await ws.recv() == "over tls"
+
+
+async def test_websocket_over_the_unix_socket_upstream(stack: Proxy) -> None:
+    async with connect(f"ws://127.0.0.1:{stack.unix}/ws", local_addr=(CLIENT_ADDRESS, 0)) as ws:
+        seen = json.loads(await ws.recv())
+        assert seen["client"] == [CLIENT_ADDRESS, 0]
+        await ws.send("unix")
+        assert await ws.recv() == "unix"
