@@ -36,9 +36,9 @@ What is accepted (everything else is ``None``)
   in the head means ``None``.
 * Header lines: ``field-name ":" OWS field-value OWS`` where the name is a token (no white
   space before the colon), OWS is ``*( SP / HTAB )`` and the value is empty or starts and ends
-  with a byte that h11 counts as visible: anything but NUL, SP, HTAB, LF, VT, FF and CR (that
-  is h11's ``[^\\x00\\s]`` on bytes: other control bytes, DEL and obs-text ``%x80-FF`` are in),
-  with runs of SP / HTAB allowed inside. No obs-fold: a line that starts with SP or HTAB is not
+  with a visible byte: VCHAR or obs-text ``%x80-FF`` (no control byte and no DEL: stricter
+  than h11's ``[^\\x00\\s]``, and the server refuses those heads with 400 anyway), with runs of
+  SP / HTAB allowed inside. No obs-fold: a line that starts with SP or HTAB is not
   a header line, so a continuation line means ``None``.
 * Exactly one ``Host`` header (h11 refuses an HTTP/1.1 request with none or with several);
   its value is not checked further, h11 does not check it either.
@@ -86,9 +86,10 @@ class RequestHead:
 
 # tchar, RFC 9110 §5.6.2; the same set as h11's ``token`` (h11/_abnf.py).
 _TCHAR: Final = TCHAR_BYTES
-# A byte h11 takes as field-vchar: its ``[^\x00\s]`` on bytes, which leaves out exactly
-# NUL, HTAB, LF, VT, FF, CR and SP.
-_VCHAR: Final = rb"\x01-\x08\x0e-\x1f\x21-\xff"
+# field-vchar (RFC 9110 §5.5): VCHAR and obs-text. Stricter than h11, whose ``[^\x00\s]``
+# also lets control bytes and DEL through: a head with one goes to h11, and the scan of the
+# head (asgiws.http11.head_syntax_problem) refuses it with 400.
+_VCHAR: Final = rb"\x21-\x7e\x80-\xff"
 
 # method SP request-target SP HTTP/1.1 CRLF, matched at the start of the data. The target is
 # h11's ``vchar+``; neither it nor the method can contain CR or LF, so the match ends at the

@@ -40,8 +40,8 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
-# The request headers read before the app runs (the handshake's, Origin, the proxy headers of
-# asgiws.proxy.PROXY_FIELDS); every other header is passed over in the one scan of the head.
+# The request headers read before the app runs (the handshake's, Origin, the framing headers, the
+# proxy headers of asgiws.proxy.PROXY_FIELDS); every other header is passed over in one scan.
 HANDSHAKE_FIELDS = frozenset(
     {
         b"forwarded",
@@ -50,6 +50,8 @@ HANDSHAKE_FIELDS = frozenset(
         b"x-forwarded-host",
         b"x-forwarded-port",
         b"origin",
+        b"content-length",
+        b"transfer-encoding",
         b"host",
         b"upgrade",
         b"connection",

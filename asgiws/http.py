@@ -322,7 +322,11 @@ class HTTPConnection:
     # -- request cycles --------------------------------------------------------------------------
 
     def _process_http(self) -> None:
-        conn = self._wire.h11()
+        wire = self._wire
+        if wire.problem is not None and self.state is IDLE:
+            self._error_response(400, wire.problem)  # before h11 may read the head otherwise
+            return
+        conn = wire.h11()
         while True:
             state = self.state
             if state is HTTP_CLOSED or state is UPGRADED:

@@ -27,7 +27,7 @@ _WAITING = (h11.DONE, MIGHT_SWITCH_PROTOCOL)
 class Wire:
     """Request bytes in, response bytes out, for one HTTPConnection."""
 
-    __slots__ = ("_early", "_h11", "_head", "limit", "parked")
+    __slots__ = ("_early", "_h11", "_head", "_scan", "_scanned", "limit", "parked", "problem")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # h11_max_incomplete_event_size: the largest request head, bytes
@@ -35,6 +35,11 @@ class Wire:
         self._head = b""  # a request head the fast path took, until the 101 or h11 needs it
         self._early = b""  # bytes that came behind that head, before the 101
         self.parked = 0  # bytes received behind the current request, waiting their turn
+        # The raw bytes of the request head h11 is reading, checked before h11 may hand it on
+        # (see head_syntax_problem); None while h11 reads a body or waits for the next cycle.
+        self._scan: bytes | None = b""
+        self._scanned = 0  # bytes of the head scanned so far
+        self.problem: str | None = None  # why the head being read is refused with 400
 
     # -- in --------------------------------------------------------------------------------------
 
@@ -67,11 +72,31 @@ class Wire:
 
     def receive(self, data: bytes, *, in_cycle: bool) -> None:
         """Bytes for h11. While a request is being served (``in_cycle``), those behind it are
-        counted as parked: they wait in h11's buffer until the cycle is done."""
+        counted as parked: they wait in h11's buffer until the cycle is done. A request head is
+        checked as its bytes come (:attr:`problem`)."""
         conn = self.h11()
         if in_cycle and conn.their_state in _WAITING:
             self.parked += len(data)
+        elif self._scan is not None:
+            self._check(data)
         conn.receive_data(data)
+
+    def _check(self, data: bytes) -> None:
+        """Check the next bytes of a request head: only they are scanned, with the last bytes
+        before them (kept in ``_scan``) for what spans reads, so that a head sent a byte at a
+        time costs no more than one sent whole. Scanning stops at the head's end, or once it is
+        too large (h11 answers that with 431)."""
+        before = self._scan or b""
+        window = before + data
+        end = window.find(b"\r\n\r\n")
+        if end >= 0:
+            window = window[: end + 4]
+        self.problem = head_syntax_problem(window, len(before), complete=end >= 0)
+        if end >= 0:
+            self._scan = None
+        else:
+            self._scanned += len(data)
+            self._scan = window[-3:] if self._scanned <= self.limit else None
 
     def h11(self) -> h11.Connection:
         """The h11 connection, created on first need."""
@@ -141,6 +166,8 @@ class Wire:
             return False
         conn.start_next_cycle()
         self.parked = 0
+        self._scan, self._scanned = b"", 0
+        self._check(bytes(conn.trailing_data[0]))  # the next head, as much of it as is here
         return True
 
     @property
@@ -190,3 +217,33 @@ def bad_request_reason(exc: h11.RemoteProtocolError, limit: int) -> str:
     if exc.error_status_hint == 431:
         return f"request head too large (the limit is {limit} bytes)"
     return "malformed request: " + _BYTEARRAY_REPR.sub(r"\1", str(exc) or "unparsable")
+
+
+# Control bytes other than HTAB, CR and LF: never allowed in a request head (RFC 9110 §5.5:
+# field values are visible characters, SP, HTAB and obs-text; RFC 9112 §3: the request line
+# has none either).
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def head_syntax_problem(window: bytes, start: int, *, complete: bool) -> str | None:
+    """Why a request head gets 400 where h11 would let it through, judging the bytes of
+    ``window`` from ``start`` on (those before are the end of what was judged already, for
+    what spans reads; ``complete``: the window ends with the head's blank line): a bare LF or
+    CR as a line end (RFC 9112 §2.2), obs-fold (a field line continued on the next, RFC 9112
+    §5.2), a control byte other than HTAB (RFC 9110 §5.5). Stricter than h11 on purpose: a
+    server that reads a head differently from another hop is how requests are smuggled."""
+    new = window[start:]
+    # A LF is a line end only right after a CR; a CR only right before a LF.
+    body = new[1:] if new[:1] == b"\n" and window[start - 1 : start] == b"\r" else new
+    lone = body.replace(b"\r\n", b"")
+    if not complete and body.endswith(b"\r"):
+        lone = lone[:-1]  # its LF may be in the next read
+    if b"\n" in lone or b"\r" in lone or (window[start - 1 : start] == b"\r" and body is new):
+        return "malformed request: a line ends in a bare LF or CR, not CRLF"
+    tail = window[max(0, start - 2) :]
+    if b"\r\n " in tail or b"\r\n\t" in tail:
+        return "malformed request: obs-fold (a header line continued on the next line)"
+    found = _CTL.search(new)
+    if found is not None:
+        return f"malformed request: control byte 0x{found[0][0]:02x} in the request head"
+    return None

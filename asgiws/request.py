@@ -88,6 +88,10 @@ def open_request(
     if fields is None:
         fields = handshake_fields(headers)
         upgrading = is_upgrade_request(fields)
+    if b"transfer-encoding" in fields and b"content-length" in fields:
+        # RFC 9112 §6.1: the server MUST close the connection after answering such a request,
+        # whose framing two hops may read differently; h11 would go on reading it as chunked.
+        raise Refusal(400, "a request may not have both Content-Length and Transfer-Encoding")
     if config.proxy_headers and not PROXY_FIELDS.isdisjoint(fields):
         secure = apply(scope, fields, trusted_proxies(config.forwarded_allow_ips), secure)
     if not upgrading:
