@@ -61,11 +61,11 @@ async def test_the_graceful_timeout_cancels_an_app_that_waits_forever(
     try:
         writer.write(http_request())
         await recorder.wait_for(lambda: app_tasks(recorder))
-        running.server.stop()
-        await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+        running.stop()
+        await asyncio.wait_for(running.wait_closed(), TIMEOUT)
         (task,) = app_tasks(recorder)
         assert task.cancelled() and "app cancelled" in recorder.notes
-        assert not running.server.tasks and not running.server.connections
+        assert not running.core.tasks and not running.core.connections
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed, no response
     finally:
         writer.close()
