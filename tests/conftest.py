@@ -72,8 +72,9 @@ async def serve() -> AsyncIterator[StartServer]:
             options.setdefault("lifespan", "off")
             server = asgiws.Server(app, host="127.0.0.1", port=0, **options)
             await stack.enter_async_context(serving(server))
-            ((host, port),) = server.addresses
-            return Running(server, str(host), port)
+            (address,) = server.addresses
+            assert isinstance(address, tuple)
+            return Running(server, *address)
 
         yield start
 
