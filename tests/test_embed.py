@@ -178,7 +178,7 @@ def test_options_are_checked_like_run() -> None:
     with pytest.raises(ValueError, match=r"Server\(port=\.\.\.\): invalid value 70000"):
         asgiws.Server(app, port=70000)
     with pytest.raises(
-        TypeError, match=r"unexpected keyword argument 'prot' \(did you mean 'port'"
+        TypeError, match=r"argument 'prot' \(did you mean 'port'"
     ):
         asgiws.Server(app, prot=80)
     with pytest.raises(TypeError, match=r"Server\(app=\.\.\.\): expected an ASGI app"):
