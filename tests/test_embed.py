@@ -177,9 +177,7 @@ def test_options_are_checked_like_run() -> None:
         asgiws.Server(app, port="80")
     with pytest.raises(ValueError, match=r"Server\(port=\.\.\.\): invalid value 70000"):
         asgiws.Server(app, port=70000)
-    with pytest.raises(
-        TypeError, match=r"argument 'prot' \(did you mean 'port'"
-    ):
+    with pytest.raises(TypeError, match=r"argument 'prot' \(did you mean 'port'"):
         asgiws.Server(app, prot=80)
     with pytest.raises(TypeError, match=r"Server\(app=\.\.\.\): expected an ASGI app"):
         asgiws.Server(42)  # type: ignore[arg-type]
