@@ -24,6 +24,8 @@ This is a thin layer over :class:`asgiws.asyncio.server.Server`, which does the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -115,7 +117,8 @@ class Server:
     async def serve(
         self, sockets: list[socket.socket] | None = None, *, signals: bool = False
     ) -> int:
-        """Serve until :meth:`shutdown` (or SIGINT/SIGTERM with ``signals=True``) and return the
+        """Serve until :meth:`shutdown` (or SIGINT/SIGTERM with ``signals=True``: a second one
+        cancels what is left; the handlers are removed when it returns) and return the
         exit status: 0 after a clean shutdown, 1 when connections had to be cancelled or the
         lifespan shutdown failed. A failed start raises :class:`StartupError` (and so does
         :meth:`wait_started`). ``sockets``: listening sockets to serve instead of binding
@@ -129,6 +132,11 @@ class Server:
             status = await core.run(sockets, signals=signals)
         finally:
             started.cancel()
+            if signals:
+                # Give SIGINT and SIGTERM back to the host program.
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                        core.loop.remove_signal_handler(sig)
             if core.started.is_set():
                 self._started.set()
             self._finished.set()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -194,6 +196,19 @@ def test_the_environment_is_read_only_when_given(monkeypatch: pytest.MonkeyPatch
     assert server.config.ws_max_size == 2048  # keywords win
     with pytest.raises(ValueError, match="ASGIWS_PORT: invalid value 'x'"):
         asgiws.Server(app, environ={"ASGIWS_PORT": "x"})
+
+
+async def test_signals_only_when_asked_and_given_back() -> None:
+    loop = asyncio.get_running_loop()
+    server = asgiws.Server(app, host="127.0.0.1", port=0, access_log=False)
+    async with running(server):
+        assert not loop.remove_signal_handler(signal.SIGINT)  # none installed
+    server = asgiws.Server(app, host="127.0.0.1", port=0, access_log=False)
+    task = asyncio.create_task(server.serve(signals=True))
+    await asyncio.wait_for(server.wait_started(), TIMEOUT)
+    os.kill(os.getpid(), signal.SIGINT)  # handled by the server: a graceful shutdown
+    assert await asyncio.wait_for(task, TIMEOUT) == 0
+    assert not loop.remove_signal_handler(signal.SIGINT)  # removed again
 
 
 def test_import_asgiws_does_not_import_asyncio() -> None:
