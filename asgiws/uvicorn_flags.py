@@ -70,7 +70,7 @@ FLAGS: tuple[UvicornFlag, ...] = (
         "asgiws's --reload is woken by file-system events (watchfiles), there is no polling "
         "interval to set",
     ),
-    _same("--workers", "WEB_CONCURRENCY is not read: use ASGIWS_WORKERS."),
+    _same("--workers"),
     _same("--loop", "auto, asyncio or uvloop; there is no zuvloop."),
     UvicornFlag(
         "--http",
@@ -124,11 +124,19 @@ FLAGS: tuple[UvicornFlag, ...] = (
         negative="--no-use-colors",
         takes_value=False,
     ),
-    _same("--proxy-headers", negative=True),
+    UvicornFlag(
+        "--proxy-headers",
+        "--proxy-headers",
+        "Forwarded and X-Forwarded-For/-Proto/-Host/-Port, from --forwarded-allow-ips peers only.",
+        "--no-proxy-headers",
+        takes_value=False,
+    ),
     _same("--server-header", negative=True),
     _same("--date-header", negative=True),
     _same(
-        "--forwarded-allow-ips", "FORWARDED_ALLOW_IPS is not read: use ASGIWS_FORWARDED_ALLOW_IPS."
+        "--forwarded-allow-ips",
+        "Default 127.0.0.1,::1; also read from FORWARDED_ALLOW_IPS, as in uvicorn; 'unix' for "
+        "peers on a Unix socket.",
     ),
     _same("--root-path"),
     _same(

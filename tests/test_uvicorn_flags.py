@@ -25,7 +25,6 @@ PENDING = {
     "--workers", "--timeout-worker-healthcheck", "--reload", "--reload-dir", "--reload-include",
     "--reload-exclude", "--log-config", "--env-file", "--header", "--server-header",
     "--date-header", "--limit-concurrency", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-ciphers",
-    "--proxy-headers", "--forwarded-allow-ips",
 }  # fmt: skip
 
 OTHER = [row for row in FLAGS if not row.same]
