@@ -86,7 +86,6 @@ class Server:
         self._started = asyncio.Event()
         self._finished = asyncio.Event()
         self._error: StartupError | None = None
-        self._status: int | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -127,7 +126,7 @@ class Server:
             raise RuntimeError("this Server has already been served: create a new one")
         core = self._core = CoreServer(self.app, self.config)
         started = asyncio.ensure_future(core.started.wait())
-        started.add_done_callback(lambda _: self._started.set())
+        started.add_done_callback(lambda f: None if f.cancelled() else self._started.set())
         try:
             status = await core.run(sockets, signals=signals)
         finally:
@@ -144,7 +143,6 @@ class Server:
             message = core.startup_error or f"the server did not start (status {status})"
             self._error = StartupError(message, status)
             raise self._error
-        self._status = status
         return status
 
     async def wait_started(self) -> None:

@@ -154,6 +154,24 @@ async def test_port_in_use_raises_from_serve_and_wait_started() -> None:
             await server.wait_started()  # after the fact too: never a hang
 
 
+async def test_cancelled_before_it_started() -> None:
+    asked, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow_startup(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        await receive()
+        asked.set()
+        await gate.wait()  # never set: the startup does not end
+
+    server = asgiws.Server(slow_startup, port=0, lifespan="on")
+    task = asyncio.create_task(server.serve())
+    waiting = asyncio.create_task(server.wait_started())
+    await asyncio.wait_for(asked.wait(), TIMEOUT)  # serving: the lifespan startup is running
+    task.cancel()
+    with pytest.raises(RuntimeError, match="the server stopped before it started"):
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert not server.started
+
+
 async def test_lifespan_startup_failure_raises_with_status_3() -> None:
     async def failing(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await receive()
