@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["__version__", "run"]
+if TYPE_CHECKING:
+    from .embed import Server, StartupError
+
+__all__ = ["Server", "StartupError", "__version__", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    # asgiws.Server and asgiws.StartupError import asyncio: only when asked for, so that
+    # "import asgiws" stays light.
+    if name in ("Server", "StartupError"):
+        from . import embed
+
+        return getattr(embed, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(app: Callable[..., Any] | str, **options: Any) -> int:

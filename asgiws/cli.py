@@ -17,6 +17,7 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from asgiws._version import __version__
+from asgiws.cli_parser import Parser, add_uvicorn_flags
 from asgiws.config import Config
 from asgiws.importer import AppImportError, import_app
 from asgiws.logs import configure_logging, error_logger
@@ -79,8 +80,8 @@ def help_text(option: Option) -> str:
     return text.replace("%", "%%")  # argparse %-formats help texts
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog=PROG,
         usage="%(prog)s [options] APP   (asgiws --help lists the options)",
         description=DESCRIPTION,
@@ -108,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help=help_text(option),
             )
         elif option.kind is bool:
-            # --access-log / --no-access-log; None means "not given here".
+            # --access-log / --no-access-log; None means "not given here". The parser also takes
+            # --access-log=false and --access-log false (as uvicorn's boolean flags do).
+            parser.add_boolean(option.flag, option.negative_flag)
             group.add_argument(
                 option.flag,
                 dest=option.name,
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help=help_text(option),
             )
+    add_uvicorn_flags(parser)
     return parser
 
 

@@ -390,8 +390,9 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     return found
 
 
-def keyword_values(keywords: Mapping[str, Any]) -> dict[str, Any]:
-    """Converted keyword arguments of :func:`asgiws.run`; an unknown name is a ``TypeError``."""
+def keyword_values(keywords: Mapping[str, Any], caller: str = "run") -> dict[str, Any]:
+    """Converted keyword arguments of :func:`asgiws.run` (or of ``caller``, as errors name it:
+    ``Server``); an unknown name is a ``TypeError``."""
     by_name = options_by_name()
     values = {}
     for name, value in keywords.items():
@@ -399,8 +400,8 @@ def keyword_values(keywords: Mapping[str, Any]) -> dict[str, Any]:
         if option is None:
             guess = closest_name(name)
             hint = f" (did you mean {guess!r}?)" if guess else ""
-            raise TypeError(f"run() got an unexpected keyword argument {name!r}{hint}")
-        values[name] = convert(option, value, option.keyword, from_text=False)
+            raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}{hint}")
+        values[name] = convert(option, value, f"{caller}({name}=...)", from_text=False)
     return values
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from wire import Frame, ws_request
 
-from asgiws.asyncio.server import Server
+import asgiws
 
 TIMEOUT = 5.0
 
@@ -263,19 +263,19 @@ def quick_serve(serve: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def serving(server: Server, sockets: list[socket.socket]) -> AsyncIterator[Server]:
-    """``server.run()`` in a task, from listening until the block ends; then a graceful stop,
-    and the exit status must be 0."""
-    running = asyncio.ensure_future(server.run(sockets, signals=False))
-    started = asyncio.ensure_future(server.started.wait())
-    await asyncio.wait({running, started}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-    if not server.started.is_set():
-        started.cancel()
-        status = running.result() if running.done() else "no answer in time"
+async def serving(
+    server: asgiws.Server, sockets: list[socket.socket] | None = None
+) -> AsyncIterator[asgiws.Server]:
+    """``server.serve()`` in a task, from listening until the block ends; then a graceful
+    shutdown, and the exit status must be 0."""
+    running = asyncio.ensure_future(server.serve(sockets))
+    try:
+        await asyncio.wait_for(server.wait_started(), TIMEOUT)
+    except BaseException as exc:
         running.cancel()
-        raise AssertionError(f"the server did not start: {status}")
+        raise AssertionError(f"the server did not start: {exc!r}") from exc
     try:
         yield server
     finally:
-        server.stop()
-        assert await asyncio.wait_for(running, 4 * TIMEOUT + 30) == 0
+        await asyncio.wait_for(server.shutdown(), 4 * TIMEOUT + 30)
+        assert await asyncio.wait_for(running, TIMEOUT) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -13,15 +12,34 @@ import pytest
 from apps import serving
 from transitions import legal_transitions  # noqa: F401  (autouse, for every test)
 
-from asgiws.asyncio.server import Server
-from asgiws.config import Config
+import asgiws
+from asgiws.asyncio.server import Server as CoreServer
 
 
 @dataclasses.dataclass
 class Running:
-    server: Server
+    server: asgiws.Server
     host: str
     port: int
+    closing: asyncio.Future[None] | None = None
+
+    @property
+    def core(self) -> CoreServer:
+        """The internal server, for tests of its bookkeeping (connections, tasks, lifespan)."""
+        core = self.server.core
+        assert core is not None
+        return core
+
+    def stop(self, code: int | None = None) -> None:
+        """Begin the graceful shutdown (``server.shutdown()`` in a task) without waiting."""
+        if self.closing is None:
+            self.closing = asyncio.ensure_future(self.server.shutdown(code))
+
+    async def wait_closed(self) -> None:
+        """Shut down (if not begun yet) and wait until the server is closed."""
+        self.stop()
+        assert self.closing is not None
+        await self.closing
 
     @property
     def http(self) -> str:
@@ -52,13 +70,11 @@ async def serve() -> AsyncIterator[StartServer]:
         async def start(app: Any, **options: Any) -> Running:
             options.setdefault("access_log", False)
             options.setdefault("lifespan", "off")
-            server = Server(app, Config(**options))
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(128)
-            sock.setblocking(False)
-            await stack.enter_async_context(serving(server, [sock]))
-            return Running(server, "127.0.0.1", sock.getsockname()[1])
+            server = asgiws.Server(app, host="127.0.0.1", port=0, **options)
+            await stack.enter_async_context(serving(server))
+            (address,) = server.addresses
+            assert isinstance(address, tuple)
+            return Running(server, *address)
 
         yield start
 

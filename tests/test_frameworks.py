@@ -120,9 +120,9 @@ async def test_starlette_http_and_lifespan_state(serve: Any) -> None:
 async def test_starlette_lifespan_shutdown_runs(serve: Any) -> None:
     events.clear()
     running = await serve(starlette_app(), lifespan="on")
-    running.server.stop()
-    await running.server.wait_closed()
-    await running.server.lifespan.shutdown()
+    running.stop()
+    await running.wait_closed()
+    await running.core.lifespan.shutdown()
     assert events == ["startup", "shutdown"]
 
 
@@ -147,8 +147,8 @@ async def test_starlette_websocket_client_disconnect(serve: Any) -> None:
         await ws.send("one")
         await ws.recv()
         await ws.close(4100, "client done")
-    running.server.stop()
-    await running.server.wait_closed()  # waits for the app to finish
+    running.stop()
+    await running.wait_closed()  # waits for the app to finish
     assert "disconnect 4100" in events
 
 

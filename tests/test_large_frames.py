@@ -9,16 +9,14 @@ import socket
 import ssl
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import trustme
 from apps import serving, ws_echo
 from websockets.asyncio.client import connect
 
-from asgiws.asyncio.server import Server
-from asgiws.config import Config
-from asgiws.types import ASGIApp
+import asgiws
 from asgiws.websocket import WebSocketConnection
 
 TIMEOUT = 20.0
@@ -70,7 +68,7 @@ def test_large_frames_are_read_in_place_and_echoed_whole(
         ca.configure_trust(client_ssl)
 
     async def main() -> None:
-        server = Server(cast(ASGIApp, ws_echo), Config(**options))
+        server = asgiws.Server(ws_echo, **options)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)

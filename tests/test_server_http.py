@@ -418,10 +418,10 @@ async def test_state_is_a_copy_of_lifespan_state(serve: Any) -> None:
     # The first request changed its copy; the second starts from the lifespan state again.
     assert first["state"]["db"] == "changed by a request"
     assert second["state"]["db"] == "changed by a request"
-    assert running.server.lifespan.state["db"] == "connected"
+    assert running.core.lifespan.state["db"] == "connected"
     assert first["state"] is not second["state"]
     # A shallow copy, as the ASGI spec asks: shared objects stay shared.
-    assert first["state"]["items"] is running.server.lifespan.state["items"]
+    assert first["state"]["items"] is running.core.lifespan.state["items"]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -705,7 +705,7 @@ async def test_slow_reader_pushes_back_on_app_send(serve: Any) -> None:
         # either stalled or sent everything into the server's memory.
         await recorder.wait_for(lambda: recorder.notes)
         assert len(recorder.notes) < count
-        proto = next(iter(running.server.connections))
+        proto = next(iter(running.core.connections))
         assert proto.transport.get_write_buffer_size() < 8 * len(chunk)
         response = await read_response(reader, timeout=30)
     finally:
@@ -731,8 +731,8 @@ async def test_shutdown_closes_idle_keep_alive_connections(serve: Any) -> None:
         assert (await read_response(reader)).status == 200
         loop = asyncio.get_running_loop()
         started = loop.time()
-        running.server.stop()
-        await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+        running.stop()
+        await asyncio.wait_for(running.wait_closed(), TIMEOUT)
         assert loop.time() - started < 2.0  # not the graceful timeout: nothing was in flight
         assert await wait_eof(reader) == b""
     finally:

@@ -11,6 +11,7 @@ import pytest
 from apps import TIMEOUT, Recorder
 from wire import http_request
 
+import asgiws
 from asgiws.asyncio.server import Server
 from asgiws.config import Config
 
@@ -61,11 +62,11 @@ async def test_the_graceful_timeout_cancels_an_app_that_waits_forever(
     try:
         writer.write(http_request())
         await recorder.wait_for(lambda: app_tasks(recorder))
-        running.server.stop()
-        await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+        running.stop()
+        await asyncio.wait_for(running.wait_closed(), TIMEOUT)
         (task,) = app_tasks(recorder)
         assert task.cancelled() and "app cancelled" in recorder.notes
-        assert not running.server.tasks and not running.server.connections
+        assert not running.core.tasks and not running.core.connections
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed, no response
     finally:
         writer.close()
@@ -74,11 +75,11 @@ async def test_the_graceful_timeout_cancels_an_app_that_waits_forever(
 
 async def test_cancelling_the_server_cancels_its_app_and_lifespan_tasks() -> None:
     recorder = Recorder()
-    server = Server(hanging_app(recorder), Config(lifespan="on", access_log=False))
+    server = asgiws.Server(hanging_app(recorder), lifespan="on", access_log=False)
     sock = listening_socket()
     port = sock.getsockname()[1]
-    running = asyncio.ensure_future(server.run([sock], signals=False))
-    await asyncio.wait_for(server.started.wait(), TIMEOUT)
+    running = asyncio.ensure_future(server.serve([sock]))
+    await asyncio.wait_for(server.wait_started(), TIMEOUT)
     _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(http_request())

@@ -270,7 +270,7 @@ async def test_send_after_close_raises_client_disconnected_and_is_not_logged(
     assert isinstance(error, ClientDisconnected)
     assert isinstance(error, OSError)
     # The server's bookkeeping runs after the app task ends: wait for the connection to go.
-    await wait_until(lambda: not running.server.tasks and not running.server.connections)
+    await wait_until(lambda: not running.core.tasks and not running.core.connections)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
@@ -418,7 +418,7 @@ async def test_app_that_does_not_read_pauses_reading(serve: Any) -> None:
     reader, writer = await raw_open(running)
     try:
         await recorder.wait_for(lambda: "accepted" in recorder.notes)
-        proto = next(iter(running.server.connections))
+        proto = next(iter(running.core.connections))
         payload = b"z" * size
         one = frame(OP_BINARY, payload, mask=b"\x00\x00\x00\x00")
         for _ in range(count):
@@ -540,7 +540,7 @@ async def test_send_back_pressure_on_slow_websocket_reader(serve: Any) -> None:
         # when it is done): so when the first note shows, the app has stalled or finished.
         await recorder.wait_for(lambda: recorder.notes)
         assert len(recorder.notes) < count
-        proto = next(iter(running.server.connections))
+        proto = next(iter(running.core.connections))
         assert proto.transport.get_write_buffer_size() < 8 * len(payload)
         for _ in range(count):
             got = await read_frame(reader, timeout=30)
@@ -574,7 +574,7 @@ async def test_app_closing_with_a_full_inbox_finishes_the_handshake_at_once(
         for i in range(40):
             writer.write(frame(OP_TEXT, b"message %d" % i))
         await writer.drain()
-        proto = next(iter(running.server.connections))
+        proto = next(iter(running.core.connections))
         await wait_until(lambda: not proto.transport.is_reading())  # the inbox is full
         release.set()
         close = await next_data_frame(reader)

@@ -28,15 +28,15 @@ async def test_shutdown_closes_websockets(serve: Any, code: int) -> None:
     async with connect(running.ws) as ws:
         await ws.send("before")
         assert await ws.recv() == "before"
-        running.server.stop()
+        running.stop()
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
-    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+    await asyncio.wait_for(running.wait_closed(), TIMEOUT)
     assert info.value.rcvd is not None and info.value.rcvd.code == code
     disconnects = recorder.of_type("websocket.disconnect")
     assert len(disconnects) == 1
     assert disconnects[0]["code"] == code
-    assert not running.server.tasks
+    assert not running.core.tasks
 
 
 async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
@@ -62,10 +62,10 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
     try:
         writer.write(http_request())
         await recorder.wait_for(lambda: "started" in recorder.notes)
-        closed = asyncio.ensure_future(running.server.wait_closed())
-        running.server.stop()
+        closed = asyncio.ensure_future(running.wait_closed())
+        running.stop()
         # New connections are refused once shutdown began.
-        await wait_until(lambda: running.server.shutting_down)  # listeners close with it
+        await wait_until(lambda: running.core.shutting_down)  # listeners close with it
         with pytest.raises(OSError):
             _, w = await asyncio.open_connection(running.host, running.port)
             w.close()
@@ -83,8 +83,8 @@ async def test_shutdown_lets_http_request_in_flight_finish(serve: Any) -> None:
 
 async def test_connection_refused_after_shutdown(serve: Any) -> None:
     running = await serve(ws_echo)
-    running.server.stop()
-    await running.server.wait_closed()
+    running.stop()
+    await running.wait_closed()
     with pytest.raises(OSError):
         async with connect(running.ws, open_timeout=2):
             pass
@@ -109,7 +109,7 @@ async def test_shutdown_while_app_has_not_accepted_yet(serve: Any) -> None:
     try:
         writer.write(ws_request())
         await recorder.wait_for(lambda: "connecting" in recorder.notes)
-        running.server.stop()
+        running.stop()
         go.set()
         head = await read_head(reader)
         assert head.status == 101
@@ -119,7 +119,7 @@ async def test_shutdown_while_app_has_not_accepted_yet(serve: Any) -> None:
         assert await wait_eof(reader) == b""
     finally:
         writer.close()
-    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+    await asyncio.wait_for(running.wait_closed(), TIMEOUT)
     assert recorder.of_type("websocket.disconnect") == [
         {"type": "websocket.disconnect", "code": 1001, "reason": ""}
     ]
@@ -143,12 +143,12 @@ async def test_shutdown_with_app_that_does_not_read(serve: Any) -> None:
     running = await serve(app)
     async with connect(running.ws) as ws:
         await recorder.wait_for(lambda: "accepted" in recorder.notes)
-        running.server.stop()
+        running.stop()
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         go.set()
-    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+    await asyncio.wait_for(running.wait_closed(), TIMEOUT)
     assert recorder.messages == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}]
     assert len(recorder.errors) == 1
 
@@ -176,7 +176,7 @@ async def test_shutdown_drops_frames_in_flight_after_the_disconnect(serve: Any) 
     reader, writer = await raw_open(running)
     try:
         await asyncio.wait_for(accepted.wait(), TIMEOUT)
-        running.server.stop()
+        running.stop()
         close = await next_data_frame(reader)
         assert close.close_code == 1001
         writer.write(frame(OP_TEXT, b"in flight") + close_frame(1001))
@@ -184,6 +184,6 @@ async def test_shutdown_drops_frames_in_flight_after_the_disconnect(serve: Any) 
     finally:
         writer.close()
         go.set()
-    await asyncio.wait_for(running.server.wait_closed(), TIMEOUT)
+    await asyncio.wait_for(running.wait_closed(), TIMEOUT)
     await recorder.wait_for(lambda: "raised" in recorder.notes)
     assert [m["type"] for m in recorder.messages] == ["websocket.disconnect"]

@@ -80,6 +80,10 @@ class Server:
         self.timer_delays = tuple(delays)
         self._ssl: ssl.SSLContext | None = None
         self.bound: list[str] = []
+        # What start() listens on: (host, port) of each TCP socket, the path of a Unix socket.
+        self.addresses: list[tuple[str, int] | str] = []
+        # Why run() returned before serving (its log message), for asgiws.Server.
+        self.startup_error: str | None = None
         # The close code WebSockets get on shutdown: --ws-shutdown-code, or what stop() was given
         # (1012 for a restart).
         self.shutdown_code = config.ws_shutdown_code
@@ -111,6 +115,7 @@ class Server:
             self._ssl = ssl_context(self.config)
         except TLSConfigError as exc:
             logger.error("%s", exc)
+            self.startup_error = str(exc)
             return 2
         if signals:
             self._install_signal_handlers()
@@ -133,12 +138,14 @@ class Server:
             await self.lifespan.startup(self._in_group)
         except LifespanError as exc:
             logger.error("%s", exc)
+            self.startup_error = str(exc)
             return 3
         try:
             await self.start(sockets)
         except OSError as exc:
             where = describe_address(self.config)
             logger.error("could not listen on %s: %s", where, exc.strerror or exc)
+            self.startup_error = f"could not listen on {where}: {exc.strerror or exc}"
             with contextlib.suppress(LifespanError):
                 await self.lifespan.shutdown()
             return 1
@@ -205,6 +212,7 @@ class Server:
                 name = sock.getsockname()
                 self.uds = name if isinstance(name, str) else config.uds
                 self.bound.append(f"unix:{self.uds}")
+                self.addresses.append(str(self.uds))
             else:
                 listener = await loop.create_server(
                     factory, sock=sock, backlog=config.backlog, ssl=tls
@@ -212,6 +220,7 @@ class Server:
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
                 self.bound.append(f"{'https' if tls else 'http'}://{shown}:{port}")
+                self.addresses.append((str(host), int(port)))
             self._listeners.append(listener)
 
     def stop(self, code: int | None = None) -> None:
