@@ -247,6 +247,15 @@ class Config:
         unit=SECONDS,
         minimum=0.0,
     )
+    ws_send_timeout: float = option(
+        0.0,
+        "Close a WebSocket with 1008 when one send() has waited this long for a client that "
+        "does not read (the app's send() then raises): one stalled reader cannot stall a "
+        "broadcast to the others.",
+        unit=SECONDS,
+        minimum=0.0,
+        zero_means="wait as long as it takes",
+    )
     ws_shutdown_code: int = option(
         1001,
         "Close code sent to every WebSocket on shutdown: 1001 (Going Away) or 1012 "

@@ -312,7 +312,7 @@ class HTTPConnection:
         if timer is self.timer and (timer is TIMER_HEAD or timer is TIMER_KEEP_ALIVE):
             self._set_state(HTTP_CLOSED)
 
-    def shutdown(self, code: int) -> None:
+    def shutdown(self, code: int, reason: str = "") -> None:
         """The server is stopping: finish HTTP work; a WebSocket accepted from now on is
         closed with the shutdown code at once."""
         self._shutting_down = True

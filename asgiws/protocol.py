@@ -164,8 +164,9 @@ class SansIOConnection(Protocol):
     def timeout(self, timer: Timer) -> None:
         """The timer ``timer`` fired."""
 
-    def shutdown(self, code: int) -> None:
-        """The server is stopping: finish HTTP work, close a WebSocket with ``code``."""
+    def shutdown(self, code: int, reason: str = "") -> None:
+        """The server is stopping (or ends this session): finish HTTP work, close a WebSocket
+        with ``code`` and ``reason``."""
 
 
 class InPlaceReads(SansIOConnection, Protocol):

@@ -321,13 +321,14 @@ class WebSocketConnection:
                 self._queue_disconnect(_ABNORMAL, "")
                 self._set_state(WS_CLOSED)
 
-    def shutdown(self, code: int) -> None:
-        """The server is stopping: close with ``code`` (the peer's Close first, if it came)."""
+    def shutdown(self, code: int, reason: str = "") -> None:
+        """The server ends the session (it is stopping, or the client reads too slowly): close
+        with ``code`` (the peer's Close first, if it came)."""
         if self.state is REMOTE_CLOSING:
             self._answer_close_now()
         elif self.state is OPEN:
-            self._close_from_app(code, "")
-            self._queue_disconnect(code, "")
+            self._close_from_app(code, reason)
+            self._queue_disconnect(code, reason)
 
     # -- the closing handshake -----------------------------------------------------------------
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .server import Server
     from .sockets import Listener
 
+# What a send's wait for the transport ends with when --ws-send-timeout ran out.
+_TIMED_OUT = object()
+_POLICY_VIOLATION = 1008
+
 logger = logging.getLogger("asgiws.error")
 
 # Answers to queued messages are written together, up to this many frames per write.
@@ -123,7 +127,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self.ws: InPlaceReads | None = None  # the connection again, once it is a WebSocket
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
-        self._drain: asyncio.Future[None] | None = None  # the app waits in send()
+        self._drain: asyncio.Future[object] | None = None  # the app waits in send()
         self._timer_tick = 0  # the server's TimerWheel tick of our timer; 0: none armed
         self._timer_kind = TIMER_NONE
         self._timer_epoch = -1
@@ -338,12 +342,45 @@ class ConnectionProtocol(asyncio.Protocol):
         else:
             self._step()
         if self._write_paused and not self._closed:
-            drain = self.loop.create_future()
-            self._drain = drain
-            try:
-                await drain
-            finally:
-                self._drain = None
+            await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """The client reads slower than the app sends: wait until the transport's buffer has
+        room, for at most --ws-send-timeout on a WebSocket (one stalled reader must not stall
+        an app that sends to many); then the session is closed with 1008 and this raises."""
+        drain = self.loop.create_future()
+        self._drain = drain
+        limit = self.config.ws_send_timeout
+        timer = None
+        if limit > 0 and self.ws is not None:
+            timer = self.loop.call_later(limit, self._send_timed_out, drain)
+        try:
+            await drain
+        finally:
+            self._drain = None
+            if timer is not None:
+                timer.cancel()
+        if timer is not None and drain.result() is _TIMED_OUT:
+            raise ClientDisconnected(
+                f"send() did not complete within --ws-send-timeout {limit:g} s: the client is "
+                "not reading; the connection is closed with 1008"
+            )
+
+    def _send_timed_out(self, drain: asyncio.Future[object]) -> None:
+        if drain.done() or self._closed:
+            return
+        ws = self.ws
+        assert ws is not None
+        client = self.transport.get_extra_info("peername") if self.transport else None
+        logger.warning(
+            "closing the WebSocket of %s with 1008: send() waited over --ws-send-timeout "
+            "%g s for a client that is not reading",
+            logs.format_client(client),
+            self.config.ws_send_timeout,
+        )
+        ws.shutdown(_POLICY_VIOLATION, "send timeout: the client is not reading")
+        self._step()  # the Close goes out behind what is buffered; --ws-close-timeout bounds it
+        drain.set_result(_TIMED_OUT)
 
     def _flush_now(self) -> None:
         if self._flush is not None:
