@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
-from wire import RFC_KEY, http_request
+from wire import ws_request
 
 MESSAGES = 48
 PAYLOAD = bytes(256 * 1024)  # 12 MiB in all: far beyond what socket buffers hold
@@ -62,14 +62,7 @@ async def stalled_reader(host: str, port: int) -> socket.socket:
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, (host, port))
-    headers = [
-        ("Host", "t"),
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Key", RFC_KEY.decode()),
-        ("Sec-WebSocket-Version", "13"),
-    ]
-    await loop.sock_sendall(sock, http_request("GET", "/listen?stalled", headers))
+    await loop.sock_sendall(sock, ws_request("/listen?stalled"))
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), 10)
