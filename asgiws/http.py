@@ -155,7 +155,7 @@ class HTTPConnection:
         if state is HTTP_CLOSED or state is UPGRADED:
             return True
         wire = self._wire
-        if wire.hold(data):
+        if wire.taken and wire.hold(data):
             return True  # Bytes behind an upgrade request the app has not answered yet.
         if state is IDLE:
             taken = wire.fast_head(data)
@@ -360,18 +360,12 @@ class HTTPConnection:
         headers: Headers,
         fields: Fields | None = None,
     ) -> None:
-        """A request head from h11, or from the fast path with its handshake fields."""
+        """A request head from h11, or from the fast path with its handshake fields. The
+        cycle's other state is as __init__ or _finish_http_cycle left it."""
         self.method = method
         self.http_version = http_version
         self.path = target.decode("latin-1")  # as sent, until the scope decodes it
-        self.status = None
         self._cycle = Cycle.HTTP
-        self._app = App.NONE
-        self._upgrade = None
-        self._response = Response.NONE
-        self._response_event = None
-        self._disconnect_queued = False
-        self.inbox.clear()
         try:
             scope, upgrade = open_request(
                 method,
@@ -380,10 +374,10 @@ class HTTPConnection:
                 headers,
                 fields,
                 self.config,
-                client=self.client,
-                server=self.server,
-                lifespan_state=self.lifespan_state,
-                secure=self.secure,
+                self.client,
+                self.server,
+                self.lifespan_state,
+                self.secure,
             )
         except Refusal as refusal:
             if refusal.websocket:
@@ -462,6 +456,9 @@ class HTTPConnection:
         self._cycle = Cycle.NONE
         self._app = App.NONE
         self._scope = None
+        self.status = None
+        self._response = Response.NONE
+        self._disconnect_queued = False
         if self._wire.has_buffered or self.config.timeout_keep_alive <= 0:
             self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
         else:
@@ -542,17 +539,18 @@ class HTTPConnection:
         self._upgrade = None  # the handshake's part is over
         self.status = 101
         output, self._output = self._output, []
+        # A websocket.connect the app has not read yet stays first in the inbox.
+        inbox, self.inbox = self.inbox, []
         self.upgraded = WebSocketConnection(
             config,
-            FrameCodec(max_size=config.ws_max_size, deflate=deflate, pool=self.pool),
-            output=output,
-            inbox=[*self.inbox],  # a websocket.connect the app has not read yet stays first
-            scope=self._scope,  # type: ignore[arg-type]  # set with the upgrade request
-            timer_epoch=self.timer_epoch + 1,
-            shutting_down=self._shutting_down,
-            trailing=trailing,
+            FrameCodec(config.ws_max_size, deflate, self.pool),
+            output,
+            inbox,  # type: ignore[arg-type]  # the same items: messages, no PendingClose yet
+            self._scope,  # type: ignore[arg-type]  # set with the upgrade request
+            self.timer_epoch + 1,
+            self._shutting_down,
+            trailing,
         )
-        self.inbox = []
         self._set_state(UPGRADED)
 
     def _send_denial(self, message: ASGIMessage, kind: str) -> None:

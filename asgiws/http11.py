@@ -27,12 +27,12 @@ _WAITING = (h11.DONE, MIGHT_SWITCH_PROTOCOL)
 class Wire:
     """Request bytes in, response bytes out, for one HTTPConnection."""
 
-    __slots__ = ("_early", "_h11", "_head", "_scan", "_scanned", "limit", "parked", "problem")
+    __slots__ = ("_early", "_h11", "_scan", "_scanned", "limit", "parked", "problem", "taken")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # h11_max_incomplete_event_size: the largest request head, bytes
         self._h11: h11.Connection | None = None
-        self._head = b""  # a request head the fast path took, until the 101 or h11 needs it
+        self.taken = b""  # a request head the fast path took, until the 101 or h11 needs it
         self._early = b""  # bytes that came behind that head, before the 101
         self.parked = 0  # bytes received behind the current request, waiting their turn
         # The raw bytes of the request head h11 is reading, checked before h11 may hand it on
@@ -57,14 +57,14 @@ class Wire:
         fields = handshake_fields(head.headers)
         if not is_upgrade_request(fields):
             return None
-        self._head = data[: head.size]
+        self.taken = data[: head.size]
         self._early = data[head.size :]
         return head, fields
 
     def hold(self, data: bytes) -> bool:
         """Keep bytes that came behind a fast-path head the app has not answered yet; False
         when there is no such head (give them to :meth:`receive`)."""
-        if not self._head or self._h11 is not None:
+        if not self.taken or self._h11 is not None:
             return False
         self._early += data
         self.parked += len(data)
@@ -104,9 +104,9 @@ class Wire:
         if conn is not None:
             return conn
         conn = self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limit)
-        if self._head:
-            conn.receive_data(self._head + self._early)
-            self._head = self._early = b""
+        if self.taken:
+            conn.receive_data(self.taken + self._early)
+            self.taken = self._early = b""
             # The Request, its EndOfMessage, then PAUSED: the upgrade waits for an answer.
             for _ in range(3):
                 event = conn.next_event()
@@ -185,7 +185,7 @@ class Wire:
         else:
             trailing = conn.trailing_data[0]
         self._h11 = None
-        self._head = self._early = b""
+        self.taken = self._early = b""
         self.parked = 0
         return trailing
 

@@ -55,7 +55,6 @@ def open_request(
     headers: Headers,
     fields: Fields | None,
     config: Config,
-    *,
     client: Any,
     server: Any,
     lifespan_state: dict[str, Any] | None,

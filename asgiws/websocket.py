@@ -73,7 +73,6 @@ class WebSocketConnection:
         self,
         config: Config,
         codec: FrameCodec,
-        *,
         output: list[bytes],
         inbox: list[ASGIMessage | PendingClose],
         scope: Scope,
@@ -100,7 +99,9 @@ class WebSocketConnection:
             self._close_from_app(config.ws_shutdown_code, "")
             self._queue_disconnect(config.ws_shutdown_code, "")
             return
-        self._set_timer(TIMER_PING if config.ws_ping_interval > 0 else TIMER_NONE)
+        if config.ws_ping_interval > 0:
+            self.timer = TIMER_PING
+            self.timer_epoch += 1
         if trailing:
             # Bytes that came right behind the request are the start of the WebSocket stream.
             self.receive_data(bytes(trailing))
