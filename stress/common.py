@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import queue
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +113,32 @@ def session_problems(report: dict[str, Any], sessions: int) -> list[str]:
     if report["after_disconnect"]:
         problems.append(f"{report['after_disconnect']} messages after a disconnect")
     return problems
+
+
+async def settle_fds(server: Server, baseline: int) -> int:
+    """The server's open files once they are back to ``baseline`` (it notices the last closes
+    a moment after the client), or after 10 s."""
+    fds = server.fds()
+    for _ in range(200):
+        if fds <= baseline:
+            break
+        await asyncio.sleep(0.05)
+        fds = server.fds()
+    return fds
+
+
+def summary(line: str, problems: list[str], status: int) -> int:
+    """Print the script's one line; its exit status: 1 when a promise broke."""
+    if status != 0:
+        problems = [*problems, f"exit status {status}"]
+    print(line + (f" -- FAILED: {'; '.join(problems)}" if problems else ""))
+    return 1 if problems else 0
+
+
+def script(main: Callable[..., Coroutine[Any, Any, int]], doc: str, **options: float) -> None:
+    """Run ``main`` with the command line's options (``--name`` for each keyword, its default
+    and type from the value given here) and exit with its status."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    for name, default in options.items():
+        parser.add_argument("--" + name, type=type(default), default=default)
+    sys.exit(asyncio.run(main(**vars(parser.parse_args()))))

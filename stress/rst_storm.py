@@ -9,15 +9,21 @@ Usage: python -m stress.rst_storm [--sessions 1000] [--concurrency 100]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import os
 import socket
 import struct
-import sys
 
-from .common import HOST, Server, raise_fd_limit, session_problems
+from .common import (
+    HOST,
+    Server,
+    raise_fd_limit,
+    script,
+    session_problems,
+    settle_fds,
+    summary,
+)
 
 
 def upgrade() -> bytes:
@@ -60,12 +66,7 @@ async def main(sessions: int, concurrency: int) -> int:
             await reset_session(server.port)
 
     await asyncio.wait_for(asyncio.gather(*(one() for _ in range(sessions))), 300)
-    fds = server.fds()
-    for _ in range(200):  # the server notices the last resets a moment later
-        if fds <= baseline_fds:
-            break
-        await asyncio.sleep(0.05)
-        fds = server.fds()
+    fds = await settle_fds(server, baseline_fds)
     rss = server.rss_kib()
     reader, writer = await asyncio.open_connection(HOST, server.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -79,18 +80,14 @@ async def main(sessions: int, concurrency: int) -> int:
         problems.append(f"open files {fds}, {baseline_fds} before")
     if not served:
         problems.append("a normal request afterwards was not served")
-    print(
+    return summary(
         f"rst storm: {sessions} sessions reset mid-frame ({concurrency} at a time), app saw "
         f"{report['codes']}, disconnects per session {report['disconnects']}, open files "
-        f"{baseline_fds} -> {fds}, RSS {baseline_rss // 1024} -> {rss // 1024} MiB, exit {status}"
-        + (f" -- FAILED: {'; '.join(problems)}" if problems else "")
+        f"{baseline_fds} -> {fds}, RSS {baseline_rss // 1024} -> {rss // 1024} MiB, exit {status}",
+        problems,
+        status,
     )
-    return 1 if problems or status != 0 else 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=100)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.sessions, args.concurrency)))
+    script(main, __doc__ or "", sessions=1000, concurrency=100)

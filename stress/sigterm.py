@@ -7,15 +7,13 @@ Usage: python -m stress.sigterm [--clients 200] [--seconds 3]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import sys
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .common import HOST, Server, raise_fd_limit, session_problems
+from .common import HOST, Server, raise_fd_limit, script, session_problems, summary
 
 
 async def client(port: int, index: int, ready: asyncio.Event, counts: list[int]) -> int | None:
@@ -56,20 +54,14 @@ async def main(clients: int, seconds: float) -> int:
         problems.append(f"close codes {dict(codes)}")
     if lost:
         problems.append(f"{lost} echoes sent by the app never reached their client")
-    if status != 0:
-        problems.append(f"exit status {status}")
-    print(
+    return summary(
         f"sigterm: {clients} clients, {sum(counts)} echoes, close codes {dict(codes)}, "
         f"lost echoes {lost}, disconnects per session {report['disconnects']}, "
-        f"after a disconnect {report['after_disconnect']}, exit {status}"
-        + (f" -- FAILED: {'; '.join(problems)}" if problems else "")
+        f"after a disconnect {report['after_disconnect']}, exit {status}",
+        problems,
+        status,
     )
-    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.clients, args.seconds)))
+    script(main, __doc__ or "", clients=200, seconds=3.0)

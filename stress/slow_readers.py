@@ -9,15 +9,13 @@ Usage: python -m stress.slow_readers [--slow 20] [--fast 10] [--seconds 3]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import sys
 import time
 
 from websockets.asyncio.client import connect
 
-from .common import HOST, Server, raise_fd_limit, session_problems
+from .common import HOST, Server, raise_fd_limit, script, session_problems, summary
 
 MESSAGE = 64 * 1024
 COUNT = 200  # 12.5 MiB asked for by each slow reader
@@ -72,19 +70,14 @@ async def main(slow: int, fast: int, seconds: float) -> int:
         problems.append(f"memory grew by {growth_mib:.1f} MiB holding {flood_mib:.0f} MiB of flood")
     if not latencies:
         problems.append("the echo clients got no answer")
-    print(
+    return summary(
         f"slow readers: {slow} not reading a {flood_mib / slow:.1f} MiB flood each, server RSS "
         f"+{growth_mib:.1f} MiB while held; {fast} echo clients got {len(latencies)} answers "
-        f"meanwhile (p99 {p99:.1f} ms); every flood delivered in full afterwards, exit {status}"
-        + (f" -- FAILED: {'; '.join(problems)}" if problems else "")
+        f"meanwhile (p99 {p99:.1f} ms); every flood delivered in full afterwards, exit {status}",
+        problems,
+        status,
     )
-    return 1 if problems or status != 0 else 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--slow", type=int, default=20)
-    parser.add_argument("--fast", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.slow, args.fast, args.seconds)))
+    script(main, __doc__ or "", slow=20, fast=10, seconds=3.0)

@@ -8,13 +8,11 @@ Usage: python -m stress.slowloris [--connections 10000] [--timeout 2]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import sys
 import time
 
-from .common import HOST, Server, raise_fd_limit
+from .common import HOST, Server, raise_fd_limit, script, settle_fds, summary
 
 BATCH = 500  # connections opened at a time (the listen backlog is 2048)
 
@@ -76,12 +74,7 @@ async def main(connections: int, timeout: float) -> int:
     await asyncio.wait_for(asyncio.gather(*tasks), timeout + 120)
     done.set()
     failures = await prober
-    fds = server.fds()
-    for _ in range(100):  # the server's side of the last cut connections may close a bit later
-        if fds <= baseline:
-            break
-        await asyncio.sleep(0.05)
-        fds = server.fds()
+    fds = await settle_fds(server, baseline)
     status, _report = server.stop()
     late = [c for c in cut if c > timeout + 2.0]
     problems = []
@@ -94,18 +87,15 @@ async def main(connections: int, timeout: float) -> int:
     if fds > baseline:
         problems.append(f"open files {fds}, {baseline} before")
     p99 = statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) > 1 else 0.0
-    print(
+    return summary(
         f"slowloris: {connections} held, cut after {min(cut):.1f}-{max(cut):.1f} s "
         f"(--timeout-handshake {timeout:g}), {len(latencies) - failures}/{len(latencies)} normal "
         f"requests served meanwhile (p99 {p99:.1f} ms), open files {baseline} -> {fds}, "
-        f"exit {status}" + (f" -- FAILED: {'; '.join(problems)}" if problems else "")
+        f"exit {status}",
+        problems,
+        status,
     )
-    return 1 if problems or status != 0 else 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--connections", type=int, default=10_000)
-    parser.add_argument("--timeout", type=float, default=2.0)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.connections, args.timeout)))
+    script(main, __doc__ or "", connections=10_000, timeout=2.0)
