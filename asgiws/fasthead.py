@@ -2,7 +2,8 @@
 
 Why this exists
 ---------------
-Every WebSocket connection starts with one HTTP/1.1 request (the upgrade). Running it through
+Every WebSocket connection starts with one HTTP/1.1 request (the upgrade), and most HTTP
+requests are small, well-formed heads too. Running it through
 h11 (``h11.Connection()``, ``receive_data``, then ``next_event`` for the ``Request`` and again for
 the ``EndOfMessage``) costs some 25-35 µs of CPU. Almost every real handshake is the easy case:
 a small, well-formed head that arrives whole in the first read. ``parse_head`` recognises that
@@ -19,9 +20,10 @@ The contract
 ``parse_head`` accepts a *strict subset* of what h11 accepts. It returns a ``RequestHead`` only
 when it is certain that ``h11.Connection(h11.SERVER, max_incomplete_event_size=max_size)``, fed
 the same bytes, would produce an ``h11.Request`` with the same ``method``, ``target``,
-``http_version`` and ``list(request.headers)``, followed by ``EndOfMessage`` (no body) for the
-bytes up to ``size``. In every other case it returns ``None``, and the caller hands the same
-bytes to h11, which then accepts them or produces its precise error. ``None`` is always a safe
+``http_version`` and ``list(request.headers)`` for the bytes up to ``size``, followed by a body
+of exactly ``content_length`` bytes (``EndOfMessage`` at once when it is 0). In every other
+case it returns ``None``, and the caller hands the same bytes to h11, which then accepts them
+or produces its precise error. ``None`` is always a safe
 answer; a head that h11 would refuse or parse differently would be a bug.
 
 What is accepted (everything else is ``None``)
@@ -42,9 +44,11 @@ What is accepted (everything else is ``None``)
   a header line, so a continuation line means ``None``.
 * Exactly one ``Host`` header (h11 refuses an HTTP/1.1 request with none or with several);
   its value is not checked further, h11 does not check it either.
-* No ``Content-Length`` and no ``Transfer-Encoding`` header at all, even a valid one: then the
-  request has no body, and h11's next event after the ``Request`` is ``EndOfMessage``.
-  (h11 then pauses for an ``Upgrade`` request or ``CONNECT``, or waits for the next request.)
+* No ``Transfer-Encoding`` header at all, even a valid one, and at most one ``Content-Length``,
+  whose value is 1 to 15 digits and nothing else (h11 takes lists, repeats and longer numbers
+  too: those go to it). Without one the request has no body, and h11's next event after the
+  ``Request`` is ``EndOfMessage`` (h11 then pauses for an ``Upgrade`` request or ``CONNECT``,
+  or waits for the next request); with one, the body is that many bytes.
 
 The header list is what ``list(h11_request.headers)`` gives: names lower-cased, values with the
 surrounding OWS removed, in the order sent.
@@ -82,6 +86,7 @@ class RequestHead:
     http_version: bytes
     headers: list[tuple[bytes, bytes]]
     size: int
+    content_length: int = 0
 
 
 # tchar, RFC 9110 §5.6.2; the same set as h11's ``token`` (h11/_abnf.py).
@@ -99,26 +104,31 @@ _REQUEST_LINE: Final = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e]+) HTTP/1
 # One header line, *including the CRLF that ends the line before it*, and followed (not
 # consumed) by its own CRLF. Name and value contain no CR or LF, so a match spans exactly one
 # whole line between two consecutive CRLFs (see parse_head for why that makes findall a
-# validator). A Content-Length or Transfer-Encoding line (any case) does not match, so such a
-# head is refused like any other line that does not match. The value group is h11's
+# validator). A Transfer-Encoding line (any case) does not match, so such a head is refused
+# like any other line that does not match. The value group is h11's
 # ``field_content`` with possessive quantifiers: runs of visible bytes separated by runs of
 # SP / HTAB, so it starts and ends with a visible byte and the OWS on both sides is left out,
 # as h11 leaves it out. Possessive matching never backtracks: the cost is linear in the line.
 _HEADER_LINE: Final = re.compile(
-    rb"\r\n(?!(?i:content-length|transfer-encoding):)"
+    rb"\r\n(?!(?i:transfer-encoding):)"
     rb"([" + _TCHAR + rb"]+):[ \t]*+"
     rb"([" + _VCHAR + rb"]*+(?:[ \t]++[" + _VCHAR + rb"]++)*+)"
     rb"[ \t]*+(?=\r\n)"
 )
 
 
+# The one Content-Length line of a lower-cased header block that passed _HEADER_LINE: digits only.
+_LENGTH_LINE: Final = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r\n")
+
+
 def parse_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
     """Parse a complete, strictly well-formed HTTP/1.1 request head at the start of ``data``.
 
     Returns a ``RequestHead`` when h11, fed the same bytes, would certainly produce an equal
-    ``Request`` with no body; returns ``None`` in every other case (head incomplete, longer
-    than ``max_size``, not HTTP/1.1, anything h11 treats leniently or refuses, a
-    Content-Length or Transfer-Encoding header, no Host or several). The caller then falls back
+    ``Request`` with a body of ``content_length`` bytes; returns ``None`` in every other case
+    (head incomplete, longer than ``max_size``, not HTTP/1.1, anything h11 treats leniently
+    or refuses, a Transfer-Encoding header, a Content-Length that is not plain digits or comes
+    twice, no Host or several). The caller then falls back
     to h11 with the same bytes. See the module docstring for the exact accepted grammar.
     """
     # First CRLF CRLF lying entirely inside the first max_size bytes: the head fits the limit.
@@ -143,9 +153,16 @@ def parse_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
         return None
     # Each line is "CRLF name:..." with the name between the CRLF and the first colon, so
     # this substring count on the lower-cased block counts the Host lines exactly.
-    if data[start:stop].lower().count(b"\r\nhost:") != 1:
+    block = data[start:stop].lower()
+    if block.count(b"\r\nhost:") != 1:
         return None  # h11 refuses an HTTP/1.1 request with no Host, or with several
+    length = 0
+    if b"\r\ncontent-length:" in block:
+        found = _LENGTH_LINE.search(block)
+        if found is None or block.count(b"\r\ncontent-length:") != 1:
+            return None  # not plain digits, or more than one: h11 decides
+        length = int(found[1])
     method, target = line.groups()
     return RequestHead(
-        method, target, b"1.1", [(name.lower(), value) for name, value in pairs], end + 4
+        method, target, b"1.1", [(name.lower(), value) for name, value in pairs], end + 4, length
     )

@@ -52,6 +52,7 @@ HANDSHAKE_FIELDS = frozenset(
         b"origin",
         b"content-length",
         b"transfer-encoding",
+        b"expect",  # a request with it is left to h11, which sends the 100 Continue
         b"host",
         b"upgrade",
         b"connection",

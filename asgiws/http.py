@@ -36,7 +36,7 @@ from .http11 import Wire, bad_request_reason
 from .protocol import AccessRecord, ServerHeaders
 from .reassembly import BufferPool
 from .request import Refusal, open_request
-from .responses import body_of, complete_head, error_response, response_start
+from .responses import ResponseHead, body_of, complete_head, error_response, response_start
 from .states import (
     HTTP,
     HTTP_CLOSED,
@@ -142,7 +142,7 @@ class HTTPConnection:
         self.status: int | None = None  # the response status sent
         self._upgrade: Upgrade | None = None  # what an upgrade request offered
         self._response = Response.NONE
-        self._response_event: h11.Response | None = None  # http.response.start, while HELD
+        self._response_event: ResponseHead | None = None  # http.response.start, while HELD
 
     # -- bytes in ------------------------------------------------------------------------------
 
@@ -155,15 +155,25 @@ class HTTPConnection:
         if state is HTTP_CLOSED or state is UPGRADED:
             return True
         wire = self._wire
+        if wire.fast:
+            # The rest of a body, or a next request behind this one: the fast path's.
+            body = wire.fast_body(data)
+            if body is not None and state is HTTP:
+                self._queue_body(*body)
+            return True
         if wire.taken and wire.hold(data):
             return True  # Bytes behind an upgrade request the app has not answered yet.
         if state is IDLE:
             taken = wire.fast_head(data)
             if taken is not None:
-                head, fields = taken
+                head, fields, upgrading = taken
                 self._start_request(
-                    head.method, head.target, head.http_version, head.headers, fields
+                    head.method, head.target, head.http_version, head.headers, fields, upgrading
                 )
+                if wire.fast and self.state is HTTP:
+                    body = wire.fast_body(b"")
+                    if body is not None:
+                        self._queue_body(*body)
                 return True
         if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
@@ -359,9 +369,11 @@ class HTTPConnection:
         http_version: bytes,
         headers: Headers,
         fields: Fields | None = None,
+        upgrading: bool = False,
     ) -> None:
-        """A request head from h11, or from the fast path with its handshake fields. The
-        cycle's other state is as __init__ or _finish_http_cycle left it."""
+        """A request head from h11, or from the fast path with its handshake fields (and
+        whether it asks for a WebSocket). The cycle's other state is as __init__ or
+        _finish_http_cycle left it."""
         self.method = method
         self.http_version = http_version
         self.path = target.decode("latin-1")  # as sent, until the scope decodes it
@@ -373,6 +385,7 @@ class HTTPConnection:
                 http_version,
                 headers,
                 fields,
+                upgrading,
                 self.config,
                 self.client,
                 self.server,
@@ -413,7 +426,7 @@ class HTTPConnection:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
             self._response_event = response_start(message, kind, self.server_headers)
             self._response = Response.HELD
-            self.status = self._response_event.status_code
+            self.status = self._response_event.status
             return
         # http.response.body
         if self._response is Response.NONE:
@@ -425,18 +438,26 @@ class HTTPConnection:
         body = body_of(message, kind)
         more_body = bool(message.get("more_body", False))
         head = self.method == b"HEAD"
+        wire = self._wire
+        output = self._output
         if self._response is Response.HELD:
             response = self._response_event
             assert response is not None
             self._response_event = None
             self._response = Response.STREAMING
             known = None if more_body or head else len(body)
-            self._h11_send(complete_head(response, known, close=self._shutting_down))
+            output.append(
+                wire.start(complete_head(response, known, close=self._shutting_down), self.method)
+            )
         if body and not head:
-            self._h11_send(h11.Data(data=bytes(body)))
+            data = wire.data(bytes(body))
+            if data:
+                output.append(data)
         if not more_body:
             self._response = Response.COMPLETE
-            self._h11_send(h11.EndOfMessage())
+            data = wire.end()
+            if data:
+                output.append(data)
             self._finish_http_cycle()
 
     def _finish_http_cycle(self) -> None:
@@ -459,11 +480,13 @@ class HTTPConnection:
         self.status = None
         self._response = Response.NONE
         self._disconnect_queued = False
-        if self._wire.has_buffered or self.config.timeout_keep_alive <= 0:
+        wire = self._wire
+        if wire.has_buffered or self.config.timeout_keep_alive <= 0:
             self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
         else:
             self._set_timer(TIMER_KEEP_ALIVE)
-        self._process_http()
+        if wire.has_buffered:
+            self.receive_data(wire.buffered())  # the next request came with the last
 
     def _h11_send(self, event: Any) -> None:
         data = self._wire.send(event)
@@ -494,7 +517,7 @@ class HTTPConnection:
         all_headers, body = error_response(status, reason, headers, self.server_headers)
         self._output.extend(
             self._wire.send_refusal(
-                status, reason_phrase(status), all_headers, body, head=self.method == b"HEAD"
+                status, reason_phrase(status), all_headers, body, method=self.method
             )
         )
         self._response = Response.COMPLETE
@@ -558,8 +581,8 @@ class HTTPConnection:
             if self.state is WS_DENYING:
                 raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
             response = response_start(message, kind, self.server_headers, denial=True)
-            self.status = response.status_code
-            self._h11_send(response)
+            self.status = response.status
+            self._h11_send(response.event())
             self._set_state(WS_DENYING)
             return
         if self.state is not WS_DENYING:

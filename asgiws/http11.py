@@ -1,11 +1,14 @@
-"""The HTTP/1.1 bytes of one connection, both ways: the fast path for upgrade heads with h11
-behind it.
+"""The HTTP/1.1 bytes of one connection, both ways: the fast path, with h11 behind it.
 
-A whole, plain WebSocket upgrade head that arrives in one read is taken without h11
-(:mod:`asgiws.fasthead`, a strict subset of what h11 accepts). h11 is created on first need:
-for any other head, or when a response has to go through it; when it comes in after the fast
-path took a head, it is given that head and the bytes behind it, and brought to where it would
-be had it parsed them itself. An accepted WebSocket may never need it. Sans-IO.
+A whole, plain request head that arrives in one read (:mod:`asgiws.fasthead`, a strict subset
+of what h11 accepts) is served without h11: a request with no body or a Content-Length body is
+read here, and its response is written by :class:`asgiws.writer.ResponseWriter`, byte for byte
+as h11 would. Every other head goes to h11, created on first need: one the fast path cannot
+take (split across reads, chunked, HTTP/1.0, ``Expect``, a non-WebSocket ``Upgrade``,
+``CONNECT``, anything odd), and the answers that need h11's state (100 Continue, a denial of an
+upgrade). When h11 comes in after the fast path took an upgrade head, it is given that head and
+the bytes behind it, and brought to where it would be had it parsed them itself. At the end of
+every cycle h11 is let go, so the next request may take the fast path again. Sans-IO.
 """
 
 from __future__ import annotations
@@ -18,16 +21,33 @@ import h11
 from .asgi import Headers, raw_response
 from .fasthead import RequestHead, parse_head
 from .handshake import Fields, handshake_fields, is_upgrade_request
+from .responses import ResponseHead
+from .writer import ResponseWriter, comma_tokens
 
 # A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
 MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
 _WAITING = (h11.DONE, MIGHT_SWITCH_PROTOCOL)
+_BODY_DONE = -1  # _body_left once the request's last body bytes are queued for the app
 
 
 class Wire:
     """Request bytes in, response bytes out, for one HTTPConnection."""
 
-    __slots__ = ("_early", "_h11", "_scan", "_scanned", "limit", "parked", "problem", "taken")
+    __slots__ = (
+        "_body_left",
+        "_buffer",
+        "_close",
+        "_early",
+        "_h11",
+        "_scan",
+        "_scanned",
+        "_writer",
+        "fast",
+        "limit",
+        "parked",
+        "problem",
+        "taken",
+    )
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # h11_max_incomplete_event_size: the largest request head, bytes
@@ -40,30 +60,64 @@ class Wire:
         self._scan: bytes | None = b""
         self._scanned = 0  # bytes of the head scanned so far
         self.problem: str | None = None  # why the head being read is refused with 400
+        # A plain request the fast path took: served without h11 (fast), its body bytes still
+        # to come (or _BODY_DONE), the bytes behind it, and whether it said Connection: close.
+        self.fast = False
+        self._body_left = _BODY_DONE
+        self._buffer = b""
+        self._close = False
+        self._writer: ResponseWriter | None = None  # made for the first fast request
 
     # -- in --------------------------------------------------------------------------------------
 
-    def fast_head(self, data: bytes) -> tuple[RequestHead, Fields] | None:
-        """The first bytes of the connection, taken without h11 when they hold a whole, plain
-        WebSocket upgrade request (see asgiws.fasthead); None leaves them to h11."""
+    def fast_head(self, data: bytes) -> tuple[RequestHead, Fields, bool] | None:
+        """The first bytes of a request cycle, taken without h11 when they hold a whole, plain
+        request head (see asgiws.fasthead): the head, its handshake fields, and whether it is
+        a WebSocket upgrade. None leaves the bytes to h11."""
         if self._h11 is not None:
-            return None
-        # Cheap tests first: an upgrade is a GET, and says "websocket" in some case.
-        if not data.startswith(b"GET ") or (b"ebsocket" not in data and b"EBSOCKET" not in data):
             return None
         head = parse_head(data, self.limit)
         if head is None:
             return None
         fields = handshake_fields(head.headers)
-        if not is_upgrade_request(fields):
+        if is_upgrade_request(fields):
+            if head.content_length:
+                return None  # h11 reads it, and the accept refuses an upgrade with a body
+            self.taken = data[: head.size]
+            self._early = data[head.size :]
+            return head, fields, True
+        if b"upgrade" in fields or b"expect" in fields or head.method == b"CONNECT":
+            return None  # h11's state machine handles those
+        self.fast = True
+        self._close = b"close" in comma_tokens(head.headers, b"connection")
+        self._body_left = head.content_length
+        self._buffer = data[head.size :]
+        return head, fields, False
+
+    def fast_body(self, data: bytes) -> tuple[bytes, bool] | None:
+        """Bytes that came during a fast request's cycle (none: those behind its head): the
+        body bytes among them and whether more are to come, or None when none are for the
+        app. What follows the body waits, parked, for the next cycle."""
+        left = self._body_left
+        if left == _BODY_DONE:
+            if data:
+                self._buffer += data
+                self.parked = len(self._buffer)
             return None
-        self.taken = data[: head.size]
-        self._early = data[head.size :]
-        return head, fields
+        buffer = self._buffer + data if self._buffer else data
+        body = buffer[:left]
+        self._buffer = buffer[left:]
+        self.parked = len(self._buffer)
+        left -= len(body)
+        if left:
+            self._body_left = left
+            return (body, True) if body else None
+        self._body_left = _BODY_DONE
+        return body, False
 
     def hold(self, data: bytes) -> bool:
-        """Keep bytes that came behind a fast-path head the app has not answered yet; False
-        when there is no such head (give them to :meth:`receive`)."""
+        """Keep bytes that came behind a fast-path upgrade head the app has not answered yet;
+        False when there is no such head (give them to :meth:`receive`)."""
         if not self.taken or self._h11 is not None:
             return False
         self._early += data
@@ -134,18 +188,51 @@ class Wire:
 
     # -- out -------------------------------------------------------------------------------------
 
+    def start(self, head: ResponseHead, method: bytes) -> bytes:
+        """The head of the response to the current request."""
+        if self.fast:
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = ResponseWriter()
+            return writer.head(
+                head.status, head.reason, head.headers, method=method, close=self._close
+            )
+        return self.send(head.event())
+
+    def data(self, data: bytes) -> bytes:
+        """Response body bytes, framed; RuntimeError when the response cannot carry them."""
+        if self.fast:
+            assert self._writer is not None
+            return self._writer.data(data)
+        return self.send(h11.Data(data=data))
+
+    def end(self) -> bytes:
+        """The end of the response; RuntimeError when its body fell short."""
+        if self.fast:
+            assert self._writer is not None
+            return self._writer.end()
+        return self.send(h11.EndOfMessage())
+
     def send(self, event: Any) -> bytes:
-        """One response event as bytes; RuntimeError when h11 finds the response invalid."""
+        """One response event as bytes, through h11; RuntimeError when h11 finds the response
+        invalid."""
         try:
             return self.h11().send(event) or b""
         except h11.LocalProtocolError as exc:
             raise RuntimeError(f"invalid HTTP response: {exc}") from None
 
     def send_refusal(
-        self, status: int, reason: bytes, headers: Headers, body: bytes, *, head: bool
+        self, status: int, reason: bytes, headers: Headers, body: bytes, *, method: bytes
     ) -> list[bytes]:
         """A whole error response; written without h11 when h11 has given up on the
         connection (a request it could not parse)."""
+        head = method == b"HEAD"
+        if self.fast:
+            writer = ResponseWriter()
+            out = [writer.head(status, reason, headers, method=method, close=True)]
+            if not head:
+                out.append(writer.data(body))
+            return out
         conn = self.h11()
         try:
             out = [conn.send(h11.Response(status_code=status, headers=headers, reason=reason))]
@@ -160,21 +247,36 @@ class Wire:
 
     def next_cycle(self) -> bool:
         """Start the next request cycle when both sides are done with this one (keep-alive);
-        False when the connection cannot go on (Connection: close, HTTP/1.0, an unread body)."""
-        conn = self._h11
-        if conn is None or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-            return False
-        conn.start_next_cycle()
+        False when the connection cannot go on (Connection: close, HTTP/1.0, an unread body).
+        h11 is let go: the bytes of the next request (:meth:`buffered`) may take the fast
+        path."""
+        if self.fast:
+            writer = self._writer
+            if self._body_left != _BODY_DONE or self._close or writer is None:
+                return False
+            if not writer.keep_alive:
+                return False
+            writer.reset()
+            self.fast = False
+        else:
+            conn = self._h11
+            if conn is None or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return False
+            self._buffer = bytes(conn.trailing_data[0])
+            self._h11 = None
         self.parked = 0
-        self._scan, self._scanned = b"", 0
-        self._check(bytes(conn.trailing_data[0]))  # the next head, as much of it as is here
+        self._scan, self._scanned, self.problem = b"", 0, None
         return True
 
     @property
     def has_buffered(self) -> bool:
         """Bytes of a next request are already here."""
-        conn = self._h11
-        return conn is not None and bool(conn.trailing_data[0])
+        return bool(self._buffer)
+
+    def buffered(self) -> bytes:
+        """At the start of a cycle: the bytes that came behind the last request, taken out."""
+        data, self._buffer = self._buffer, b""
+        return data
 
     def switch(self) -> bytes | bytearray:
         """The 101 is sent: the bytes that came right behind the request, which start the

@@ -54,6 +54,7 @@ def open_request(
     http_version: bytes,
     headers: Headers,
     fields: Fields | None,
+    upgrading: bool,
     config: Config,
     client: Any,
     server: Any,
@@ -61,8 +62,9 @@ def open_request(
     secure: bool,
 ) -> tuple[Scope, Upgrade | None]:
     """The scope of a request head and, for a WebSocket upgrade, what it offered; raises
-    :class:`Refusal`. ``fields`` come with heads the fast path took (upgrades only, checked);
-    heads from h11 (``fields`` None) are measured and scanned here."""
+    :class:`Refusal`. ``fields`` come with heads the fast path took, with ``upgrading`` (the
+    head asks for a WebSocket, checked); heads from h11 (``fields`` None) are measured and
+    scanned here."""
     if fields is None or len(headers) > config.max_header_count:
         problem = head_problem(
             method,
@@ -83,7 +85,6 @@ def open_request(
         server=server,
         lifespan_state=lifespan_state,
     )
-    upgrading = True  # The fast path hands over upgrade requests only, checked.
     if fields is None:
         fields = handshake_fields(headers)
         upgrading = is_upgrade_request(fields)

@@ -1,16 +1,35 @@
-"""HTTP responses as h11 events, from the app's messages or from the server's own refusals.
+"""HTTP response heads, from the app's messages or from the server's own refusals.
 
 Pure functions, no state: :class:`asgiws.http.HTTPConnection` decides when, these build what.
-A mistake in an app's message raises RuntimeError naming the message type, the key and the
-value.
+A :class:`ResponseHead` is checked as h11 checks a response (:func:`asgiws.writer.check_fields`)
+and goes out through h11 (:meth:`ResponseHead.event`) or, for a request the fast path took,
+through :class:`asgiws.writer.ResponseWriter`. A mistake in an app's message raises
+RuntimeError naming the message type, the key and the value.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import h11
 
 from .asgi import ASGIMessage, Headers, check_headers, reason_phrase
 from .protocol import ServerHeaders
+from .writer import check_fields
+
+
+@dataclasses.dataclass(slots=True)
+class ResponseHead:
+    """A response's status, headers (lower-case names, checked, server headers merged) and
+    reason phrase."""
+
+    status: int
+    headers: Headers
+    reason: bytes
+
+    def event(self) -> h11.Response:
+        return h11.Response(status_code=self.status, headers=self.headers, reason=self.reason)
+
 
 # RFC 9110 §6.4.1: these responses never carry content, so no Content-Length is added.
 _NO_CONTENT = (204, 304)
@@ -18,19 +37,20 @@ _NO_CONTENT = (204, 304)
 
 def response_start(
     message: ASGIMessage, kind: str, server: ServerHeaders, *, denial: bool = False
-) -> h11.Response:
+) -> ResponseHead:
     """The response head of ``http.response.start`` (or, with ``denial``, of
     ``websocket.http.response.start``, which always closes the connection and is never 101)."""
     status = message.get("status")
-    # RFC 9110 §15: a status code is three digits, and only 1xx to 5xx are defined classes.
-    if not isinstance(status, int) or not 100 <= status <= 599 or (denial and status == 101):
-        raise RuntimeError(f"invalid status in {kind!r}: {status!r} (use 100-599)")
-    headers = check_headers(message.get("headers", []), kind)
+    # RFC 9110 §15: three digits, 1xx to 5xx; and a 1xx (informational) response is the
+    # server's to send (100 Continue), never the app's final answer.
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        note = " (informational)" if isinstance(status, int) and 100 <= status < 200 else ""
+        raise RuntimeError(f"invalid status in {kind!r}: {status!r}{note} (use 200-599)")
+    status = int(status)
+    headers = check_fields(check_headers(message.get("headers", []), kind))
     if denial and all(name != b"connection" for name, _ in headers):
         headers = [*headers, (b"connection", b"close")]
-    return h11.Response(
-        status_code=status, headers=server.merged(headers), reason=reason_phrase(status)
-    )
+    return ResponseHead(status, server.merged(headers), reason_phrase(status))
 
 
 def body_of(message: ASGIMessage, kind: str) -> bytes | bytearray | memoryview:
@@ -40,13 +60,13 @@ def body_of(message: ASGIMessage, kind: str) -> bytes | bytearray | memoryview:
     return body
 
 
-def complete_head(response: h11.Response, body_size: int | None, *, close: bool) -> h11.Response:
+def complete_head(response: ResponseHead, body_size: int | None, *, close: bool) -> ResponseHead:
     """The held head as it goes out: with Content-Length when the whole body is known
     (``body_size``, None when more is coming or for HEAD) and the app gave no framing, and
     with ``Connection: close`` when the server is shutting down."""
     extra: Headers = []
     if body_size is not None:
-        status = response.status_code
+        status = response.status
         if status >= 200 and status not in _NO_CONTENT:
             names = {name for name, _ in response.headers}
             if b"content-length" not in names and b"transfer-encoding" not in names:
@@ -55,11 +75,7 @@ def complete_head(response: h11.Response, body_size: int | None, *, close: bool)
         extra.append((b"connection", b"close"))
     if not extra:
         return response
-    return h11.Response(
-        status_code=response.status_code,
-        headers=[*response.headers, *extra],
-        reason=response.reason,
-    )
+    return ResponseHead(response.status, [*response.headers, *extra], response.reason)
 
 
 def error_response(

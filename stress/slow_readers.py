@@ -10,6 +10,7 @@ Usage: python -m stress.slow_readers [--slow 20] [--fast 10] [--seconds 3]
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 
@@ -19,6 +20,7 @@ from .common import HOST, Server, raise_fd_limit, script, session_problems, summ
 
 MESSAGE = 64 * 1024
 COUNT = 200  # 12.5 MiB asked for by each slow reader
+ENOUGH_WAIT_S = 60.0  # the longest wait, past --seconds, for 10 answers per echo client
 
 
 async def slow_reader(port: int, hold: asyncio.Event, received: list[int]) -> None:
@@ -31,29 +33,37 @@ async def slow_reader(port: int, hold: asyncio.Event, received: list[int]) -> No
         received.append(total)
 
 
-async def fast_client(port: int, until: asyncio.Event, latencies: list[float]) -> None:
+async def fast_client(
+    port: int, until: asyncio.Event, latencies: list[float], enough: asyncio.Event, want: int
+) -> None:
     async with connect(f"ws://{HOST}:{port}/") as ws:
         while not until.is_set() and len(latencies) < 1_000_000:
             start = time.monotonic()
             await ws.send("ping")
             await asyncio.wait_for(ws.recv(), 10)
             latencies.append(time.monotonic() - start)
+            if len(latencies) >= want:
+                enough.set()
 
 
 async def main(slow: int, fast: int, seconds: float) -> int:
     raise_fd_limit(4 * (slow + fast) + 256)
     server = Server()
     rss_before = server.rss_kib()
-    hold, stop_fast = asyncio.Event(), asyncio.Event()
+    hold, stop_fast, enough = asyncio.Event(), asyncio.Event(), asyncio.Event()
     received: list[int] = []
     latencies: list[float] = []
     slow_tasks = [
         asyncio.create_task(slow_reader(server.port, hold, received)) for _ in range(slow)
     ]
     fast_tasks = [
-        asyncio.create_task(fast_client(server.port, stop_fast, latencies)) for _ in range(fast)
+        asyncio.create_task(fast_client(server.port, stop_fast, latencies, enough, 10 * fast))
+        for _ in range(fast)
     ]
     await asyncio.sleep(seconds)  # the flood pushes against the slow readers for this long
+    # ... and until the echo clients got answers enough to measure, on a busy machine too.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(enough.wait(), ENOUGH_WAIT_S)
     rss_held = server.rss_kib()
     stop_fast.set()
     await asyncio.wait_for(asyncio.gather(*fast_tasks), 30)

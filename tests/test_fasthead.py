@@ -54,7 +54,8 @@ def check(data: bytes | bytearray, max_size: int = BIG) -> RequestHead | None:
     # size: the first CRLF CRLF ends the head, which fits in max_size.
     assert head.size == bytes(data).find(b"\r\n\r\n") + 4
     assert head.size <= max_size
-    # h11 on all the bytes: the same Request, the rest left in its buffer, then no body.
+    # h11 on all the bytes: the same Request, the rest left in its buffer, then the body of
+    # content_length bytes (as much of it as is there).
     conn = h11_connection(data, max_size)
     request = conn.next_event()
     assert isinstance(request, h11.Request), request
@@ -63,13 +64,26 @@ def check(data: bytes | bytearray, max_size: int = BIG) -> RequestHead | None:
     assert request.http_version == head.http_version == b"1.1"
     assert list(request.headers) == head.headers
     assert conn.trailing_data == (bytes(data[head.size :]), False)
-    assert type(conn.next_event()) is h11.EndOfMessage
-    # h11 on the head alone: Request, EndOfMessage, then it waits (PAUSED for an upgrade or
-    # CONNECT, NEED_DATA otherwise); no Data, no error.
+    body = bytes(data[head.size : head.size + head.content_length])
+    got = b""
+    event = conn.next_event()
+    while type(event) is h11.Data:
+        got += event.data
+        event = conn.next_event()
+    assert got == body
+    if len(body) == head.content_length:
+        assert type(event) is h11.EndOfMessage
+    else:
+        assert event is h11.NEED_DATA
+    # h11 on the head alone: Request, then EndOfMessage and a wait (PAUSED for an upgrade or
+    # CONNECT, NEED_DATA otherwise) with no body, or NEED_DATA for the body; no error.
     conn = h11_connection(data[: head.size], max_size)
     events: list[Any] = [conn.next_event() for _ in range(3)]
-    assert [type(e) for e in events[:2]] == [h11.Request, h11.EndOfMessage]
-    assert events[2] in (h11.PAUSED, h11.NEED_DATA)
+    if head.content_length:
+        assert type(events[0]) is h11.Request and events[1] is h11.NEED_DATA
+    else:
+        assert [type(e) for e in events[:2]] == [h11.Request, h11.EndOfMessage]
+        assert events[2] in (h11.PAUSED, h11.NEED_DATA)
     return head
 
 
@@ -393,6 +407,28 @@ def test_accepted(data: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     assert head.size == len(data)
 
 
+BODIES = {
+    "Content-Length: 0": (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0),
+    "Content-Length: 5": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 5),
+    "lower case, OWS": (b"POST / HTTP/1.1\r\nHost: a\r\ncontent-length:\t 5 \r\n\r\n", 5),
+    "leading zeros": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n", 7),
+    "15 digits": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999\r\n\r\n",
+        999999999999999,
+    ),
+}
+
+
+@pytest.mark.parametrize("data, length", BODIES.values(), ids=BODIES.keys())
+@pytest.mark.parametrize("behind", [b"", b"hello", b"hello, and the next request"])
+def test_a_content_length_body_is_left_behind_the_head(
+    data: bytes, length: int, behind: bytes
+) -> None:
+    head = check(data + behind)
+    assert head is not None
+    assert head.content_length == length and head.size == len(data)
+
+
 H = b"Host: a\r\n"
 REFUSED = {
     # incomplete, or not a head at all
@@ -442,11 +478,17 @@ REFUSED = {
     "no headers": b"GET / HTTP/1.1\r\n\r\n",
     "two Hosts": b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
     "Host not first, twice": b"GET / HTTP/1.1\r\nX: b\r\nHOST: a\r\nX: c\r\nHost: b\r\n\r\n",
-    # a body, or a header h11 checks further
-    "Content-Length: 0": b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n",
-    "Content-Length: 5": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello",
-    "content-length lower": b"GET / HTTP/1.1\r\n" + H + b"content-length: 0\r\n\r\n",
+    # a body framing the fast path leaves to h11, or a header h11 checks further
     "Content-Length bad": b"GET / HTTP/1.1\r\n" + H + b"Content-Length: x\r\n\r\n",
+    "Content-Length signed": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\nhello",
+    "Content-Length list": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 5, 5\r\n\r\nhello",
+    "Content-Length inner space": b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 2\r\n\r\n",
+    "Content-Length 16 digits": (
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1000000000000000\r\n\r\n"
+    ),
+    "Content-Length twice, equal": (
+        b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx"
+    ),
     "Content-Length twice": (
         b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n"
     ),

@@ -7,6 +7,7 @@ import pytest
 from wire import RFC_KEY, client_frame, http_request, ws_request
 
 from asgiws.http11 import Wire, head_problem
+from asgiws.responses import ResponseHead
 
 UPGRADE = ws_request("/chat")
 
@@ -16,7 +17,8 @@ def test_a_whole_upgrade_head_is_taken_without_h11_and_handed_over_at_the_switch
     early = client_frame(0x1, b"early")
     taken = wire.fast_head(UPGRADE + early)
     assert taken is not None
-    head, fields = taken
+    head, fields, upgrading = taken
+    assert upgrading and not wire.fast
     assert (head.method, head.target, head.size) == (b"GET", b"/chat", len(UPGRADE))
     assert fields[b"sec-websocket-key"] == [RFC_KEY]
     assert wire.hold(b"more")  # behind a head the app has not answered yet
@@ -33,7 +35,7 @@ def test_h11_coming_in_late_is_given_the_head_and_the_bytes_behind_it() -> None:
     conn = wire.h11()
     assert conn.their_state is h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
     assert not wire.hold(b"z")  # h11 has the bytes from now on
-    out = wire.send_refusal(403, b"Forbidden", [(b"content-length", b"0")], b"", head=False)
+    out = wire.send_refusal(403, b"Forbidden", [(b"content-length", b"0")], b"", method=b"GET")
     assert b"".join(out) == b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
     assert wire.switch() == b"xy"
 
@@ -41,16 +43,61 @@ def test_h11_coming_in_late_is_given_the_head_and_the_bytes_behind_it() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        http_request(),  # a plain GET
         UPGRADE[:-2],  # not whole
-        UPGRADE.replace(b"GET", b"PUT"),
+        http_request(headers=[("Host", "a"), ("Transfer-Encoding", "chunked")]),
+        http_request(headers=[("Host", "a"), ("Expect", "100-continue"), ("Content-Length", "1")]),
         UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+        UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\nx"),
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
     ],
 )
 def test_everything_else_is_left_to_h11(data: bytes) -> None:
     wire = Wire(16384)
     assert wire.fast_head(data) is None
+    assert not wire.fast
     assert not wire.hold(b"x")
+
+
+def test_a_plain_request_is_read_and_answered_without_h11() -> None:
+    wire = Wire(16384)
+    request = http_request("POST", "/up", [("Host", "a"), ("Content-Length", "5")])
+    taken = wire.fast_head(request + b"hel")
+    assert taken is not None and wire.fast
+    head, _, upgrading = taken
+    assert not upgrading and head.content_length == 5
+    assert wire.fast_body(b"") == (b"hel", True)
+    assert wire.fast_body(b"lo" + http_request()) == (b"lo", False)
+    assert wire.parked == len(http_request())  # the next request waits behind this one
+    assert wire.fast_body(b"x") is None and wire.parked == len(http_request()) + 1
+    out = wire.start(ResponseHead(200, [(b"content-length", b"2")], b"OK"), b"POST")
+    assert out + wire.data(b"ok") + wire.end() == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    assert wire.next_cycle() and not wire.fast and wire.parked == 0
+    assert wire.buffered() == http_request() + b"x"
+    assert wire._h11 is None  # never needed
+
+
+def test_a_fast_request_with_connection_close_ends_the_connection() -> None:
+    wire = Wire(16384)
+    assert (
+        wire.fast_head(http_request(headers=[("Host", "a"), ("Connection", "close")])) is not None
+    )
+    head = wire.start(ResponseHead(204, [], b"No Content"), b"GET")
+    assert head == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    assert wire.end() == b""
+    assert not wire.next_cycle()
+
+
+def test_h11_is_let_go_at_the_end_of_its_cycle() -> None:
+    wire = Wire(16384)
+    wire.receive(http_request()[:5], in_cycle=False)
+    wire.receive(http_request()[5:] + b"GET", in_cycle=False)
+    conn = wire.h11()
+    assert isinstance(conn.next_event(), h11.Request)
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    wire.send(h11.Response(status_code=204, headers=[]))
+    wire.send(h11.EndOfMessage())
+    assert wire.next_cycle() and wire._h11 is None
+    assert wire.buffered() == b"GET"  # the next request may take the fast path
 
 
 def test_pipelined_bytes_are_parked_until_the_next_cycle() -> None:
@@ -73,7 +120,7 @@ def test_a_refusal_is_written_by_hand_where_h11_cannot_send_one() -> None:
     wire.h11().next_event()
     wire.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
     wire.send(h11.EndOfMessage())  # h11 is done with this cycle: it sends nothing more
-    out = wire.send_refusal(500, b"Internal Server Error", [], b"x\n", head=False)
+    out = wire.send_refusal(500, b"Internal Server Error", [], b"x\n", method=b"GET")
     assert out == [b"HTTP/1.1 500 Internal Server Error\r\n\r\nx\n"]
 
 

@@ -1,0 +1,192 @@
+"""HTTP/1.1 response bytes written without h11, for requests the fast path served.
+
+A plain request that :mod:`asgiws.fasthead` took (HTTP/1.1, no Transfer-Encoding, no Upgrade,
+no Expect) is answered here instead of through an ``h11.Connection``: the head, the body framing
+and the end of the message. The bytes are the ones h11 0.16 writes for the same response to the
+same request, byte for byte (``tests/test_writer.py`` checks that against h11 on generated
+responses), so which path served a request never shows on the wire. What h11 decides is
+decided here by the same rules:
+
+* the response headers are validated and normalised as h11 does (a field name is a token; a
+  value has no NUL and no white space at either end; Content-Length is digits, repeated values
+  must agree and are written once; Transfer-Encoding may only be ``chunked``): RuntimeError
+  otherwise, raised when the app sends ``http.response.start``;
+* the body framing (RFC 9112 §6.3): a response to HEAD and a 204 or 304 have no body; else
+  Transfer-Encoding ``chunked`` wins over Content-Length; with neither, the body is chunked and
+  ``Transfer-Encoding: chunked`` is added (the client is HTTP/1.1). A HEAD response's headers
+  are those of a GET's;
+* keep-alive: when the request or the response says ``Connection: close`` (the server's drain
+  adds it to the response), the connection ends after the response; when the request said it,
+  the response's Connection header is rewritten to hold ``close`` as h11 rewrites it;
+* a body longer or shorter than its Content-Length is an error of the app.
+
+Sans-IO, no state but the one response in progress.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from ._abnf import TOKEN_BYTES
+from .asgi import Headers
+
+__all__ = ["ResponseWriter", "check_fields", "comma_tokens"]
+
+_FIELD_NAME: Final = re.compile(TOKEN_BYTES)
+# h11's field-value: runs of bytes that are neither NUL nor white space, separated by SP / HTAB.
+_FIELD_VALUE: Final = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+_DIGITS: Final = re.compile(rb"[0-9]+")
+_MAX_DIGITS: Final = 20  # h11's limit on a Content-Length value
+_NO_CONTENT: Final = (204, 304)
+
+# How the body of the response in progress is written.
+_NONE: Final = 0  # no response started
+_LENGTH: Final = 1  # exactly ``left`` more bytes
+_CHUNKED: Final = 2
+_DONE: Final = 3  # complete, or broken by an error
+
+
+def invalid(problem: str) -> RuntimeError:
+    return RuntimeError(f"invalid HTTP response: {problem}")
+
+
+def check_fields(headers: Headers) -> Headers:
+    """An app's response headers (names lower-cased) validated and normalised as h11 does."""
+    out: Headers = []
+    seen_length: bytes | None = None
+    saw_coding = False
+    for name, value in headers:
+        if _FIELD_NAME.fullmatch(name) is None:
+            raise invalid(f"Illegal header name {name!r}")
+        if _FIELD_VALUE.fullmatch(value) is None:
+            raise invalid(f"Illegal header value {value!r}")
+        if name == b"content-length":
+            lengths = {length.strip() for length in value.split(b",")}
+            if len(lengths) != 1:
+                raise invalid("conflicting Content-Length headers")
+            value = lengths.pop()
+            if _DIGITS.fullmatch(value) is None or len(value) > _MAX_DIGITS:
+                raise invalid("bad Content-Length")
+            if seen_length is None:
+                seen_length = value
+            elif seen_length != value:
+                raise invalid("conflicting Content-Length headers")
+            else:
+                continue  # the same length again: written once
+        elif name == b"transfer-encoding":
+            if saw_coding:
+                raise invalid("multiple Transfer-Encoding headers")
+            value = value.lower()
+            if value != b"chunked":
+                raise invalid("Only Transfer-Encoding: chunked is supported")
+            saw_coding = True
+        out.append((name, value))
+    return out
+
+
+def comma_tokens(headers: Headers, name: bytes) -> list[bytes]:
+    """The comma-separated values of every ``name`` header, lower-cased, empty ones left out."""
+    out: list[bytes] = []
+    for found, value in headers:
+        if found == name:
+            for item in value.lower().split(b","):
+                item = item.strip()
+                if item:
+                    out.append(item)
+    return out
+
+
+class ResponseWriter:
+    """The bytes of one response at a time, to a request the fast path took."""
+
+    __slots__ = ("_left", "_mode", "keep_alive")
+
+    def __init__(self) -> None:
+        self._mode = _NONE
+        self._left = 0
+        self.keep_alive = True  # the connection may serve another request after this one
+
+    def head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        *,
+        method: bytes,
+        close: bool,
+    ) -> bytes:
+        """The status line and header block of a final response (status 200-999, headers
+        checked by :func:`check_fields`, server headers merged); ``close``: the request said
+        ``Connection: close``."""
+        chunked = False
+        length = 0
+        if status not in _NO_CONTENT:
+            names = [name for name, _ in headers]
+            if b"transfer-encoding" in names:
+                chunked = True
+            elif b"content-length" in names:
+                length = int(headers[names.index(b"content-length")][1])
+            else:
+                chunked = True  # no framing given: chunked, to an HTTP/1.1 client
+        if chunked:
+            # Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), written last.
+            headers = [
+                h for h in headers if h[0] != b"content-length" and h[0] != b"transfer-encoding"
+            ]
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        if close:
+            # The request said close: h11 makes the response say so too, in its own spelling.
+            tokens = set(comma_tokens(headers, b"connection"))
+            tokens.discard(b"keep-alive")
+            tokens.add(b"close")
+            headers = [h for h in headers if h[0] != b"connection"]
+            headers.extend((b"Connection", token) for token in sorted(tokens))
+            self.keep_alive = False
+        elif b"close" in comma_tokens(headers, b"connection"):
+            self.keep_alive = False  # the response says close (the app, or the server's drain)
+        if method == b"HEAD" or status in _NO_CONTENT:
+            self._mode, self._left = _LENGTH, 0
+        elif chunked:
+            self._mode = _CHUNKED
+        else:
+            self._mode, self._left = _LENGTH, length
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        # h11 writes Host first: never in a sane response, but the same bytes either way.
+        lines.extend(b"%s: %s\r\n" % h for h in headers if h[0] == b"host")
+        lines.extend(b"%s: %s\r\n" % h for h in headers if h[0] != b"host")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def data(self, data: bytes) -> bytes:
+        """Body bytes, framed."""
+        mode = self._mode
+        if mode == _LENGTH:
+            if len(data) > self._left:
+                self._mode = _DONE
+                raise invalid("Too much data for declared Content-Length")
+            self._left -= len(data)
+            return data
+        if mode == _CHUNKED:
+            if not data:
+                return b""
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        raise invalid("no response body is being written")
+
+    def end(self) -> bytes:
+        """The end of the message."""
+        mode = self._mode
+        self._mode = _DONE
+        if mode == _LENGTH:
+            if self._left:
+                raise invalid("Too little data for declared Content-Length")
+            return b""
+        if mode == _CHUNKED:
+            return b"0\r\n\r\n"
+        raise invalid("no response body is being written")
+
+    def reset(self) -> None:
+        """Ready for the next request's response."""
+        self._mode = _NONE
+        self._left = 0
+        self.keep_alive = True

@@ -1,0 +1,140 @@
+"""asgiws.writer against h11, its oracle: the same response to the same request, byte for byte.
+
+A request the fast path took is answered by ResponseWriter, every other one through h11; a
+client must not be able to tell which. For generated requests (method, Connection: close or
+not) and responses (status, framing headers, Connection tokens, body chunks, too much or too
+little body), the writer's bytes must equal h11's, it must fail exactly where h11 fails, and
+keep-alive must end exactly where h11 ends it. The number of examples is ``WRITER_EXAMPLES``
+(default 400).
+"""
+
+from __future__ import annotations
+
+import os
+
+import h11
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asgiws.writer import ResponseWriter, check_fields
+
+SETTINGS = settings(
+    max_examples=int(os.environ.get("WRITER_EXAMPLES", "400")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def h11_bytes(
+    method: bytes, close: bool, status: int, headers: Headers, chunks: list[bytes]
+) -> tuple[bytes | None, bool]:
+    """What h11 writes (None: it refused somewhere), and whether it keeps the connection."""
+    conn = h11.Connection(h11.SERVER)
+    request = [(b"host", b"a")] + ([(b"connection", b"close")] if close else [])
+    conn.receive_data(
+        method + b" / HTTP/1.1\r\n" + b"".join(b"%s: %s\r\n" % h for h in request) + b"\r\n"
+    )
+    assert isinstance(conn.next_event(), h11.Request)
+    out = []
+    try:
+        out.append(conn.send(h11.Response(status_code=status, headers=headers)))
+        for chunk in chunks:
+            out.append(conn.send(h11.Data(data=chunk)))
+        out.append(conn.send(h11.EndOfMessage()))
+    except h11.LocalProtocolError:
+        return None, False
+    return b"".join(data or b"" for data in out), conn.our_state is h11.DONE
+
+
+def writer_bytes(
+    method: bytes, close: bool, status: int, headers: Headers, chunks: list[bytes]
+) -> tuple[bytes | None, bool]:
+    writer = ResponseWriter()
+    try:
+        checked = check_fields(headers)
+        out = [writer.head(status, b"", checked, method=method, close=close)]
+        out.extend(writer.data(chunk) for chunk in chunks)
+        out.append(writer.end())
+    except RuntimeError as exc:
+        assert str(exc).startswith("invalid HTTP response: ")
+        return None, False
+    return b"".join(out), writer.keep_alive and not close
+
+
+NAMES = [b"content-length", b"transfer-encoding", b"connection", b"host", b"x-a", b"server"]
+VALUES = [
+    b"0", b"2", b"5", b"2, 2", b"1, 2", b"-1", b"chunked", b"Chunked", b"gzip", b"close",
+    b"keep-alive", b"Close, Upgrade", b"upgrade", b"", b" a", b"a b", b"a\x00", b"\x01",
+]  # fmt: skip
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[bytes, bool, int, Headers, list[bytes]]:
+    method = draw(st.sampled_from([b"GET", b"HEAD", b"POST"]))
+    close = draw(st.booleans())
+    status = draw(st.sampled_from([200, 201, 204, 304, 404, 500, 599]))
+    headers = draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=5))
+    chunks = draw(st.lists(st.sampled_from([b"", b"ok", b"hello", b"x" * 300]), max_size=3))
+    return method, close, status, headers, chunks
+
+
+@SETTINGS
+@given(responses())
+def test_the_writer_writes_what_h11_writes(
+    case: tuple[bytes, bool, int, Headers, list[bytes]],
+) -> None:
+    method, close, status, headers, chunks = case
+    if method == b"HEAD":
+        chunks = []  # the server sends no body to HEAD (HTTPConnection drops it)
+    expected = h11_bytes(method, close, status, headers, chunks)
+    got = writer_bytes(method, close, status, headers, chunks)
+    # h11 writes the reason it is given; the writer is given b"" here as h11 is.
+    assert got == expected, (method, close, status, headers, chunks)
+
+
+@pytest.mark.parametrize(
+    "headers, chunks, expected",
+    [
+        ([(b"content-length", b"2")], [b"ok"], b"content-length: 2\r\n\r\nok"),
+        ([], [b"ok", b"!"], b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n"),
+        (
+            [(b"content-length", b"2"), (b"transfer-encoding", b"chunked")],
+            [b"ok"],
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        (
+            [(b"connection", b"Upgrade, close")],
+            [],
+            b"connection: Upgrade, close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+    ],
+)
+def test_examples(headers: Headers, chunks: list[bytes], expected: bytes) -> None:
+    got, _ = writer_bytes(b"GET", False, 200, headers, chunks)
+    assert got == b"HTTP/1.1 200 \r\n" + expected
+    assert h11_bytes(b"GET", False, 200, headers, chunks)[0] == got
+
+
+def test_a_request_that_says_close_gets_a_response_that_says_so() -> None:
+    headers = [(b"connection", b"Upgrade, keep-alive"), (b"content-length", b"0")]
+    got, keep_alive = writer_bytes(b"GET", True, 200, headers, [])
+    assert got == (
+        b"HTTP/1.1 200 \r\ncontent-length: 0\r\nConnection: close\r\nConnection: upgrade\r\n\r\n"
+    )
+    assert not keep_alive and h11_bytes(b"GET", True, 200, headers, []) == (got, False)
+
+
+def test_a_body_that_does_not_match_its_length_is_the_apps_error() -> None:
+    writer = ResponseWriter()
+    writer.head(200, b"OK", [(b"content-length", b"2")], method=b"GET", close=False)
+    with pytest.raises(RuntimeError, match="Too much data for declared Content-Length"):
+        writer.data(b"abc")
+    writer = ResponseWriter()
+    writer.head(200, b"OK", [(b"content-length", b"2")], method=b"GET", close=False)
+    writer.data(b"a")
+    with pytest.raises(RuntimeError, match="Too little data for declared Content-Length"):
+        writer.end()
