@@ -5,7 +5,12 @@ interval, and its links lead to files of the repository."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from asgiws.config import Config
 from asgiws.options import options
@@ -93,3 +98,22 @@ def test_the_connection_diagram_is_mermaid_with_every_step() -> None:
                  "Pong", "the client closes", "the app closes", "websocket.disconnect",
                  "TCP FIN"):  # fmt: skip
         assert step in diagram, step
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = doc().split("```ini\n", 1)[1].split("```", 1)[0]
+    # The unit's asgiws is this test's own, so that the command it names exists.
+    asgiws = Path(sys.executable).parent / "asgiws"
+    assert asgiws.exists()
+    path = "/srv/chat/.venv/bin/asgiws"
+    assert path in unit
+    (tmp_path / "chat.service").write_text(unit.replace(path, str(asgiws)))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "chat.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # It exits 0 after ignoring a setting it cannot parse, but says so.
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result
