@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from lines import OutputLines
@@ -448,17 +448,21 @@ def test_bad_environment_value_exits_2(image: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_derived_fastapi_image_serves_http_and_websocket(fastapi_image: str) -> None:
+def test_derived_fastapi_image_serves_http_and_websocket(image: str, fastapi_image: str) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
     # The derived image keeps the base's user, entrypoint and health check.
-    config = run(podman_command("image", "inspect", "--format", "{{json .Config}}", fastapi_image))
-    settings = json.loads(config.stdout)
-    assert settings["User"] == "10001:10001"
-    assert settings["Entrypoint"] == ["asgiws"]
-    assert settings["Cmd"] == ["app:app"]
-    assert settings["Healthcheck"]["Test"][0] == "CMD"
+    def inspect(name: str, field: str) -> Any:
+        found = run(podman_command("image", "inspect", "--format", f"{{{{json {field}}}}}", name))
+        return json.loads(found.stdout)
+
+    assert inspect(fastapi_image, ".Config.User") == "10001:10001"
+    assert inspect(fastapi_image, ".Config.Entrypoint") == ["asgiws"]
+    assert inspect(fastapi_image, ".Config.Cmd") == ["app:app"]
+    healthcheck = inspect(fastapi_image, ".Config.Healthcheck")
+    assert healthcheck["Test"][0] == "CMD"
+    assert healthcheck == inspect(image, ".Config.Healthcheck")
     port = free_port()
     container = Container(fastapi_image, options=("--env", f"ASGIWS_PORT={port}"))
     try:
