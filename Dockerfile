@@ -38,9 +38,19 @@ COPY --from=build /opt/asgiws /opt/asgiws
 
 # ASGIWS_HOST is the image's default only: `-e ASGIWS_HOST=...` or `--host ...` still win, as
 # for every option (command line, then environment, then default).
+# An image built FROM this one installs its app's requirements into the same venv (pip is in
+# it, first on PATH) as root, then switches back to the unprivileged user:
+#     USER root
+#     RUN python3 -m pip install -r requirements.txt
+#     USER 10001:10001
+# (examples/docker/ does so for a FastAPI app). The PIP_ settings keep such a layer free of
+# pip's cache, its version check and its warning about running as root.
 ENV PATH=/opt/asgiws/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore \
     ASGIWS_HOST=0.0.0.0
 
 # Your app goes here (a bind mount or a derived image); --app-dir defaults to the working

@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from lines import OutputLines
@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / ".cache" / "containers"
 
 IMAGE = "localhost/asgiws-test:latest"
+# examples/docker/: a FastAPI app and its requirements in an image built FROM the one above.
+EXAMPLE = ROOT / "examples" / "docker"
+FASTAPI_IMAGE = "localhost/asgiws-test-fastapi:latest"
 BUILD_STAGE_IMAGE = "localhost/asgiws-test:build-stage"
 BASE_REPOSITORY = "localhost/asgiws-test-base"
 SUITE = "bookworm"
@@ -219,6 +222,17 @@ def image(requirements: None) -> str:
     # Images that lost their tag to this build, so the store does not grow with every change.
     run(podman_command("image", "prune", "--force"), timeout=BUILD_TIMEOUT_S)
     return IMAGE
+
+
+@pytest.fixture(scope="module")
+def fastapi_image(image: str) -> str:
+    """examples/docker/Dockerfile built FROM the image above, as its comments say."""
+    build = ["bud", "--isolation", "chroot", "--format", "docker", "--layers",
+             "--build-arg", f"ASGIWS_IMAGE={image}", "--file", str(EXAMPLE / "Dockerfile"),
+             "--tag", FASTAPI_IMAGE, str(EXAMPLE)]  # fmt: skip
+    run(buildah_command(*build), timeout=BUILD_TIMEOUT_S)
+    run(podman_command("image", "prune", "--force"), timeout=BUILD_TIMEOUT_S)
+    return FASTAPI_IMAGE
 
 
 # -- running it ----------------------------------------------------------------------------------
@@ -432,3 +446,47 @@ def test_bad_environment_value_exits_2(image: str) -> None:
         "asgiws: error: ASGIWS_PORT: invalid value 'ten' (expected a whole number, from 0 to 65535)"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_derived_fastapi_image_serves_http_and_websocket(image: str, fastapi_image: str) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    # The derived image keeps the base's user, entrypoint and health check.
+    def inspect(name: str, field: str) -> Any:
+        found = run(podman_command("image", "inspect", "--format", f"{{{{json {field}}}}}", name))
+        return json.loads(found.stdout)
+
+    assert inspect(fastapi_image, ".Config.User") == "10001:10001"
+    assert inspect(fastapi_image, ".Config.Entrypoint") == ["asgiws"]
+    assert inspect(fastapi_image, ".Config.Cmd") == ["app:app"]
+    healthcheck = inspect(fastapi_image, ".Config.Healthcheck")
+    assert healthcheck["Test"][0] == "CMD"
+    assert healthcheck == inspect(image, ".Config.Healthcheck")
+    port = free_port()
+    container = Container(fastapi_image, options=("--env", f"ASGIWS_PORT={port}"))
+    try:
+        container.wait_for_line(rf"running on http://0\.0\.0\.0:{port}\b")
+        status, body = http_get(port, "/")
+        assert status == 200, body
+        assert json.loads(body) == {"hello": "from FastAPI on asgiws", "uid": 10001}
+        assert http_get(port, "/healthz") == (200, '{"status":"ok"}')
+        assert http_get(port, "/nowhere")[0] == 404
+        url = f"ws://127.0.0.1:{port}/ws"
+        with connect(url, open_timeout=DEADLINE_S, close_timeout=DEADLINE_S) as client:
+            client.send("hello")
+            assert client.recv(timeout=DEADLINE_S) == "echo: hello"
+            client.send(json.dumps({"n": 1}))
+            assert json.loads(client.recv(timeout=DEADLINE_S)) == {"echo": {"n": 1}}
+            # FastAPI was installed as root: the server can read it but not change it.
+            probe = "import fastapi, os; open(os.path.dirname(fastapi.__file__) + '/probe', 'w')"
+            write = run(podman_command("exec", container.name, "python3", "-c", probe), check=False)
+            assert "PermissionError" in write.stderr, write.stderr
+            container.stop()
+            with pytest.raises(ConnectionClosed) as closed:
+                client.recv(timeout=DEADLINE_S)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
+        assert container.process.wait(timeout=DEADLINE_S) == 0, container.lines
+    finally:
+        container.close()

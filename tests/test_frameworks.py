@@ -1,10 +1,17 @@
-"""Real Starlette and FastAPI apps served by asgiws, exercised with httpx and websockets."""
+"""Real Starlette, FastAPI, Litestar, Quart, Django and Django Channels apps served by asgiws,
+exercised with httpx and websockets. Starlette and FastAPI apps are written here; the others
+are in tests/frameworks/, one module each. Django and Channels run in asgiws subprocesses (Django's
+settings are process-wide), Channels with channels_redis on a redis-server of the test's own."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,12 +19,16 @@ import pytest
 from apps import TIMEOUT, quick_serve
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, WebSocketException, status
 from fastapi import WebSocket as FastAPIWebSocket
+from frameworks.litestar_app import litestar_app
+from frameworks.quart_app import quart_app
+from frameworks.redis_server import RedisServer
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from test_cli import DEADLINE_S, ServerProcess
 from websockets.asyncio.client import connect as ws_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -248,3 +259,185 @@ async def test_fastapi_websocket_dependency_rejects(serve: Any) -> None:
         async with connect(running.ws + "/ws/lobby?token=wrong"):
             pass
     assert info.value.response.status_code == 403
+
+
+# -- Litestar and Quart: one app each (tests/frameworks/), the same routes and WebSocket talk ----
+
+FRAMEWORKS = {"litestar": litestar_app, "quart": quart_app}
+
+
+@pytest.fixture(params=sorted(FRAMEWORKS))
+def framework_app(request: pytest.FixtureRequest) -> tuple[Any, list[str]]:
+    """A fresh app of each framework and the list its lifespan and disconnects report to."""
+    reported: list[str] = []
+    return FRAMEWORKS[request.param](reported), reported
+
+
+async def test_framework_http_and_lifespan(
+    serve: Any, framework_app: tuple[Any, list[str]]
+) -> None:
+    app, reported = framework_app
+    running = await serve(app, lifespan="on")
+    assert reported == ["startup"]
+    async with httpx.AsyncClient(base_url=running.http) as client:
+        item = await client.get("/items/7", params={"q": "x y"})
+        echo = await client.post("/echo", json={"name": "pen", "tags": ["a", "b"]})
+        bad_id = await client.get("/items/seven")
+        missing = await client.get("/nowhere")
+    assert item.status_code == 200
+    assert item.json()["item_id"] == 7
+    assert item.json()["q"] == "x y"
+    assert item.json()["greeting"] == "hello from lifespan"
+    assert echo.json() == {"got": {"name": "pen", "tags": ["a", "b"]}, "client": "127.0.0.1"}
+    assert bad_id.status_code in (400, 404)  # Litestar: 400 (validation), Quart: 404 (no route)
+    assert missing.status_code == 404
+    await running.wait_closed()
+    assert reported == ["startup", "shutdown"]
+
+
+async def test_framework_websocket_text_json_and_server_close(
+    serve: Any, framework_app: tuple[Any, list[str]]
+) -> None:
+    app, _ = framework_app
+    running = await serve(app, lifespan="on")
+    async with connect(running.ws + "/ws", subprotocols=["other", "chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        assert json.loads(await ws.recv()) == {"greeting": "hello from lifespan"}
+        await ws.send("hi there")
+        assert await ws.recv() == "echo: hi there"
+        await ws.send(json.dumps({"n": 1, "list": [1, 2], "text": "é"}))
+        assert json.loads(await ws.recv()) == {"echo": {"n": 1, "list": [1, 2], "text": "é"}}
+        await ws.send("bye")
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "see you")
+
+
+async def test_framework_websocket_client_close(
+    serve: Any, framework_app: tuple[Any, list[str]]
+) -> None:
+    app, reported = framework_app
+    running = await serve(app, lifespan="on")
+    async with connect(running.ws + "/ws") as ws:
+        assert ws.subprotocol is None
+        await ws.recv()
+        await ws.close(4100, "client done")
+    # The server answered the client's Close with the same code (RFC 6455 §5.5.1).
+    assert ws.protocol.close_rcvd is not None
+    assert ws.protocol.close_rcvd.code == 4100
+    await running.wait_closed()  # waits for the app to finish
+    assert "disconnect 4100 client done" in reported
+    assert reported[-1] == "shutdown"
+
+
+# -- Django and Django Channels, in asgiws subprocesses, with channels_redis on a redis-server -----
+
+TESTS = Path(__file__).resolve().parent
+needs_redis = pytest.mark.skipif(
+    shutil.which("redis-server") is None and not os.environ.get("CI"),
+    reason="redis-server is not installed (CI installs it: .ci/run)",
+)
+
+
+@pytest.fixture
+def asgiws_process() -> Iterator[Callable[..., tuple[ServerProcess, int]]]:
+    """``asgiws_process(APP, **env)``: an asgiws subprocess on a free port, and that port."""
+    started: list[ServerProcess] = []
+
+    def start(app: str, **env: str) -> tuple[ServerProcess, int]:
+        server = ServerProcess(app, "--app-dir", str(TESTS), "--port", "0", pass_fds=(), **env)
+        started.append(server)
+        port = int(server.wait_for_line(r"running on http://127\.0\.0\.1:(\d+)")[1])
+        return server, port
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    with RedisServer(tmp_path) as redis:
+        yield redis.url
+
+
+async def test_django_http(asgiws_process: Callable[..., tuple[ServerProcess, int]]) -> None:
+    server, port = asgiws_process("frameworks.django_app:application")
+    # Django has no lifespan support: the default --lifespan auto says so and carries on.
+    server.wait_for_line(r"ASGI 'lifespan' protocol appears unsupported")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        item = await client.get("/items/7", params={"q": "x y"})
+        sync = await client.get("/sync")
+        echo = await client.post("/echo", json={"name": "pen"})
+        bad_id = await client.get("/items/seven")
+        missing = await client.get("/nowhere")
+    assert item.json() == {"item_id": 7, "q": "x y"}
+    assert sync.text == "sync view, main thread: False"
+    assert echo.json() == {
+        "method": "POST",
+        "got": {"name": "pen"},
+        "client": "127.0.0.1",
+        "scheme": "http",
+    }
+    assert bad_id.status_code == 404
+    assert missing.status_code == 404
+    server.wait_for_line(r'"POST /echo HTTP/1\.1" 200')
+    server.stop()
+    assert server.process.returncode == 0, server.lines
+
+
+@needs_redis
+async def test_channels_websocket_across_two_processes(
+    asgiws_process: Callable[..., tuple[ServerProcess, int]], redis_url: str
+) -> None:
+    app = "frameworks.channels_app:application"
+    _, port_a = asgiws_process(app, ASGIWS_TEST_REDIS_URL=redis_url)
+    server_b, port_b = asgiws_process(app, ASGIWS_TEST_REDIS_URL=redis_url)
+    async with (
+        connect(f"ws://127.0.0.1:{port_a}/ws", subprotocols=["chat"]) as alice,
+        connect(f"ws://127.0.0.1:{port_b}/ws") as bob,
+    ):
+        assert (alice.subprotocol, bob.subprotocol) == ("chat", None)
+        hello_a, hello_b = json.loads(await alice.recv()), json.loads(await bob.recv())
+        assert hello_a["layer"] == hello_b["layer"] == "RedisChannelLayer"
+        assert hello_a["pid"] != hello_b["pid"]
+        await alice.send("hi there")
+        assert await alice.recv() == "echo: hi there"
+        await alice.send(json.dumps({"n": 1, "text": "é"}))
+        assert json.loads(await alice.recv()) == {"echo": {"n": 1, "text": "é"}}
+        # Through redis to both processes' members of the group.
+        await alice.send(json.dumps({"broadcast": "to everyone"}))
+        assert json.loads(await alice.recv())["broadcast"] == "to everyone"
+        assert json.loads(await bob.recv()) == {"broadcast": "to everyone", "pid": hello_b["pid"]}
+        # Alice's close code and reason, as her consumer got them, told to bob on the other one.
+        await alice.close(4100, "client done")
+        assert alice.protocol.close_rcvd is not None
+        assert alice.protocol.close_rcvd.code == 4100
+        assert json.loads(await bob.recv())["broadcast"] == "disconnect 4100 client done"
+        await bob.send("bye")
+        with pytest.raises(ConnectionClosed) as info:
+            await bob.recv()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4000, "see you")
+    server_b.wait_for_line(r"ASGI 'lifespan' protocol appears unsupported")
+
+
+@needs_redis
+async def test_channels_http_and_sigterm(
+    asgiws_process: Callable[..., tuple[ServerProcess, int]], redis_url: str
+) -> None:
+    server, port = asgiws_process(
+        "frameworks.channels_app:application", ASGIWS_TEST_REDIS_URL=redis_url
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        item = await client.get("/items/3")
+    assert item.json() == {"item_id": 3, "q": None}
+    async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.recv()
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1001  # Going Away, the default --ws-shutdown-code
+    assert server.process.wait(timeout=DEADLINE_S) == 0, server.lines

@@ -1,0 +1,2 @@
+"""Small apps of the web frameworks that tests/test_frameworks.py serves with asgiws, one module
+each, and the redis-server that the Django Channels tests start for channels_redis."""

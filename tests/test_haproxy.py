@@ -1,0 +1,187 @@
+"""A real HAProxy (Debian's, installed by .ci/run) in front of a real asgiws, with the config that
+deploy/haproxy.cfg documents: HTTP, WebSocket text, binary and a 1 MiB message through the
+tunnel, close codes and reasons both ways, TLS ended at HAProxy (wss for the app), and the
+client's address from X-Forwarded-For, where a client's own Forwarded, X-Forwarded-For and
+X-Forwarded-Proto headers change nothing. The client connects from 127.0.0.2, HAProxy from
+127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from test_cli import DEADLINE_S, ServerProcess
+from test_nginx import APP, CLIENT_ADDRESS, MIB, free_port
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "deploy" / "haproxy.cfg"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("haproxy") is None and not os.environ.get("CI"),
+    reason="haproxy is not installed (CI installs it: .ci/run)",
+)
+
+SPOOFED = {
+    "Forwarded": "for=198.51.100.7;proto=https",
+    "X-Forwarded-For": "203.0.113.9",
+    "X-Forwarded-Proto": "https",
+}
+
+
+@dataclass
+class Proxy:
+    http: int
+    https: int
+    ca: trustme.CA
+    server: ServerProcess
+
+    def client_ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+def haproxy_config(tmp: Path, upstream_port: int, http: int, https: int) -> str:
+    """deploy/haproxy.cfg with this test's ports and certificate."""
+    config = CONFIG.read_text()
+    for old, new in [
+        ("server asgiws1 127.0.0.1:8000", f"server asgiws1 127.0.0.1:{upstream_port}"),
+        ("maxconn 20000", "maxconn 500"),  # within this process's open-file limit
+        ("bind :80\n", f"bind 127.0.0.1:{http}\n"),
+        ("bind :443 ssl", f"bind 127.0.0.1:{https} ssl"),
+        ("/etc/haproxy/certs/example.pem", str(tmp / "haproxy.pem")),
+    ]:
+        assert config.count(old) == 1, old
+        config = config.replace(old, new)
+    return config
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """HAProxy prints nothing when it is ready: try to connect, a bounded number of times."""
+    deadline = time.monotonic() + DEADLINE_S
+    for _ in range(600):
+        if process.poll() is not None:
+            errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise AssertionError(f"haproxy exited {process.returncode}: {errors}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    raise AssertionError("haproxy did not start listening")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Proxy]:
+    (tmp_path / "proxied.py").write_text(APP)
+    port = free_port()
+    server = ServerProcess("proxied:app", "--app-dir", str(tmp_path), "--port", str(port))
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    # HAProxy's crt: the certificate and its key in one PEM file.
+    with open(tmp_path / "haproxy.pem", "wb") as pem:
+        pem.write(cert.cert_chain_pems[0].bytes())
+        pem.write(cert.private_key_pem.bytes())
+    http, https = free_port(), free_port()
+    (tmp_path / "haproxy.cfg").write_text(haproxy_config(tmp_path, port, http, https))
+    haproxy: subprocess.Popen[bytes] | None = None
+    try:
+        server.wait_for_line(r"running on http://")
+        check = subprocess.run(
+            ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        # -db: in the foreground, no daemon.
+        haproxy = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_listening(http, haproxy)
+        yield Proxy(http, https, ca, server)
+    finally:
+        if haproxy is not None:
+            haproxy.terminate()
+            haproxy.wait(timeout=DEADLINE_S)
+            if haproxy.stderr is not None:
+                haproxy.stderr.close()
+        server.stop()
+
+
+def get(url: str, **kwargs: Any) -> dict[str, Any]:
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, **kwargs)
+    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
+        response = client.get(url, headers=SPOOFED)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_http_through_haproxy_sees_the_real_client(stack: Proxy) -> None:
+    seen = get(f"http://127.0.0.1:{stack.http}/")
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+    assert seen["scheme"] == "http"
+
+
+def test_https_at_haproxy_reaches_the_app_as_https(stack: Proxy) -> None:
+    seen = get(f"https://127.0.0.1:{stack.https}/", verify=stack.client_ssl())
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+    assert seen["scheme"] == "https"
+
+
+async def test_websocket_through_haproxy(stack: Proxy) -> None:
+    async with connect(
+        f"ws://127.0.0.1:{stack.http}/ws",
+        local_addr=(CLIENT_ADDRESS, 0),
+        max_size=2 * MIB,
+        additional_headers=SPOOFED,
+        proxy=None,
+    ) as ws:
+        seen = json.loads(await ws.recv())
+        assert seen["client"] == [CLIENT_ADDRESS, 0] and seen["scheme"] == "ws"
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        await ws.send(b"\x00\x01\xff")
+        assert await ws.recv() == b"\x00\x01\xff"
+        big = os.urandom(MIB)
+        await ws.send(big)
+        assert await ws.recv() == big
+        await ws.close(4001, "bye")
+    assert ws.protocol.close_rcvd is not None
+    assert ws.protocol.close_rcvd.code == 4001
+    stack.server.wait_for_line(r"disconnect 4001 bye")
+
+
+async def test_server_close_and_wss_through_haproxy(stack: Proxy) -> None:
+    async with connect(
+        f"wss://127.0.0.1:{stack.https}/ws",
+        local_addr=(CLIENT_ADDRESS, 0),
+        ssl=stack.client_ssl(),
+        proxy=None,
+    ) as ws:
+        seen = json.loads(await ws.recv())
+        assert seen["client"] == [CLIENT_ADDRESS, 0] and seen["scheme"] == "wss"
+        await ws.send("close:4002:done here")
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4002, "done here")
