@@ -208,6 +208,22 @@ def test_https_at_nginx_reaches_the_app_as_https(stack: Proxy) -> None:
     assert seen["scheme"] == "https"
 
 
+def test_forged_forwarding_headers_from_the_client_change_nothing(stack: Proxy) -> None:
+    forged = {
+        "Forwarded": "for=6.6.6.6;proto=https;host=evil.example",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Port": "6666",
+        "X-Forwarded-Proto": "https",
+    }
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS)
+    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
+        response = client.get(f"http://127.0.0.1:{stack.http}/", headers=forged)
+    seen = response.json()
+    assert seen["client"] == [CLIENT_ADDRESS, 0]
+    assert seen["scheme"] == "http"
+    assert "evil" not in json.dumps(seen) and "6666" not in json.dumps(seen)
+
+
 def test_unix_socket_upstream(stack: Proxy) -> None:
     seen = get(f"http://127.0.0.1:{stack.unix}/")
     assert seen["client"] == [CLIENT_ADDRESS, 0]
