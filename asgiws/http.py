@@ -358,6 +358,10 @@ class HTTPConnection:
             elif isinstance(event, h11.EndOfMessage):
                 if state is HTTP:
                     self._queue_body(b"", more_body=False)
+                if conn.their_state is h11.MUST_CLOSE:
+                    # HTTP/1.0 or Connection: close: this was the last request. Bytes behind
+                    # it are not read as another (RFC 9112 §9.6); h11 would call them an error.
+                    return
             elif isinstance(event, h11.ConnectionClosed):
                 self.connection_lost()
                 return
@@ -496,11 +500,16 @@ class HTTPConnection:
     # -- errors --------------------------------------------------------------------------------
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
-        if self.state is IDLE:
+        state = self.state
+        if state is IDLE or (
+            state is HTTP and (self._response is Response.NONE or self._response is Response.HELD)
+        ):
+            # A bad head; or a malformed body (a bad chunk line) before the response began:
+            # the client is told why, and the app reading the body gets http.disconnect.
             limit = self.config.h11_max_incomplete_event_size
             self._error_response(exc.error_status_hint, bad_request_reason(exc, limit))
             return
-        # The request body broke off while the app reads it: the app sees the client go.
+        # The request body broke off after the response began: the app sees the client go.
         self.connection_lost()
 
     def _error_response(
