@@ -186,8 +186,9 @@ def nginx_config(tmp: Path, hosts: list[Host], port: int) -> str:
         ("server 10.0.0.11:8000", f"server {hosts[0].upstream}"),
         ("server 10.0.0.12:8000", f"server {hosts[1].upstream}"),
         ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("fail_timeout=10s", "fail_timeout=1s"),  # so that the test waits less for a host back
     ]:
-        assert site.count(old) == 1, old
+        assert site.count(old) == (2 if "fail" in old else 1), old
         site = site.replace(old, new)
     temp = "\n".join(
         f"    {kind}_temp_path {tmp / kind};"
@@ -329,11 +330,13 @@ class World:
 
     def __str__(self) -> str:
         """Where each client is, for a failure message."""
-        return "\n".join(
+        loads = [repr(t) for t in self.loads if t.done()]
+        return f"loads ended: {loads}\n" + "\n".join(
             f"{c.address}: load echoes {c.load_echoes}; "
             + "; ".join(
                 f"{s.id} on {s.server} redis {s.redis} sent {len(s.sent)} echoed {len(s.echoed)}"
                 f" refused {len(s.errored)} got {len(s.got)} closed {s.closed} ({s.close_code})"
+                f" down: {s.down_outcomes} last: {s.events[-3:]}"
                 for s in c.sessions
             )
             for c in self.clients
@@ -469,6 +472,7 @@ class Client:
                 if not session.down_outcomes:
                     try:
                         session.down_outcomes.append(await self.say(f"{self.address} down {n}"))
+                        await self.world.notify()  # the test waits for it
                     except ConnectionClosed:
                         await self.wait_closed(session)
                 await self.wait_back(session)
@@ -476,6 +480,7 @@ class Client:
                 try:
                     if await self.say(f"{self.address} {label} {n}") == "echo":
                         self.load_echoes += 1
+                        await self.world.notify()
                 except ConnectionClosed:
                     await self.wait_closed(session)
         raise AssertionError("the load was never stopped")
@@ -555,6 +560,7 @@ async def test_chat_across_hosts(cluster: Cluster) -> None:
         await connect_everywhere(world, cluster)
         await every_message_everywhere(world, "first")
         await host_down_under_load(world, cluster)
+        await host_back(world, cluster)
         await redis_restart_under_load(world, cluster)
         await every_message_everywhere(world, "last")
         assert not outcome_problems(world)
@@ -638,6 +644,33 @@ async def nginx_marked_down(world: World, cluster: Cluster, victim: Host, surviv
         assert session.server == survivor.upstream, session.welcome
         await probe.close()
     await asyncio.to_thread(cluster.nginx.wait_for_line, marked, 5.0)
+
+
+async def host_back(world: World, cluster: Cluster) -> None:
+    """Start the host again: once fail_timeout has passed nginx sends new clients to it too."""
+    victim = cluster.hosts[1]
+    victim.server = await asyncio.to_thread(start_host, victim, cluster.redis_port)
+    cluster.processes.append(victim.server)
+    # Nothing tells when nginx's fail_timeout (1 s here) is over: probe, a bounded number of
+    # times, 0.1 s apart. The probes that land on the other host leave.
+    for attempt in range(100):
+        probe = Client(world, 100 + attempt)
+        session = await probe.open()
+        if session.server == victim.upstream:
+            break
+        world.clients.remove(probe)
+        await probe.close()
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"nginx sent no new client to {victim.upstream} again")
+    # Round robin from here on: more clients until the host has its share.
+    for index in range(150, 150 + 4 * CLIENTS_PER_WORKER * workers_per_host()):
+        if sum(1 for s in world.open_sessions() if s.server == victim.upstream) >= (
+            CLIENTS_PER_WORKER * workers_per_host()
+        ):
+            break
+        await Client(world, index).open()
+    await every_message_everywhere(world, "back")
 
 
 async def redis_restart_under_load(world: World, cluster: Cluster) -> None:
