@@ -216,10 +216,6 @@ class Cluster:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.nginx_port}/ws"
 
-    def host_of(self, server: str) -> Host:
-        (host,) = [h for h in self.hosts if h.upstream == server]
-        return host
-
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -557,7 +553,8 @@ def outcome_problems(world: World) -> list[str]:
 async def test_chat_across_hosts(cluster: Cluster) -> None:
     world = World(cluster.url)
     try:
-        await connect_everywhere(world, cluster)
+        await connect_everywhere(world, cluster.hosts, first=1)
+        assert {s.server for s in world.open_sessions()} == {h.upstream for h in cluster.hosts}
         await every_message_everywhere(world, "first")
         await host_down_under_load(world, cluster)
         await host_back(world, cluster)
@@ -574,17 +571,19 @@ async def test_chat_across_hosts(cluster: Cluster) -> None:
                 await client.close()
 
 
-async def connect_everywhere(world: World, cluster: Cluster) -> None:
-    """Clients through nginx until every worker of every host has CLIENTS_PER_WORKER."""
-    workers = len(cluster.hosts) * workers_per_host()
-    for index in range(1, 4 * workers * CLIENTS_PER_WORKER + 1):
+async def connect_everywhere(world: World, hosts: list[Host], first: int) -> None:
+    """Clients through nginx (addresses from 127.0.1.``first`` on) until every worker of each of
+    ``hosts`` has CLIENTS_PER_WORKER; the clients that land elsewhere stay too."""
+    upstreams = {host.upstream for host in hosts}
+    workers = len(hosts) * workers_per_host()
+    for index in range(first, first + 4 * workers * CLIENTS_PER_WORKER):
         counts: dict[tuple[str, int], int] = {}
         for session in world.open_sessions():
-            counts[session.worker] = counts.get(session.worker, 0) + 1
+            if session.server in upstreams:
+                counts[session.worker] = counts.get(session.worker, 0) + 1
         if len(counts) == workers and min(counts.values()) >= CLIENTS_PER_WORKER:
             return
         session = await Client(world, index).open()
-        cluster.host_of(session.server)  # one of the two hosts, by its own address
         assert session.redis == "up", session.welcome
     raise AssertionError(f"clients did not reach all {workers} workers: {counts}")
 
@@ -652,24 +651,19 @@ async def host_back(world: World, cluster: Cluster) -> None:
     victim.server = await asyncio.to_thread(start_host, victim, cluster.redis_port)
     cluster.processes.append(victim.server)
     # Nothing tells when nginx's fail_timeout (1 s here) is over: probe, a bounded number of
-    # times, 0.1 s apart. The probes that land on the other host leave.
+    # times, 0.1 s apart. nginx forgets the failure when the first connection that reached the
+    # host again ends, so the probe leaves in any case; then round robin takes the host again.
     for attempt in range(100):
         probe = Client(world, 100 + attempt)
+        world.clients.remove(probe)  # not one of the room's clients
         session = await probe.open()
+        await probe.close()
         if session.server == victim.upstream:
             break
-        world.clients.remove(probe)
-        await probe.close()
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"nginx sent no new client to {victim.upstream} again")
-    # Round robin from here on: more clients until the host has its share.
-    for index in range(150, 150 + 4 * CLIENTS_PER_WORKER * workers_per_host()):
-        if sum(1 for s in world.open_sessions() if s.server == victim.upstream) >= (
-            CLIENTS_PER_WORKER * workers_per_host()
-        ):
-            break
-        await Client(world, index).open()
+    await connect_everywhere(world, [victim], first=150)
     await every_message_everywhere(world, "back")
 
 
