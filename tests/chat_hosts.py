@@ -148,8 +148,8 @@ def start_host(host: Host, redis_port: int, host_args: tuple[str, ...]) -> Proce
     return server
 
 
-def start_redis(hosts: list[Host], port: int, tmp: Path) -> Process:
-    argv = ["redis-server", "--port", str(port), "--bind", *(h.gateway for h in hosts)]
+def start_redis(binds: list[str], port: int, tmp: Path) -> Process:
+    argv = ["redis-server", "--port", str(port), "--bind", *binds]
     argv += ["--save", "", "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"]
     redis = Process("redis-server", argv)
     redis.wait_for_line(r"Ready to accept connections")
@@ -203,7 +203,7 @@ class Cluster:
         self.processes.append(host.server)
 
     def start_redis(self) -> None:
-        self.redis = start_redis(self.hosts, self.redis_port, self.tmp)
+        self.redis = start_redis([h.gateway for h in self.hosts], self.redis_port, self.tmp)
         self.processes.append(self.redis)
 
 
@@ -223,7 +223,7 @@ def running_cluster(tmp_path: Path, host_args: tuple[str, ...]) -> Iterator[Clus
                 unavailable(f"cannot create a network namespace: {error}")
             link_host(hosts[-1])
         redis_port = free_port()
-        redis = start_redis(hosts, redis_port, tmp_path)
+        redis = start_redis([h.gateway for h in hosts], redis_port, tmp_path)
         started.append(redis)
         for host in hosts:
             host.server = start_host(host, redis_port, host_args)

@@ -18,13 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import shutil
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
+import httpx
 import pytest
-from chat_clients import Client, World, outcome_problems, wait_delivered
-from chat_hosts import Cluster, Host, running_cluster
+from apps import read_frame, read_head
+from chat_clients import TIMEOUT_S, Client, World, outcome_problems, wait_delivered
+from chat_hosts import (
+    EXAMPLE,
+    Cluster,
+    Host,
+    Process,
+    running_cluster,
+    start_redis,
+    unavailable,
+)
+from test_cli import ServerProcess
+from test_nginx import free_port
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from wire import OP_CLOSE, ws_request
 
 # The command line of each host after the app, address and port. Issue 11 asks for
 # ("--workers", "2"): --workers is being written on another branch, so for now each host is one
@@ -193,3 +214,134 @@ async def redis_restart_under_load(world: World, cluster: Cluster) -> None:
         await asyncio.to_thread(
             host.server.wait_for_count, r"chat: subscribed to 'chat'", 2 * cluster.workers_per_host
         )
+
+
+# -- One host on loopback: what needs no namespaces ----------------------------------------------
+
+
+@dataclass
+class OneHost:
+    server: ServerProcess
+    port: int
+    redis: Process
+    redis_port: int
+    tmp: Path
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        response = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=TIMEOUT_S)
+        return response.status_code, response.json()
+
+
+@pytest.fixture
+def one_host(tmp_path: Path) -> Iterator[OneHost]:
+    """examples/chat on 127.0.0.1 with its own redis-server; a queue of 8 messages per client."""
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (.ci/run installs it)")
+    redis_port = free_port()
+    redis = start_redis(["127.0.0.1"], redis_port, tmp_path)
+    server: ServerProcess | None = None
+    try:
+        server = ServerProcess(
+            *("app:app", "--app-dir", str(EXAMPLE), "--port", "0"),
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            CHAT_OUTBOX="8",
+            CHAT_BACKOFF_MAX="1",
+        )
+        port = int(server.wait_for_line(r"running on http://127\.0\.0\.1:(\d+)").group(1))
+        server.wait_for_line(r"chat: subscribed to 'chat'")
+        yield OneHost(server, port, redis, redis_port, tmp_path)
+    finally:
+        if server is not None:
+            server.stop()
+        redis.stop()
+
+
+async def next_event(ws: Any) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+
+
+async def test_redis_restart_on_one_host(one_host: OneHost) -> None:
+    """What a client sees while redis is away, the readiness probe, and a binary message."""
+    url = f"ws://127.0.0.1:{one_host.port}/ws"
+    assert one_host.health() == (200, {"redis": "up", "pid": ANY, "clients": 0})
+    async with connect(url, proxy=None, open_timeout=TIMEOUT_S) as ws:
+        welcome = await next_event(ws)
+        assert welcome["client"] == "127.0.0.1" and welcome["redis"] == "up"
+        assert one_host.health()[1]["clients"] == 1
+        await ws.send("one")
+        assert await next_event(ws) == {
+            "type": "message",
+            "sender": welcome["id"],
+            "seq": 1,
+            "text": "one",
+        }
+        await asyncio.to_thread(one_host.redis.stop)
+        assert await next_event(ws) == {"type": "status", "redis": "down"}
+        assert one_host.health() == (503, {"redis": "down", "pid": ANY, "clients": 1})
+        await ws.send("two")
+        assert await next_event(ws) == {
+            "type": "error",
+            "seq": 2,
+            "reason": "redis is unavailable",
+        }
+        one_host.server.wait_for_line(r"chat: lost redis at redis://127\.0\.0\.1:\d+/0 .*next try")
+        redis = await asyncio.to_thread(
+            start_redis, ["127.0.0.1"], one_host.redis_port, one_host.tmp
+        )
+        try:
+            assert await next_event(ws) == {"type": "status", "redis": "up"}
+            assert one_host.health()[0] == 200
+            await ws.send("three")
+            assert (await next_event(ws))["seq"] == 3
+        finally:
+            redis.stop()
+    async with connect(url, proxy=None, open_timeout=TIMEOUT_S) as ws:
+        await next_event(ws)
+        await ws.send(b"\x00")
+        with pytest.raises(ConnectionClosed) as info:
+            await next_event(ws)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (
+        1003,
+        "this room takes text messages only",
+    )
+
+
+async def test_a_client_that_does_not_read_is_closed_with_1013(one_host: OneHost) -> None:
+    """The fan-out never waits for one reader: when 8 messages wait for a client that reads
+    nothing (its TCP buffers full), it is closed with 1013 and the others go on."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", one_host.port))
+    reader, writer = await asyncio.open_connection(sock=stalled, limit=2**16)
+    try:
+        writer.write(ws_request("/ws"))
+        assert (await read_head(reader)).status == 101
+        big = "x" * 65536
+        async with connect(f"ws://127.0.0.1:{one_host.port}/ws", proxy=None) as ws:
+            await next_event(ws)  # welcome
+            logged = asyncio.ensure_future(
+                asyncio.to_thread(
+                    one_host.server.wait_for_line,
+                    r"chat: closing \w+ \(127\.0\.0\.1\): 8 messages behind",
+                    TIMEOUT_S,
+                )
+            )
+            seq = 0
+            while not logged.done():  # each message waits in the queue of the stalled client
+                assert seq < 1000, "the client that does not read was never closed"
+                seq += 1
+                await ws.send(big)
+                assert (await next_event(ws))["seq"] == seq
+            await logged
+            for more in range(seq + 1, seq + 6):  # the others go on
+                await ws.send("still here")
+                assert (await next_event(ws))["seq"] == more
+        # What was queued, then the close.
+        for _ in range(10_000):
+            frame = await read_frame(reader, timeout=TIMEOUT_S)
+            if frame.opcode == OP_CLOSE:
+                break
+        assert (frame.close_code, frame.close_reason) == (1013, "too slow: messages were piling up")
+    finally:
+        writer.close()

@@ -36,7 +36,7 @@ BACKOFF_MAX_S = float(os.environ.get("CHAT_BACKOFF_MAX", "5"))
 CONNECT_TIMEOUT_S = 5.0  # to open a connection to Redis
 # Messages waiting for one WebSocket: a client that falls this far behind is closed with 1013
 # (try again later), so that one slow reader never holds up the fan-out to the others.
-OUTBOX_MESSAGES = 1000
+OUTBOX_MESSAGES = int(os.environ.get("CHAT_OUTBOX", "1000"))
 
 log = logging.getLogger("chat")
 if not log.handlers:  # asgiws configures its own loggers only
