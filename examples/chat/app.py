@@ -130,12 +130,22 @@ class Hub:
                 await self.redis.connection_pool.disconnect()
                 wait = random.uniform(delay / 2, delay)
                 verb = "lost" if was_up else "cannot reach"
-                log.warning("%s redis at %s (%s); next try in %.2f s", verb, self.url, error, wait)
+                why = describe(error)
+                log.warning("%s redis at %s (%s); next try in %.2f s", verb, self.url, why, wait)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, BACKOFF_MAX_S)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def describe(error: BaseException) -> str:
+    """The error, after the one it was raised while handling: redis-py tries to reconnect once
+    when a connection breaks, so the first error says what happened and the second what then."""
+    first = error.__context__
+    if isinstance(first, RedisError) and str(first) != str(error):
+        return f"{first}; then {error}"
+    return str(error)
 
 
 async def chat(websocket: WebSocket) -> None:
