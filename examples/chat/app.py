@@ -122,7 +122,9 @@ class Hub:
                         self.set_up(True)
                     elif message["type"] == "message":
                         self.tell_all(message["data"].decode())
-            except (RedisError, OSError) as error:
+            except Exception as error:  # any failure: tell the clients, resubscribe, never stop
+                if not isinstance(error, (RedisError, OSError)):
+                    log.exception("the subscriber failed")
                 was_up = self.up
                 self.set_up(False)
                 # The pooled connections for PUBLISH went to the Redis that is gone: drop them,
@@ -170,9 +172,6 @@ async def chat(websocket: WebSocket) -> None:
     slow = asyncio.ensure_future(member.too_slow.wait())
     try:
         done, _ = await asyncio.wait([reader, writer, slow], return_when=asyncio.FIRST_COMPLETED)
-        if slow in done:
-            log.warning("closing %s (%s): %d messages behind", sender, client, OUTBOX_MESSAGES)
-            await websocket.close(1013, "too slow: messages were piling up")
     finally:
         hub.leave(member)
         for task in (reader, writer, slow):
@@ -181,19 +180,25 @@ async def chat(websocket: WebSocket) -> None:
     for result in results:
         if isinstance(result, Exception):
             raise result
+    # The writer is stopped: the close is the one thing sent from here on.
+    if slow in done:
+        log.warning("closing %s (%s): %d messages behind", sender, client, OUTBOX_MESSAGES)
+        await websocket.close(1013, "too slow: messages were piling up")
+    elif reader in done and reader.result() is not None:
+        await websocket.close(1003, reader.result())
 
 
-async def read(websocket: WebSocket, hub: Hub, member: Member, sender: str) -> None:
-    """Each text from the client is published with the sender's id and the next number."""
+async def read(websocket: WebSocket, hub: Hub, member: Member, sender: str) -> str | None:
+    """Each text from the client is published with the sender's id and the next number. Returns
+    at the client's close (None) or with the reason to close with 1003 (unsupported data)."""
     seq = 0
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return None
         text = message.get("text")
         if text is None:
-            await websocket.close(1003, "this room takes text messages only")
-            return
+            return "this room takes text messages only"
         seq += 1
         payload = {"type": "message", "sender": sender, "seq": seq, "text": text}
         try:
