@@ -108,7 +108,7 @@ class Client:
 
     def __init__(self, world: World, index: int) -> None:
         self.world = world
-        self.address = f"127.0.1.{index}"
+        self.address = f"127.0.{1 + index // 250}.{1 + index % 250}"  # all of 127/8 is loopback
         self.sessions: list[Session] = []
         self.load_echoes = 0  # messages of the load that came back, over all sessions
         self.readers: list[asyncio.Task[None]] = []

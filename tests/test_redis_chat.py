@@ -65,7 +65,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 async def test_chat_across_hosts(cluster: Cluster) -> None:
     world = World(cluster.url)
     try:
-        await connect_everywhere(world, cluster.hosts, cluster.workers_per_host, first=1)
+        await connect_everywhere(world, cluster.hosts, cluster.workers_per_host, first=0)
         assert {s.server for s in world.open_sessions()} == {h.upstream for h in cluster.hosts}
         await every_message_everywhere(world, "first")
         await host_down_under_load(world, cluster)
@@ -84,19 +84,24 @@ async def test_chat_across_hosts(cluster: Cluster) -> None:
 
 
 async def connect_everywhere(world: World, hosts: list[Host], workers: int, first: int) -> None:
-    """Clients through nginx (addresses from 127.0.1.``first`` on) until every worker of each of
-    ``hosts`` has CLIENTS_PER_WORKER; the clients that land elsewhere stay too."""
+    """Clients through nginx (numbered from ``first``) until every worker of each of ``hosts``
+    has CLIENTS_PER_WORKER; the clients that land elsewhere stay too. Workers share one
+    listening socket and the kernel may favour one of them while the others are idle, so the
+    clients connect in concurrent batches."""
     upstreams = {host.upstream for host in hosts}
     workers *= len(hosts)
-    for index in range(first, first + 4 * workers * CLIENTS_PER_WORKER):
-        counts: dict[tuple[str, int], int] = {}
+    counts: dict[tuple[str, int], int] = {}
+    for batch in range(8):
+        counts.clear()
         for session in world.open_sessions():
             if session.server in upstreams:
                 counts[session.worker] = counts.get(session.worker, 0) + 1
         if len(counts) == workers and min(counts.values()) >= CLIENTS_PER_WORKER:
             return
-        session = await Client(world, index).open()
-        assert session.redis == "up", session.welcome
+        size = 2 * workers
+        clients = [Client(world, first + batch * size + n) for n in range(size)]
+        for session in await asyncio.gather(*(client.open() for client in clients)):
+            assert session.redis == "up", session.welcome
     raise AssertionError(f"clients did not reach all {workers} workers: {counts}")
 
 
@@ -165,7 +170,7 @@ async def host_back(world: World, cluster: Cluster) -> None:
     # times, 0.1 s apart. nginx forgets the failure when the first connection that reached the
     # host again ends, so the probe leaves in any case; then round robin takes the host again.
     for attempt in range(100):
-        probe = Client(world, 100 + attempt)
+        probe = Client(world, 250 + attempt)
         world.clients.remove(probe)  # not one of the room's clients
         session = await probe.open()
         await probe.close()
@@ -174,7 +179,7 @@ async def host_back(world: World, cluster: Cluster) -> None:
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"nginx sent no new client to {victim.upstream} again")
-    await connect_everywhere(world, [victim], cluster.workers_per_host, first=150)
+    await connect_everywhere(world, [victim], cluster.workers_per_host, first=500)
     await every_message_everywhere(world, "back")
 
 
