@@ -143,8 +143,12 @@ def start_host(host: Host, redis_port: int, host_args: tuple[str, ...]) -> Proce
     argv += ["--forwarded-allow-ips", host.gateway, *host_args]
     env = clean_env(REDIS_URL=f"redis://{host.gateway}:{redis_port}/0", CHAT_BACKOFF_MAX="1")
     server = Process(f"host {host.label}", argv, env)
-    server.wait_for_line(r"running on http://")
-    server.wait_for_count(r"chat: subscribed to 'chat'", workers_in(host_args))
+    try:
+        server.wait_for_line(r"running on http://")
+        server.wait_for_count(r"chat: subscribed to 'chat'", workers_in(host_args))
+    except BaseException:
+        server.stop()  # not left running in a namespace about to be deleted
+        raise
     return server
 
 
@@ -152,7 +156,11 @@ def start_redis(binds: list[str], port: int, tmp: Path) -> Process:
     argv = ["redis-server", "--port", str(port), "--bind", *binds]
     argv += ["--save", "", "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"]
     redis = Process("redis-server", argv)
-    redis.wait_for_line(r"Ready to accept connections")
+    try:
+        redis.wait_for_line(r"Ready to accept connections")
+    except BaseException:
+        redis.stop()
+        raise
     return redis
 
 
@@ -221,7 +229,10 @@ def running_cluster(tmp_path: Path, host_args: tuple[str, ...]) -> Iterator[Clus
                 hosts.append(make_host(label, subnet))
             except RuntimeError as error:
                 unavailable(f"cannot create a network namespace: {error}")
-            link_host(hosts[-1])
+            try:
+                link_host(hosts[-1])
+            except RuntimeError as error:
+                unavailable(f"cannot link a network namespace to this one: {error}")
         redis_port = free_port()
         redis = start_redis([h.gateway for h in hosts], redis_port, tmp_path)
         started.append(redis)
