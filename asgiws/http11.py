@@ -89,7 +89,10 @@ class Wire:
         if b"upgrade" in fields or b"expect" in fields or head.method == b"CONNECT":
             return None  # h11's state machine handles those
         self.fast = True
-        self._close = b"close" in comma_tokens(head.headers, b"connection")
+        connection = fields.get(b"connection")
+        self._close = connection is not None and b"close" in comma_tokens(
+            [(b"connection", value) for value in connection], b"connection"
+        )
         self._body_left = head.content_length
         self._buffer = data[head.size :]
         return head, fields, False

@@ -121,14 +121,22 @@ class ResponseWriter:
         ``Connection: close``."""
         chunked = False
         length = 0
+        framing = False  # a Content-Length or Transfer-Encoding header is among them
+        connection = False
+        for name, _ in headers:
+            if name == b"content-length" or name == b"transfer-encoding":
+                framing = True
+            elif name == b"connection":
+                connection = True
         if status not in _NO_CONTENT:
-            names = [name for name, _ in headers]
-            if b"transfer-encoding" in names:
-                chunked = True
-            elif b"content-length" in names:
-                length = int(headers[names.index(b"content-length")][1])
-            else:
+            if not framing:
                 chunked = True  # no framing given: chunked, to an HTTP/1.1 client
+            else:
+                names = [name for name, _ in headers]
+                if b"transfer-encoding" in names:
+                    chunked = True
+                else:
+                    length = int(headers[names.index(b"content-length")][1])
         if chunked:
             # Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), written last.
             headers = [
@@ -143,7 +151,7 @@ class ResponseWriter:
             headers = [h for h in headers if h[0] != b"connection"]
             headers.extend((b"Connection", token) for token in sorted(tokens))
             self.keep_alive = False
-        elif b"close" in comma_tokens(headers, b"connection"):
+        elif connection and b"close" in comma_tokens(headers, b"connection"):
             self.keep_alive = False  # the response says close (the app, or the server's drain)
         if method == b"HEAD" or status in _NO_CONTENT:
             self._mode, self._left = _LENGTH, 0
@@ -152,9 +160,13 @@ class ResponseWriter:
         else:
             self._mode, self._left = _LENGTH, length
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        # h11 writes Host first: never in a sane response, but the same bytes either way.
-        lines.extend(b"%s: %s\r\n" % h for h in headers if h[0] == b"host")
-        lines.extend(b"%s: %s\r\n" % h for h in headers if h[0] != b"host")
+        for header in headers:
+            if header[0] == b"host":
+                # h11 writes Host first: never in a sane response, but the same bytes.
+                first = [h for h in headers if h[0] == b"host"]
+                headers = first + [h for h in headers if h[0] != b"host"]
+                break
+        lines.extend([b"%s: %s\r\n" % h for h in headers])
         lines.append(b"\r\n")
         return b"".join(lines)
 
