@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..http import HTTPConnection
+from ..limits import Slot
 from ..protocol import InPlaceReads, SansIOConnection
 from ..states import CLOSED_STATES, OPEN, TIMER_NONE, ClientDisconnected
 
@@ -100,6 +101,7 @@ class ConnectionProtocol(asyncio.Protocol):
         "_large",
         "_opened",
         "_read_paused",
+        "_slot",
         "_task",
         "_timer_epoch",
         "_timer_kind",
@@ -137,6 +139,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._large = False  # a LargeFrameReader reads for us
         self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
         self._batched = 0  # answers waiting for that write
+        self._slot: Slot | None = None  # our place under --limit-*, while the connection is open
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -154,6 +157,10 @@ class ConnectionProtocol(asyncio.Protocol):
             if server is None:
                 local = transport.get_extra_info("sockname")
                 server = (str(local[0]), int(local[1])) if local else None
+        limits = self.server.limits
+        if limits is not None:
+            self._slot = limits.opened()
+        tls = self.server.tls
         self.conn = HTTPConnection(
             self.config,
             client=client,
@@ -162,6 +169,8 @@ class ConnectionProtocol(asyncio.Protocol):
             server_headers=self.server.server_headers,
             lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
             pool=self.server.pool,
+            slot=self._slot,
+            tls=tls.of(transport.get_extra_info("ssl_object")) if tls is not None else None,
         )
         if self.server.shutting_down:
             self.conn.shutdown(self.server.shutdown_code)
@@ -208,6 +217,10 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            slot.limits.closed(slot)
         self._wake()
         drain = self._drain
         if drain is not None and not drain.done():
