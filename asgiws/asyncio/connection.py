@@ -161,6 +161,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if limits is not None:
             self._slot = limits.opened()
         tls = self.server.tls
+        ssl_object = transport.get_extra_info("ssl_object") if tls is not None else None
         self.conn = HTTPConnection(
             self.config,
             client=client,
@@ -170,7 +171,7 @@ class ConnectionProtocol(asyncio.Protocol):
             lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
             pool=self.server.pool,
             slot=self._slot,
-            tls=tls.of(transport.get_extra_info("ssl_object")) if tls is not None else None,
+            tls=tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
         )
         if self.server.shutting_down:
             self.conn.shutdown(self.server.shutdown_code)
