@@ -157,25 +157,26 @@ class ConnectionProtocol(asyncio.Protocol):
             if server is None:
                 local = transport.get_extra_info("sockname")
                 server = (str(local[0]), int(local[1])) if local else None
-        limits = self.server.limits
-        if limits is not None:
-            self._slot = limits.opened()
-        tls = self.server.tls
+        owner = self.server
+        limits = owner.limits
+        slot = self._slot = limits.opened() if limits is not None else None
+        tls = owner.tls
         ssl_object = transport.get_extra_info("ssl_object") if tls is not None else None
+        lifespan = owner.lifespan
         self.conn = HTTPConnection(
             self.config,
             client=client,
             server=server,
             scheme=listener.scheme,
-            server_headers=self.server.server_headers,
-            lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
-            pool=self.server.pool,
-            slot=self._slot,
+            server_headers=owner.server_headers,
+            lifespan_state=lifespan.state if lifespan.supported else None,
+            pool=owner.pool,
+            slot=slot,
             tls=tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
         )
-        if self.server.shutting_down:
-            self.conn.shutdown(self.server.shutdown_code)
-        self.server.connections.add(self)
+        if owner.shutting_down:
+            self.conn.shutdown(owner.shutdown_code)
+        owner.connections.add(self)
         self._step()
 
     def data_received(self, data: bytes) -> None:
