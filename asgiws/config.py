@@ -43,6 +43,9 @@ class OptionSpec:
     separator: str = ","
     # Another environment variable read when ASGIWS_<NAME> is not set (one other servers use).
     also_env: str | None = None
+    # Words taken for values, case-insensitively: ("required", 2) lets "--ssl-cert-reqs required"
+    # mean 2.
+    aliases: tuple[tuple[str, Any], ...] = ()
 
 
 def option(
@@ -57,6 +60,7 @@ def option(
     metavar: str | None = None,
     separator: str = ",",
     also_env: str | None = None,
+    aliases: tuple[tuple[str, Any], ...] = (),
 ) -> Any:
     spec = OptionSpec(
         help=help,
@@ -68,6 +72,7 @@ def option(
         metavar=metavar,
         separator=separator,
         also_env=also_env,
+        aliases=aliases,
     )
     return dataclasses.field(default=default, metadata={"asgiws": spec})
 
@@ -130,6 +135,35 @@ class Config:
     )
     ssl_keyfile_password: str | None = option(
         None, "Password of an encrypted --ssl-keyfile.", metavar="PASSWORD"
+    )
+    ssl_ca_certs: str | None = option(
+        None,
+        "PEM file of the certificate authorities that client certificates are verified against "
+        "(with --ssl-cert-reqs 1 or 2: mutual TLS).",
+        metavar="PATH",
+    )
+    ssl_cert_reqs: int = option(
+        0,
+        "Client certificates: 0 (or 'none') not asked for, 1 ('optional') verified when "
+        "sent, 2 ('required') a client without a valid one is refused in the TLS handshake. "
+        "Verified against --ssl-ca-certs; the app sees the certificate in "
+        "scope['extensions']['tls'].",
+        choices=(0, 1, 2),
+        aliases=(
+            ("none", 0),
+            ("optional", 1),
+            ("required", 2),
+            ("cert_none", 0),
+            ("cert_optional", 1),
+            ("cert_required", 2),
+        ),
+    )
+    ssl_ciphers: str | None = option(
+        None,
+        "OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are not affected), such as "
+        "'ECDHE+AESGCM'. Unset: Python's ssl defaults (not uvicorn's 'TLSv1', which on "
+        "OpenSSL 3 also allows unencrypted and anonymous suites).",
+        metavar="CIPHERS",
     )
 
     # -- Runtime ---------------------------------------------------------------------------------
@@ -197,6 +231,22 @@ class Config:
         "together are not all recycled together.",
         unit=COUNT,
         minimum=0,
+    )
+    limit_concurrency: int | None = option(
+        None,
+        "Connections served at once by this process, WebSockets included: a connection holds a "
+        "place from its first request until it closes. A request over it (an upgrade too) "
+        "gets 503 with Retry-After before the app runs. Unset: no limit.",
+        unit=COUNT,
+        minimum=1,
+    )
+    limit_per_client: int | None = option(
+        None,
+        "Connections served at once for one client address (the host; behind a trusted proxy, "
+        "the client its headers name), WebSockets included; over it, 503 with Retry-After. "
+        "Unset: no limit.",
+        unit=COUNT,
+        minimum=1,
     )
     timeout_graceful_shutdown: float = option(
         30.0,

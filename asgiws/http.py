@@ -33,6 +33,7 @@ from .handshake import (
     switching_protocols,
 )
 from .http11 import Wire, bad_request_reason
+from .limits import RETRY_AFTER, Slot
 from .protocol import AccessRecord, ServerHeaders
 from .reassembly import BufferPool
 from .request import Refusal, open_request
@@ -91,10 +92,12 @@ class HTTPConnection:
         "secure",
         "server",
         "server_headers",
+        "slot",
         "state",
         "status",
         "timer",
         "timer_epoch",
+        "tls",
         "upgraded",
     )
 
@@ -108,6 +111,8 @@ class HTTPConnection:
         server_headers: ServerHeaders | None = None,
         lifespan_state: dict[str, Any] | None = None,
         pool: BufferPool | None = None,
+        slot: Slot | None = None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -116,6 +121,8 @@ class HTTPConnection:
         self.server_headers = server_headers or ServerHeaders()
         self.lifespan_state = lifespan_state
         self.pool = pool  # large-frame buffers, shared by the server's connections
+        self.slot = slot  # this connection's place under --limit-* (asgiws.limits)
+        self.tls = tls  # the ASGI TLS extension of a TLS connection, for every scope
 
         self.state = IDLE
         self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
@@ -403,6 +410,19 @@ class HTTPConnection:
             self._error_response(refusal.status, refusal.reason, refusal.headers)
             return
         self.path = scope["path"]
+        if self.slot is not None:
+            # After the proxy headers: the client they name is the one counted.
+            over = self.slot.admit(scope["client"])
+            if over is not None:
+                self._scope = scope  # the access line shows that client
+                if upgrade is not None:
+                    self._cycle = Cycle.WEBSOCKET
+                self._error_response(503, over, [(b"retry-after", RETRY_AFTER)])
+                return
+        if self.tls is not None:
+            tls = self.tls
+            extensions = scope.setdefault("extensions", {})
+            extensions["tls"] = {**tls, "client_cert_chain": list(tls["client_cert_chain"])}
         if upgrade is not None:
             self._cycle = Cycle.WEBSOCKET
             self._upgrade = upgrade

@@ -117,6 +117,8 @@ class Option:
         spec = self.spec
         if spec.choices is not None:
             text = "one of " + ", ".join(_show(c) for c in spec.choices)
+            if spec.aliases:
+                text += ", or " + ", ".join(alias for alias, _ in spec.aliases)
         elif self.kind is bool:
             text = "a boolean: " + ", ".join(
                 f"{t}/{f}" for t, f in zip(TRUE_WORDS, FALSE_WORDS, strict=True)
@@ -247,6 +249,11 @@ def convert(option: Option, value: object, label: str, *, from_text: bool) -> An
     kind = option.kind
     if kind is tuple:
         return _convert_list(option, value, label, from_text=from_text)
+    if option.spec.aliases and isinstance(value, str):
+        word = value.strip().lower()
+        for alias, meaning in option.spec.aliases:
+            if word == alias:
+                return meaning
     if from_text:
         if not isinstance(value, str):
             raise TypeError(f"{label}: expected text to parse, got {type(value).__name__}")
@@ -424,12 +431,22 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
             f"{origin['uds']} and {origin['fd']} cannot be used together: "
             f"serve on the Unix socket {merged['uds']!r} or on file descriptor {merged['fd']}"
         )
-    for needs_cert in ("ssl_keyfile", "ssl_keyfile_password"):
+    for needs_cert in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers"):
         if merged.get(needs_cert) is not None and merged.get("ssl_certfile") is None:
-            raise OptionError(
-                f"{origin[needs_cert]} needs {origin.get('ssl_certfile', '--ssl-certfile')}: "
+            why = (
                 "name the certificate to serve with that key"
+                if needs_cert.startswith("ssl_keyfile")
+                else "it applies to TLS, which a certificate to serve turns on"
             )
+            raise OptionError(
+                f"{origin[needs_cert]} needs {origin.get('ssl_certfile', '--ssl-certfile')}: {why}"
+            )
+    if merged.get("ssl_cert_reqs", 0) and merged.get("ssl_ca_certs") is None:
+        raise OptionError(
+            f"{origin['ssl_cert_reqs']} {merged['ssl_cert_reqs']} needs "
+            f"{origin.get('ssl_ca_certs', '--ssl-ca-certs')}: name the certificate authorities "
+            "that client certificates are verified against"
+        )
     _check_lists(merged, origin)
     return Config(**merged)
 

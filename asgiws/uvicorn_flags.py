@@ -140,7 +140,9 @@ FLAGS: tuple[UvicornFlag, ...] = (
     ),
     _same("--root-path"),
     _same(
-        "--limit-concurrency", "Counts WebSocket connections too; over it, 503 with Retry-After."
+        "--limit-concurrency",
+        "Counts WebSocket connections too, from a connection's first request until it closes; "
+        "over it, 503 with Retry-After.",
     ),
     _same("--backlog"),
     _same("--limit-max-requests"),
@@ -157,9 +159,20 @@ FLAGS: tuple[UvicornFlag, ...] = (
         "the TLS versions are Python's ssl defaults (TLS 1.2 and later); older protocols are not "
         "offered",
     ),
-    _same("--ssl-cert-reqs", "See asgiws --help for its values."),
-    _same("--ssl-ca-certs"),
-    _same("--ssl-ciphers"),
+    _same(
+        "--ssl-cert-reqs",
+        "0, 1, 2 as in uvicorn, or none, optional, required; 1 and 2 need --ssl-ca-certs.",
+    ),
+    _same(
+        "--ssl-ca-certs",
+        "Client certificates are verified against these authorities only; the app sees the "
+        "certificate in scope['extensions']['tls'].",
+    ),
+    _same(
+        "--ssl-ciphers",
+        "Default: Python's ssl defaults (uvicorn: 'TLSv1', which on OpenSSL 3 also allows "
+        "unencrypted and anonymous TLS 1.2 suites).",
+    ),
     _same("--header"),
     _same("--version", takes_value=False),
     _same("--app-dir"),

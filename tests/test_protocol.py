@@ -68,8 +68,8 @@ def open_ws(**options: Any) -> WebSocketConnection:
 # logs, runtime, demo) and the asyncio layer below asgiws/asyncio/.
 CORE = (
     "_abnf", "asgi", "deflate", "events", "fasthead", "frames", "handshake", "http", "http11",
-    "masking", "origins", "protocol", "proxy", "reassembly", "request", "responses", "states",
-    "types", "websocket", "writer",
+    "limits", "masking", "origins", "protocol", "proxy", "reassembly", "request", "responses",
+    "states", "types", "websocket", "writer",
 )  # fmt: skip
 
 

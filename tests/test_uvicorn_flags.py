@@ -24,7 +24,7 @@ END = "<!-- uvicorn-flags:end -->"
 PENDING = {
     "--workers", "--timeout-worker-healthcheck", "--reload", "--reload-dir", "--reload-include",
     "--reload-exclude", "--log-config", "--env-file", "--header", "--server-header",
-    "--date-header", "--limit-concurrency", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-ciphers",
+    "--date-header",
 }  # fmt: skip
 
 OTHER = [row for row in FLAGS if not row.same]

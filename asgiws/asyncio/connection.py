@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import logs
 from ..http import HTTPConnection
+from ..limits import Slot
 from ..protocol import InPlaceReads, SansIOConnection
 from ..states import CLOSED_STATES, OPEN, TIMER_NONE, ClientDisconnected
 
@@ -100,6 +101,7 @@ class ConnectionProtocol(asyncio.Protocol):
         "_large",
         "_opened",
         "_read_paused",
+        "_slot",
         "_task",
         "_timer_epoch",
         "_timer_kind",
@@ -137,6 +139,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._large = False  # a LargeFrameReader reads for us
         self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
         self._batched = 0  # answers waiting for that write
+        self._slot: Slot | None = None  # our place under --limit-*, while the connection is open
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -154,18 +157,26 @@ class ConnectionProtocol(asyncio.Protocol):
             if server is None:
                 local = transport.get_extra_info("sockname")
                 server = (str(local[0]), int(local[1])) if local else None
+        owner = self.server
+        limits = owner.limits
+        slot = self._slot = limits.opened() if limits is not None else None
+        tls = owner.tls
+        ssl_object = transport.get_extra_info("ssl_object") if tls is not None else None
+        lifespan = owner.lifespan
         self.conn = HTTPConnection(
             self.config,
             client=client,
             server=server,
             scheme=listener.scheme,
-            server_headers=self.server.server_headers,
-            lifespan_state=self.server.lifespan.state if self.server.lifespan.supported else None,
-            pool=self.server.pool,
+            server_headers=owner.server_headers,
+            lifespan_state=lifespan.state if lifespan.supported else None,
+            pool=owner.pool,
+            slot=slot,
+            tls=tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
         )
-        if self.server.shutting_down:
-            self.conn.shutdown(self.server.shutdown_code)
-        self.server.connections.add(self)
+        if owner.shutting_down:
+            self.conn.shutdown(owner.shutdown_code)
+        owner.connections.add(self)
         self._step()
 
     def data_received(self, data: bytes) -> None:
@@ -208,6 +219,10 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
+        slot = self._slot
+        if slot is not None:
+            self._slot = None
+            slot.limits.closed(slot)
         self._wake()
         drain = self._drain
         if drain is not None and not drain.done():

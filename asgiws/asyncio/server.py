@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..config import Config
+from ..limits import ConnectionLimits
 from ..protocol import ServerHeaders
 from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
 from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
@@ -32,6 +33,7 @@ from .connection import ConnectionProtocol
 from .lifespan import Lifespan, LifespanError
 from .sockets import Listener, TLSConfigError, describe_address, make_socket, ssl_context
 from .timers import TimerWheel
+from .tlsinfo import TLSInfo
 
 logger = logging.getLogger("asgiws.error")
 
@@ -79,6 +81,12 @@ class Server:
         delays[TIMER_CLOSE] = config.ws_close_timeout
         self.timer_delays = tuple(delays)
         self._ssl: ssl.SSLContext | None = None
+        # What TLS connections put into scope["extensions"]["tls"]: set with the TLS context.
+        self.tls: TLSInfo | None = None
+        # --limit-concurrency and --limit-per-client: the connections each connection counts in.
+        self.limits: ConnectionLimits | None = None
+        if config.limit_concurrency is not None or config.limit_per_client is not None:
+            self.limits = ConnectionLimits(config.limit_concurrency, config.limit_per_client)
         self.bound: list[str] = []
         # What start() listens on: (host, port) of each TCP socket, the path of a Unix socket.
         self.addresses: list[tuple[str, int] | str] = []
@@ -113,6 +121,8 @@ class Server:
         startup failed)."""
         try:
             self._ssl = ssl_context(self.config)
+            if self._ssl is not None and self.config.ssl_certfile is not None:
+                self.tls = TLSInfo(self._ssl, self.config.ssl_certfile)
         except TLSConfigError as exc:
             logger.error("%s", exc)
             self.startup_error = str(exc)

@@ -14,7 +14,8 @@ from ..config import Config
 
 
 class TLSConfigError(Exception):
-    """The certificate or key of --ssl-certfile / --ssl-keyfile could not be loaded."""
+    """A file of --ssl-certfile / --ssl-keyfile / --ssl-ca-certs could not be loaded, or the
+    --ssl-ciphers string selects nothing."""
 
 
 class Listener:
@@ -38,10 +39,18 @@ class Listener:
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
-    """The TLS context of --ssl-certfile, or None; raises TLSConfigError naming the flag."""
+    """The TLS context of --ssl-certfile and the other --ssl-* options, or None; raises
+    TLSConfigError naming the flag and the value."""
     if config.ssl_certfile is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # Without a CA file nothing is verified against the system's authorities either: a client
+    # certificate is only ever checked against --ssl-ca-certs.
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.ssl_ca_certs)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(
+            f"--ssl-ca-certs: cannot load {config.ssl_ca_certs!r}: {_reason(exc)}"
+        ) from None
     try:
         context.load_cert_chain(
             config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password
@@ -49,11 +58,24 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         flag = "--ssl-keyfile" if config.ssl_keyfile else "--ssl-certfile"
         shown = config.ssl_keyfile or config.ssl_certfile
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-        raise TLSConfigError(f"{flag}: cannot load {shown!r}: {reason}") from None
+        raise TLSConfigError(f"{flag}: cannot load {shown!r}: {_reason(exc)}") from None
+    if config.ssl_ciphers is not None:
+        try:
+            context.set_ciphers(config.ssl_ciphers)
+        except ssl.SSLError:
+            raise TLSConfigError(
+                f"--ssl-ciphers: invalid value {config.ssl_ciphers!r}: OpenSSL selects no "
+                "cipher suite from it"
+            ) from None
+    # 0, 1, 2 are ssl.CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED.
+    context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     # The handshake offers HTTP/1.1 only: h2 is not spoken here.
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+def _reason(exc: OSError | ssl.SSLError) -> object:
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
 
 
 def make_socket(config: Config) -> socket.socket:
