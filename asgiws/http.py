@@ -76,6 +76,7 @@ class HTTPConnection:
         "_response",
         "_response_event",
         "_scope",
+        "_sent",
         "_shutting_down",
         "_upgrade",
         "_wire",
@@ -140,6 +141,7 @@ class HTTPConnection:
         self.path = ""
         self.http_version = b"1.1"
         self.status: int | None = None  # the response status sent
+        self._sent = 0  # response body bytes sent in this cycle, for its access line
         self._upgrade: Upgrade | None = None  # what an upgrade request offered
         self._response = Response.NONE
         self._response_event: h11.Response | None = None  # http.response.start, while HELD
@@ -278,6 +280,7 @@ class HTTPConnection:
         """The app call returned (error None) or raised: finish what it left unfinished."""
         self._app = App.DONE
         status = self.status
+        sent = self._sent
         scope = self._scope  # the next cycle may begin below
         problem: str | None = None
         state = self.state
@@ -303,7 +306,9 @@ class HTTPConnection:
         elif state is UPGRADED:
             assert self.upgraded is not None
             return self.upgraded.app_finished(error)
-        return self._record(status if status is not None else self.status, problem, scope)
+        record = self._record(status if status is not None else self.status, problem, scope)
+        record.body_bytes = sent if status is not None else self._sent
+        return record
 
     # -- timers and shutdown -------------------------------------------------------------------
 
@@ -434,6 +439,7 @@ class HTTPConnection:
             self._h11_send(complete_head(response, known, close=self._shutting_down))
         if body and not head:
             self._h11_send(h11.Data(data=bytes(body)))
+            self._sent += len(body)
         if not more_body:
             self._response = Response.COMPLETE
             self._h11_send(h11.EndOfMessage())
@@ -457,6 +463,7 @@ class HTTPConnection:
         self._app = App.NONE
         self._scope = None
         self.status = None
+        self._sent = 0
         self._response = Response.NONE
         self._disconnect_queued = False
         if self._wire.has_buffered or self.config.timeout_keep_alive <= 0:
@@ -488,10 +495,12 @@ class HTTPConnection:
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
         self.status = status
+        all_headers, body = error_response(status, reason, headers, self.server_headers)
+        self._sent = 0 if self.method == b"HEAD" else len(body)
         if self._app is App.NONE:
             # Refused before any app saw it: the access line is the core's to give.
             self._refused = self._record(status, None, self._scope)
-        all_headers, body = error_response(status, reason, headers, self.server_headers)
+            self._refused.body_bytes = self._sent
         self._output.extend(
             self._wire.send_refusal(
                 status, reason_phrase(status), all_headers, body, head=self.method == b"HEAD"
@@ -570,6 +579,7 @@ class HTTPConnection:
         body = body_of(message, kind)
         if body:
             self._h11_send(h11.Data(data=bytes(body)))
+            self._sent += len(body)
         if not message.get("more_body", False):
             self._h11_send(h11.EndOfMessage())
             self._set_state(HTTP_CLOSED)
