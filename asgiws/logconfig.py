@@ -95,4 +95,6 @@ def apply_log_config(path: str) -> None:
     except KeyError as exc:
         raise _fail(path, f"missing section or option {exc}") from None
     except Exception as exc:  # as above: a KeyError for a missing section, an ImportError ...
+        if isinstance(exc.__context__, configparser.Error):  # wrapped in a RuntimeError
+            raise _fail(path, f"invalid INI file: {exc.__context__}") from None
         raise _fail(path, _reason(exc)) from None
