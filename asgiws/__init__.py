@@ -39,7 +39,7 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
     import os
 
     from asgiws.accesslog import is_json
-    from asgiws.envfile import export, read_env_file
+    from asgiws.envfile import check_values, export, read_env_file
     from asgiws.importer import import_app
     from asgiws.logs import configure_logging
     from asgiws.options import build_config, env_values, keyword_values
@@ -48,7 +48,9 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
     env_file = given.get("env_file", os.environ.get("ASGIWS_ENV_FILE") or None)
     if env_file is not None:
         label = "run(env_file=...)" if "env_file" in given else "ASGIWS_ENV_FILE"
-        export(read_env_file(env_file, label), os.environ)
+        loaded = read_env_file(env_file, label)
+        check_values({k: v for k, v in loaded.items() if k not in os.environ}, env_file, label)
+        export(loaded, os.environ)
     config = build_config((given, lambda o: o.keyword), (env_values(os.environ), lambda o: o.env))
     target: Callable[..., Any]
     if isinstance(app, str):

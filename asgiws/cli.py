@@ -20,7 +20,7 @@ from asgiws._version import __version__
 from asgiws.accesslog import is_json
 from asgiws.cli_parser import Parser, add_uvicorn_flags
 from asgiws.config import Config
-from asgiws.envfile import EnvFileError, export, read_env_file
+from asgiws.envfile import EnvFileError, check_values, export, read_env_file
 from asgiws.importer import AppImportError, import_app
 from asgiws.logconfig import LogConfigError
 from asgiws.logs import configure_logging, error_logger
@@ -161,6 +161,7 @@ def _parse(
             env_file, label = environ.get("ASGIWS_ENV_FILE") or None, "ASGIWS_ENV_FILE"
         if env_file is not None:
             loaded = read_env_file(env_file, label)
+            check_values({k: v for k, v in loaded.items() if k not in environ}, env_file, label)
             environ = {**loaded, **environ}
         given: dict[str, Any] = {}
         for option in options():

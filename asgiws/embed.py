@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from .asyncio.server import Server as CoreServer
 from .config import Config
-from .envfile import read_env_file
+from .envfile import check_values, read_env_file
 from .importer import import_app
 from .options import build_config, convert, env_values, keyword_values, options_by_name
 from .types import ASGIApp
@@ -75,8 +75,10 @@ class Server:
         if environ is not None:
             layers.append((env_values(environ), lambda o: o.env))
         if given.get("env_file") is not None:
-            values = read_env_file(given["env_file"], "Server(env_file=...)")
-            layers.append((env_values(values), lambda o: f"{o.env} in {given['env_file']!r}"))
+            label = "Server(env_file=...)"
+            values = read_env_file(given["env_file"], label)
+            check_values(values, given["env_file"], label)
+            layers.append((env_values(values), lambda o: o.env))
         config = build_config(*layers)
         if isinstance(app, str):
             target: ASGIApp = import_app(app, factory=config.factory, app_dir=config.app_dir)

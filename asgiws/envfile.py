@@ -38,6 +38,17 @@ def read_env_file(path: str, label: str = "--env-file") -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def check_values(values: dict[str, str], path: str, label: str) -> None:
+    """Convert the ``ASGIWS_*`` variables of a file once, so that a bad value is reported with
+    the file it came from."""
+    from .options import OptionError, env_values
+
+    try:
+        env_values(values)
+    except OptionError as exc:
+        raise OptionError(f"{exc} (set in {label} {path!r})") from None
+
+
 def export(values: dict[str, str], environ: MutableMapping[str, str]) -> None:
     """Set each of ``values`` in ``environ`` where it is not set already."""
     for name, value in values.items():
