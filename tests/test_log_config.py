@@ -425,3 +425,39 @@ async def test_bytes_and_status_from_a_real_server(serve: Any, caplog: Any) -> N
         "GET /deny 403 - 3",
         "GET /ws 101 4000 -",
     ])  # fmt: skip
+
+
+# -- The README ----------------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_part(name: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    assert text.count(start) == 1 and text.count(end) == 1
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_the_readme_lists_every_field() -> None:
+    rows = [line for line in readme_part("access-fields").splitlines() if line.startswith("| `")]
+    assert rows == [f"| `{{{name}}}` | {text}. |" for name, text in FIELDS.items()]
+
+
+def test_the_readme_sample_config_routes_access_lines_to_a_file(
+    servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    sample = readme_part("log-config").removeprefix("```json\n").removesuffix("```\n")
+    config = json.loads(sample)
+    log = tmp_path / "access.log"
+    assert config["handlers"]["access_file"]["filename"] == "access.log"
+    config["handlers"]["access_file"]["filename"] = str(log)
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    output = serve_and_stop(servers, "--log-config", str(path))
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    for line, pattern in zip(lines, ACCESS_LINES, strict=True):
+        assert re.fullmatch(pattern, line), line
+    assert re.search(STAMP + r" INFO asgiws \S+ running on ", output), output
+    assert '"GET' not in output
