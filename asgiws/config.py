@@ -160,9 +160,10 @@ class Config:
     )
     access_log_format: str | None = option(
         None,
-        "The access line: a template of {fields} (client, method, path, status, close_code, "
-        "duration, bytes, ...; see the README), or 'json' for one JSON object per line. "
-        "Unset: the built-in line.",
+        "The access line: a template of {fields} (client, method, path, http_version, kind, "
+        "status, close_code, duration, duration_ms, bytes, pid; the README says what each "
+        "shows), or 'json' for one JSON object per line with all of them. Unset: the built-in "
+        "line.",
         metavar="FORMAT",
     )
     malloc_keep: int = option(

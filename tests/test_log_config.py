@@ -461,3 +461,75 @@ def test_the_readme_sample_config_routes_access_lines_to_a_file(
         assert re.fullmatch(pattern, line), line
     assert re.search(STAMP + r" INFO asgiws \S+ running on ", output), output
     assert '"GET' not in output
+
+
+# -- In process: the checks made before logging.config is called -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("a.json", None, "No such file or directory"),
+        ("a.json", b'{"version": 1,', "invalid JSON: Expecting property name"),
+        ("a.json", b"[]", "expected a mapping (a dictConfig), got list"),
+        ("a.json", b"\xff\xfe{}", "not UTF-8 text (invalid start byte)"),
+        ("a.yml", b"version: [1", "invalid YAML: "),
+        ("a.yaml", b"- 1\n", "expected a mapping (a dictConfig), got list"),
+        ("a.ini", None, "No such file"),
+        ("a", b"", "unknown extension '(none)' (expected .json, .yaml, .yml, .ini, .cfg, .conf)"),
+    ],
+)
+def test_log_config_checks_before_applying(
+    tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    from asgiws.logconfig import LogConfigError, apply_log_config
+
+    if name.endswith((".yml", ".yaml")):
+        pytest.importorskip("yaml")
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(LogConfigError) as info:
+        apply_log_config(str(path))
+    assert str(info.value).startswith(f"--log-config {str(path)!r}: ")
+    assert reason in str(info.value)
+    with pytest.raises(LogConfigError, match="not a file"):
+        apply_log_config(str(_ini_dir(tmp_path)))
+
+
+def _ini_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "folder.ini"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def test_the_reason_includes_the_cause() -> None:
+    from asgiws.logconfig import _reason
+
+    try:
+        try:
+            raise FileNotFoundError("no/such/dir/x.log")
+        except FileNotFoundError as cause:
+            raise ValueError("Unable to configure handler 'file'") from cause
+    except ValueError as exc:
+        assert _reason(exc) == "Unable to configure handler 'file': no/such/dir/x.log"
+    assert _reason(KeyError()) == "KeyError"
+
+
+def test_main_reports_a_bad_log_config_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    missing = str(tmp_path / "none.json")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["asgiws.demo:app", "--log-config", missing])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"asgiws: error: --log-config {missing!r}: No such file or directory\n"
+
+
+def test_the_option_help_names_every_field() -> None:
+    from asgiws.options import options_by_name
+
+    help_text = options_by_name()["access_log_format"].spec.help
+    listed = help_text.split("(", 1)[1].split(";", 1)[0]
+    assert listed.split(", ") == list(FIELDS)
