@@ -31,19 +31,27 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
     ``access_log=False``); options not given are read from ``ASGIWS_<NAME>`` environment
     variables, then take their defaults. An unknown keyword or a value of the wrong type raises
     ``TypeError``; a value out of range or not among the choices raises ``ValueError``; an app
-    that cannot be imported raises :class:`asgiws.importer.AppImportError`.
+    that cannot be imported raises :class:`asgiws.importer.AppImportError`. ``env_file`` is read
+    into ``os.environ`` (without replacing what is set) before the environment is;
+    ``log_config`` is applied once the app is imported (a bad file raises ``ValueError``).
     """
     # Imported here so that "import asgiws" stays light (the sans-IO core imports the package).
     import os
 
+    from asgiws.accesslog import is_json
+    from asgiws.envfile import check_values, export, read_env_file
     from asgiws.importer import import_app
     from asgiws.logs import configure_logging
     from asgiws.options import build_config, env_values, keyword_values
 
-    config = build_config(
-        (keyword_values(options), lambda o: o.keyword),
-        (env_values(os.environ), lambda o: o.env),
-    )
+    given = keyword_values(options)
+    env_file = given.get("env_file", os.environ.get("ASGIWS_ENV_FILE") or None)
+    if env_file is not None:
+        label = "run(env_file=...)" if "env_file" in given else "ASGIWS_ENV_FILE"
+        loaded = read_env_file(env_file, label)
+        check_values({k: v for k, v in loaded.items() if k not in os.environ}, env_file, label)
+        export(loaded, os.environ)
+    config = build_config((given, lambda o: o.keyword), (env_values(os.environ), lambda o: o.env))
     target: Callable[..., Any]
     if isinstance(app, str):
         target = import_app(app, factory=config.factory, app_dir=config.app_dir)
@@ -56,7 +64,12 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         target = app()
     else:
         target = app
-    configure_logging(config.log_level, access_log=config.access_log)
+    configure_logging(
+        config.log_level,
+        access_log=config.access_log,
+        json_lines=is_json(config.access_log_format),
+        log_config=config.log_config,
+    )
 
     from asgiws.runtime import serve
 

@@ -17,9 +17,12 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from asgiws._version import __version__
+from asgiws.accesslog import is_json
 from asgiws.cli_parser import Parser, add_uvicorn_flags
 from asgiws.config import Config
+from asgiws.envfile import EnvFileError, check_values, export, read_env_file
 from asgiws.importer import AppImportError, import_app
+from asgiws.logconfig import LogConfigError
 from asgiws.logs import configure_logging, error_logger
 from asgiws.options import (
     Option,
@@ -136,13 +139,30 @@ def build_parser() -> Parser:
 def parse_command_line(
     argv: Sequence[str] | None, environ: Mapping[str, str]
 ) -> tuple[str, Config]:
-    """The APP argument and the :class:`Config` from the command line and the environment.
+    """The APP argument and the :class:`Config` from the command line and the environment
+    (with the variables of ``--env-file``, which those of ``environ`` override).
 
     Exits with status 2 and a message naming the flag (or variable) and value on a bad value.
     """
+    app, config, _ = _parse(argv, environ)
+    return app, config
+
+
+def _parse(
+    argv: Sequence[str] | None, environ: Mapping[str, str]
+) -> tuple[str, Config, dict[str, str]]:
+    """:func:`parse_command_line`, and the variables read from the --env-file."""
     parser = build_parser()
     namespace = parser.parse_args(argv)
+    loaded: dict[str, str] = {}
     try:
+        env_file, label = namespace.env_file, "--env-file"
+        if env_file is None:
+            env_file, label = environ.get("ASGIWS_ENV_FILE") or None, "ASGIWS_ENV_FILE"
+        if env_file is not None:
+            loaded = read_env_file(env_file, label)
+            check_values({k: v for k, v in loaded.items() if k not in environ}, env_file, label)
+            environ = {**loaded, **environ}
         given: dict[str, Any] = {}
         for option in options():
             raw = getattr(namespace, option.name)
@@ -154,10 +174,10 @@ def parse_command_line(
             (given, lambda o: o.flag),
             (env_values(environ), lambda o: o.env),
         )
-    except OptionError as exc:
+    except (OptionError, EnvFileError) as exc:
         parser.error(str(exc))
     app: str = namespace.app
-    return app, config
+    return app, config, loaded
 
 
 def report_import_error(exc: AppImportError, *, debug: bool) -> None:
@@ -168,9 +188,24 @@ def report_import_error(exc: AppImportError, *, debug: bool) -> None:
     sys.stderr.flush()
 
 
+def fail(message: str) -> NoReturn:
+    """``asgiws: error: <message>`` on stderr and exit status 2, as for a bad option value."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.exit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    app_spec, config = parse_command_line(argv, os.environ)
-    configure_logging(config.log_level, access_log=config.access_log)
+    app_spec, config, loaded = _parse(argv, os.environ)
+    export(loaded, os.environ)  # the app sees the --env-file variables too
+    try:
+        configure_logging(
+            config.log_level,
+            access_log=config.access_log,
+            json_lines=is_json(config.access_log_format),
+            log_config=config.log_config,
+        )
+    except LogConfigError as exc:
+        fail(str(exc))
     for name in unknown_env_names(os.environ):
         error_logger.warning("ignoring unknown environment variable %s", name)
     try:

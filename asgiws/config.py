@@ -101,6 +101,12 @@ class Config:
     root_path: str = option(
         "", "ASGI root_path, for an app mounted below a prefix behind a proxy.", metavar="PATH"
     )
+    env_file: str | None = option(
+        None,
+        "Load environment variables from this dotenv file (the 'dotenv' extra) before the "
+        "options are read, so ASGIWS_* variables in it count; variables already set win.",
+        metavar="FILE",
+    )
 
     # -- Socket ----------------------------------------------------------------------------------
     host: str = option("127.0.0.1", "Address to bind.", metavar="ADDRESS")
@@ -179,6 +185,21 @@ class Config:
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     )
     access_log: bool = option(True, "Log one line per HTTP request and per WebSocket session.")
+    log_config: str | None = option(
+        None,
+        "Configure logging from this file with logging.config: .json or .yaml/.yml (needs "
+        "PyYAML) as a dictConfig, .ini/.cfg/.conf as a fileConfig. asgiws then installs no "
+        "handler of its own; the asgiws.error and asgiws.access loggers propagate to the root.",
+        metavar="FILE",
+    )
+    access_log_format: str | None = option(
+        None,
+        "The access line: a template of {fields} (client, method, path, http_version, kind, "
+        "status, close_code, duration, duration_ms, bytes, pid; the README says what each "
+        "shows), or 'json' for one JSON object per line with all of them. Unset: the built-in "
+        "line.",
+        metavar="FORMAT",
+    )
     malloc_keep: int = option(
         64 * MIB,
         "Linux with glibc: freed memory the allocator keeps for reuse instead of returning it to "
@@ -207,6 +228,20 @@ class Config:
         "while this many are waiting.",
         unit=COUNT,
         minimum=1,
+    )
+    header: tuple[str, ...] = option(
+        (),
+        "Add this header to every response, 101 and error responses included (repeat the "
+        "flag; in the environment one per line), written NAME:VALUE. A header the app sets "
+        "itself replaces it.",
+        metavar="NAME:VALUE",
+        separator="\n",
+    )
+    server_header: bool = option(
+        True, "Send 'server: asgiws' (unless the app or --header sets its own server header)."
+    )
+    date_header: bool = option(
+        True, "Send a date header with the current time (unless the app sets its own)."
     )
     timeout_keep_alive: float = option(
         5.0, "Close an idle keep-alive connection after this long.", unit=SECONDS, minimum=0.0

@@ -15,8 +15,10 @@ checked the same way. Unlike ``run()``, the environment is not read unless asked
 (``environ=os.environ``), no signal handler is installed unless asked (``signals=True``), and
 logging is left to the host program: asgiws logs to the ``asgiws.error`` and ``asgiws.access``
 loggers (:func:`asgiws.logs.configure_logging` sets them up as the command does; ``log_level`` is
-otherwise not applied). ``loop`` and ``malloc_keep`` concern a whole process and are ignored:
-the server runs in the running loop. Several servers can run in one loop.
+otherwise not applied, nor is ``log_config``). ``loop`` and ``malloc_keep`` concern a whole
+process and are ignored: the server runs in the running loop. ``env_file`` is read as one more
+environment layer, under ``environ``, and not put into ``os.environ``. Several servers can run
+in one loop.
 
 This is a thin layer over :class:`asgiws.asyncio.server.Server`, which does the work.
 """
@@ -32,6 +34,7 @@ from typing import Any, cast
 
 from .asyncio.server import Server as CoreServer
 from .config import Config
+from .envfile import check_values, read_env_file
 from .importer import import_app
 from .options import build_config, convert, env_values, keyword_values, options_by_name
 from .types import ASGIApp
@@ -67,9 +70,15 @@ class Server:
         environ: Mapping[str, str] | None = None,
         **options: Any,
     ) -> None:
-        layers: list[Any] = [(keyword_values(options, "Server"), lambda o: f"Server({o.name}=...)")]
+        given = keyword_values(options, "Server")
+        layers: list[Any] = [(given, lambda o: f"Server({o.name}=...)")]
         if environ is not None:
             layers.append((env_values(environ), lambda o: o.env))
+        if given.get("env_file") is not None:
+            label = "Server(env_file=...)"
+            values = read_env_file(given["env_file"], label)
+            check_values(values, given["env_file"], label)
+            layers.append((env_values(values), lambda o: o.env))
         config = build_config(*layers)
         if isinstance(app, str):
             target: ASGIApp = import_app(app, factory=config.factory, app_dir=config.app_dir)

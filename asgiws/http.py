@@ -77,6 +77,7 @@ class HTTPConnection:
         "_response",
         "_response_event",
         "_scope",
+        "_sent",
         "_shutting_down",
         "_upgrade",
         "_wire",
@@ -147,6 +148,7 @@ class HTTPConnection:
         self.path = ""
         self.http_version = b"1.1"
         self.status: int | None = None  # the response status sent
+        self._sent = 0  # response body bytes sent in this cycle, for its access line
         self._upgrade: Upgrade | None = None  # what an upgrade request offered
         self._response = Response.NONE
         self._response_event: ResponseHead | None = None  # http.response.start, while HELD
@@ -295,6 +297,7 @@ class HTTPConnection:
         """The app call returned (error None) or raised: finish what it left unfinished."""
         self._app = App.DONE
         status = self.status
+        sent = self._sent
         scope = self._scope  # the next cycle may begin below
         problem: str | None = None
         state = self.state
@@ -320,7 +323,9 @@ class HTTPConnection:
         elif state is UPGRADED:
             assert self.upgraded is not None
             return self.upgraded.app_finished(error)
-        return self._record(status if status is not None else self.status, problem, scope)
+        record = self._record(status if status is not None else self.status, problem, scope)
+        record.body_bytes = sent if status is not None else self._sent
+        return record
 
     # -- timers and shutdown -------------------------------------------------------------------
 
@@ -477,6 +482,7 @@ class HTTPConnection:
             data = wire.data(bytes(body))
             if data:
                 output.append(data)
+            self._sent += len(body)
         if not more_body:
             self._response = Response.COMPLETE
             data = wire.end()
@@ -502,6 +508,7 @@ class HTTPConnection:
         self._app = App.NONE
         self._scope = None
         self.status = None
+        self._sent = 0
         self._response = Response.NONE
         self._disconnect_queued = False
         wire = self._wire
@@ -540,10 +547,12 @@ class HTTPConnection:
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
         self.status = status
+        all_headers, body = error_response(status, reason, headers, self.server_headers)
+        self._sent = 0 if self.method == b"HEAD" else len(body)
         if self._app is App.NONE:
             # Refused before any app saw it: the access line is the core's to give.
             self._refused = self._record(status, None, self._scope)
-        all_headers, body = error_response(status, reason, headers, self.server_headers)
+            self._refused.body_bytes = self._sent
         self._output.extend(
             self._wire.send_refusal(
                 status, reason_phrase(status), all_headers, body, method=self.method
@@ -622,6 +631,7 @@ class HTTPConnection:
         body = body_of(message, kind)
         if body:
             self._h11_send(h11.Data(data=bytes(body)))
+            self._sent += len(body)
         if not message.get("more_body", False):
             self._h11_send(h11.EndOfMessage())
             self._set_state(HTTP_CLOSED)

@@ -1,4 +1,4 @@
-"""Logging: the ``asgiws.error`` and ``asgiws.access`` loggers and the access-line formats.
+"""Logging: the ``asgiws.error`` and ``asgiws.access`` loggers and the built-in access line.
 
 The server logs through two loggers. ``asgiws.error`` (and every other ``asgiws.*`` logger) goes
 to stderr; ``asgiws.access`` goes to stdout, one line per HTTP request and per WebSocket session:
@@ -7,6 +7,12 @@ to stderr; ``asgiws.access`` goes to stdout, one line per HTTP request and per W
     127.0.0.1:51234 - "GET /ws" WebSocket 101 closed 1000 in 2.315s
     127.0.0.1:51234 - "GET /ws" WebSocket rejected 403 in 0.002s
 
+(``--access-log-format`` makes other lines: :mod:`asgiws.accesslog`.) Both handlers sit on the
+``asgiws`` logger, each with a filter (access records to stdout, the others to stderr), and the
+``asgiws`` loggers propagate: a handler on the root logger sees every line, and in the default
+setup, where the root has none, each line is written once. With ``--log-config``
+(:mod:`asgiws.logconfig`) asgiws installs no handler at all: the file decides.
+
 ``configure_logging(level, access_log=False)`` switches the access lines off by raising the access
 logger's level, so :func:`log_http_access` and :func:`log_ws_access` return before formatting
 anything: the server may call them unconditionally.
@@ -14,11 +20,14 @@ anything: the server may call them unconditionally.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .accesslog import AccessFormat
     from .protocol import AccessRecord
 
 # One level below DEBUG for per-frame and per-event detail.
@@ -36,7 +45,8 @@ LEVELS: dict[str, int] = {
 
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 ACCESS_FORMAT = "%(asctime)s ACCESS  %(message)s"
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# JSON access lines carry their own time.
+JSON_ACCESS_FORMAT = "%(message)s"
 
 root_logger = logging.getLogger("asgiws")
 error_logger = logging.getLogger("asgiws.error")
@@ -47,21 +57,57 @@ access_logger = logging.getLogger("asgiws.access")
 _OURS = "_asgiws_handler"
 
 
-def _install(logger: logging.Logger, handler: logging.Handler, fmt: str) -> None:
-    for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
-        logger.removeHandler(old)
-    handler.setFormatter(logging.Formatter(fmt, DATE_FORMAT))
+class Formatter(logging.Formatter):
+    """``%(asctime)s`` as ISO 8601 local time with its offset, to the millisecond:
+    ``2026-12-03T05:34:35.123+01:00``. Usable in a --log-config file
+    (``"()": "asgiws.logs.Formatter"``, or ``class = asgiws.logs.Formatter`` in INI)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.datetime.fromtimestamp(record.created).astimezone()
+        if datefmt:
+            return moment.strftime(datefmt)
+        return moment.isoformat(timespec="milliseconds")
+
+
+def _is_access(record: logging.LogRecord) -> bool:
+    return record.name == "asgiws.access"
+
+
+def _not_access(record: logging.LogRecord) -> bool:
+    return record.name != "asgiws.access"
+
+
+def _remove_ours() -> None:
+    for logger in (root_logger, access_logger):
+        for old in [h for h in logger.handlers if getattr(h, _OURS, False)]:
+            logger.removeHandler(old)
+        logger.propagate = True
+
+
+def _install(handler: logging.Handler, fmt: str, only: Callable[[logging.LogRecord], bool]) -> None:
+    handler.setFormatter(Formatter(fmt))
+    handler.addFilter(only)
     setattr(handler, _OURS, True)
-    logger.addHandler(handler)
-    logger.propagate = False
+    root_logger.addHandler(handler)
 
 
-def configure_logging(level: str, *, access_log: bool = True) -> None:
+def configure_logging(
+    level: str,
+    *,
+    access_log: bool = True,
+    json_lines: bool = False,
+    log_config: str | None = None,
+) -> None:
     """Send asgiws' logs to stderr (access lines to stdout) at ``level`` (``critical`` ..
-    ``debug``, or ``trace``). With ``access_log=False`` no access line is even formatted.
+    ``debug``, or ``trace``). With ``access_log=False`` no access line is even formatted;
+    ``json_lines``: the access lines are JSON objects, written without a prefix.
 
-    Only the ``asgiws`` loggers are touched: the root logger and the app's loggers are left as
-    they are. Calling it again replaces what an earlier call installed.
+    With ``log_config`` (a file, see :mod:`asgiws.logconfig`) no handler is installed: the
+    levels are set, then the file is applied (so the levels it sets win), and
+    :class:`asgiws.logconfig.LogConfigError` says what is wrong with a file that cannot be.
+
+    Only the ``asgiws`` loggers are touched (and what a ``log_config`` file configures).
+    Calling it again replaces what an earlier call installed.
     """
     try:
         number = LEVELS[level.lower()]
@@ -69,11 +115,20 @@ def configure_logging(level: str, *, access_log: bool = True) -> None:
         raise ValueError(
             f"invalid log level {level!r} (expected one of {', '.join(LEVELS)})"
         ) from None
-    _install(root_logger, logging.StreamHandler(sys.stderr), FORMAT)
+    _remove_ours()
     root_logger.setLevel(number)
-    _install(access_logger, logging.StreamHandler(sys.stdout), ACCESS_FORMAT)
     # Access lines are INFO: they follow the log level, and access_log=False turns them off.
-    access_logger.setLevel(number if access_log else logging.CRITICAL + 1)
+    access_logger.setLevel(number)
+    if log_config is not None:
+        from .logconfig import apply_log_config
+
+        apply_log_config(log_config)
+    else:
+        _install(logging.StreamHandler(sys.stderr), FORMAT, _not_access)
+        access_format = JSON_ACCESS_FORMAT if json_lines else ACCESS_FORMAT
+        _install(logging.StreamHandler(sys.stdout), access_format, _is_access)
+    if not access_log:
+        access_logger.setLevel(logging.CRITICAL + 1)
 
 
 # A scope's client: (host, port), [host, port], a Unix socket path, or None when unknown.
@@ -85,14 +140,14 @@ def format_client(client: Client) -> str:
     if client is None:
         return "-"
     if isinstance(client, str):
-        return _clean(client) or "-"
+        return clean(client) or "-"
     host, port = client[0], client[1]
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
     """Escape what could forge or break a log line: quotes, backslashes, control characters."""
     if text.isprintable() and '"' not in text and "\\" not in text:
         return text
@@ -122,8 +177,8 @@ def log_http_access(
     access_logger.info(
         '%s - "%s %s HTTP/%s" %s in %.3fs',
         format_client(client),
-        _clean(method),
-        _clean(path),
+        clean(method),
+        clean(path),
         http_version,
         "-" if status is None else status,
         duration_s,
@@ -150,7 +205,7 @@ def log_ws_access(
         access_logger.info(
             '%s - "GET %s" WebSocket 101 %s in %.3fs',
             format_client(client),
-            _clean(path),
+            clean(path),
             outcome,
             duration_s,
         )
@@ -158,15 +213,21 @@ def log_ws_access(
         access_logger.info(
             '%s - "GET %s" WebSocket rejected %s in %.3fs',
             format_client(client),
-            _clean(path),
+            clean(path),
             "-" if status is None else status,
             duration_s,
         )
 
 
-def log_access(record: AccessRecord, duration_s: float) -> None:
-    """The access line of one request cycle, from the record the core returned for it."""
+def log_access(
+    record: AccessRecord, duration_s: float, access_format: AccessFormat | None = None
+) -> None:
+    """The access line of one request cycle, from the record the core returned for it: the
+    built-in line, or one of ``access_format`` (``--access-log-format``)."""
     if not access_logger.isEnabledFor(logging.INFO):
+        return
+    if access_format is not None:
+        access_logger.info("%s", access_format.message(record, duration_s))
         return
     kind, client, method, path, version = record.fields
     if kind == "websocket":

@@ -453,6 +453,8 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
 
 def _check_lists(merged: dict[str, Any], origin: dict[str, str]) -> None:
     """Values whose items are parsed when a request comes: checked now, named by source."""
+    from .accesslog import AccessFormatError, access_format
+    from .headers import HeaderError, parse_header
     from .origins import OriginError, origin_policy
     from .proxy import TrustError, trusted_proxies
 
@@ -469,6 +471,19 @@ def _check_lists(merged: dict[str, Any], origin: dict[str, str]) -> None:
             origin_policy(items)
         except OriginError as exc:
             raise OptionError(f"{origin['ws_allowed_origins']}: invalid value: {exc}") from None
+    for item in merged.get("header", ()):
+        try:
+            parse_header(item)
+        except HeaderError as exc:
+            raise OptionError(f"{origin['header']}: invalid value {item!r}: {exc}") from None
+    template = merged.get("access_log_format")
+    if template is not None:
+        try:
+            access_format(template)
+        except AccessFormatError as exc:
+            raise OptionError(
+                f"{origin['access_log_format']}: invalid value {template!r}: {exc}"
+            ) from None
 
 
 # -- The README table ----------------------------------------------------------------------------

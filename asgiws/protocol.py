@@ -39,12 +39,13 @@ class AccessRecord:
     """What the access line of one request cycle shows, returned by the core when it ends:
     ``kind`` is ``"http"`` or ``"websocket"``; ``status`` the status sent (101 for an accepted
     WebSocket, None when the client left before any); ``close_code`` how a WebSocket ended;
+    ``body_bytes`` the response body bytes sent (None for an accepted WebSocket session);
     ``problem`` an app mistake worth an error line (a response never started, say).
 
     A record made from a scope (:meth:`of_scope`, every cycle an app ran) reads the scope only
     when a line is written: with the access log off, it costs one small object per cycle."""
 
-    __slots__ = ("_fields", "_scope", "close_code", "problem", "status")
+    __slots__ = ("_fields", "_scope", "body_bytes", "close_code", "problem", "status")
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class AccessRecord:
         self.status = status
         self.close_code = close_code
         self.problem = problem
+        self.body_bytes: int | None = None
 
     @classmethod
     def of_scope(cls, scope: Scope, status: int | None, problem: str | None = None) -> AccessRecord:
@@ -74,6 +76,7 @@ class AccessRecord:
         record.status = status
         record.close_code = None
         record.problem = problem
+        record.body_bytes = None
         return record
 
     @property

@@ -267,7 +267,12 @@ def test_precedence_cli_over_env_over_default() -> None:
 
 
 # Values for options whose text has a format of its own.
-SAMPLES = {"forwarded_allow_ips": "10.0.0.1", "ws_allowed_origins": "https://a.example"}
+SAMPLES = {
+    "forwarded_allow_ips": "10.0.0.1",
+    "ws_allowed_origins": "https://a.example",
+    "header": "X-Team: web",
+    "env_file": os.devnull,  # read before the options: it must exist
+}
 
 
 def test_every_option_round_trips_through_the_command_line() -> None:

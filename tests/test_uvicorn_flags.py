@@ -23,8 +23,7 @@ END = "<!-- uvicorn-flags:end -->"
 # their rows are skipped here. Empty this set once they are.
 PENDING = {
     "--workers", "--timeout-worker-healthcheck", "--reload", "--reload-dir", "--reload-include",
-    "--reload-exclude", "--log-config", "--env-file", "--header", "--server-header",
-    "--date-header",
+    "--reload-exclude",
 }  # fmt: skip
 
 OTHER = [row for row in FLAGS if not row.same]

@@ -215,7 +215,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._closed = True
         refused = self.conn.connection_lost()
         if refused is not None and self.config.access_log:
-            logs.log_access(refused, self.loop.time() - self._opened)
+            logs.log_access(refused, self.loop.time() - self._opened, self.server.access_format)
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
@@ -468,7 +468,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if record.problem is not None:
             logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
         if self.config.access_log:
-            logs.log_access(record, self.loop.time() - started)
+            logs.log_access(record, self.loop.time() - started, self.server.access_format)
         if scope["type"] == "http":
             self.server.request_done()
         self._task = None

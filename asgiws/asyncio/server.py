@@ -23,7 +23,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .._version import __version__
+from ..accesslog import access_format
 from ..config import Config
+from ..headers import static_headers
 from ..limits import ConnectionLimits
 from ..protocol import ServerHeaders
 from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
@@ -53,7 +55,11 @@ class Server:
         self.config = config
         self.loop = asyncio.get_running_loop()
         self.lifespan = Lifespan(app, config.lifespan)
-        self.server_headers = ServerHeaders()
+        # --header items and the server header, computed once; the date goes in front of them.
+        self._static_headers = static_headers(config.header, server_header=config.server_header)
+        self.server_headers = ServerHeaders(self._static_headers)
+        # The access line's format (--access-log-format): None for the built-in line.
+        self.access_format = access_format(config.access_log_format)
         # Large-frame payload buffers, reused across this server's connections.
         self.pool = BufferPool(SHARED_POOL_COUNT, POOL_LARGEST)
         self.connections: set[ConnectionProtocol] = set()
@@ -204,7 +210,7 @@ class Server:
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
         loop = self.loop
-        if self._date_timer is None:
+        if self._date_timer is None and self.config.date_header:
             self._tick_date()
         if sockets is None:
             sockets = [make_socket(config)]
@@ -315,6 +321,6 @@ class Server:
         # RFC 9110 §6.6.1: an origin server with a clock sends Date; one value a second.
         self.server_headers.headers = [
             (b"date", email.utils.formatdate(usegmt=True).encode("ascii")),
-            (b"server", b"asgiws"),
+            *self._static_headers,
         ]
         self._date_timer = self.loop.call_later(1.0, self._tick_date)
