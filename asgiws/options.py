@@ -430,6 +430,12 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
                 f"{origin[needs_cert]} needs {origin.get('ssl_certfile', '--ssl-certfile')}: "
                 "name the certificate to serve with that key"
             )
+    # --workers is a field of another change: merged holds it only where it exists and was given.
+    if merged.get("reload") and merged.get("workers") is not None:
+        raise OptionError(
+            f"{origin['reload']} and {origin['workers']} cannot be used together: --reload "
+            "serves one process for development; drop one of them"
+        )
     _check_lists(merged, origin)
     return Config(**merged)
 
