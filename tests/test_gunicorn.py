@@ -4,8 +4,6 @@ loopback port, driven with its real signals and settings; plus the mapping of it
 from __future__ import annotations
 
 import contextlib
-import queue
-import re
 import signal
 import socket
 import subprocess
@@ -82,25 +80,6 @@ class Gunicorn(OutputLines):
 
     def port(self) -> int:
         return int(self.wait_for_line(r"Listening at: http://127\.0\.0\.1:(\d+)")[1])
-
-    def wait_for_count(self, pattern: str, count: int, timeout: float = DEADLINE_S) -> list[str]:
-        """The first group of the first ``count`` lines matching ``pattern``, waiting for them."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m[1] if regex.groups else m[0] for m in map(regex.search, self.lines) if m]
-            if len(found) >= count:
-                return found[:count]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"fewer than {count} lines match {pattern!r}: {self.lines!r}")
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if item is None:
-                raise AssertionError(f"gunicorn exited before {count} lines matched {pattern!r}")
-            self.lines.append(item)
 
     def serving(self, count: int = 2) -> list[str]:
         """The pids of the first ``count`` workers, once each serves."""
@@ -258,6 +237,24 @@ def test_max_requests_recycles_a_worker(started: list[Gunicorn], app_dir: Path) 
     assert len(gunicorn.wait_for_count(BOOTED, 3)) == 3
     assert answered - first, "no request was answered by a fresh worker"
     assert "Traceback" not in "".join(gunicorn.lines)
+
+
+def test_websockets_of_a_recycled_worker_get_1012(started: list[Gunicorn], app_dir: Path) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    gunicorn = start(started, app_dir, "--max-requests", "2", workers=1)
+    port = gunicorn.port()
+    (first,) = gunicorn.serving(1)
+    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=DEADLINE_S) as client:
+        client.send("ping")
+        client.recv(timeout=DEADLINE_S)
+        assert get_pid(port) == get_pid(port) == first  # the second request is the last one
+        with pytest.raises(ConnectionClosed) as info:
+            client.recv(timeout=DEADLINE_S)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+    second = gunicorn.serving(2)[1]
+    assert get_pid(port) == second != first
 
 
 def test_timeout_kills_a_worker_whose_event_loop_is_blocked(

@@ -22,8 +22,9 @@ END = "<!-- uvicorn-flags:end -->"
 # asgiws flags of uvicorn's spelling that other branches add (issue 10): until they are merged,
 # their rows are skipped here. Empty this set once they are.
 PENDING = {
-    "--workers", "--timeout-worker-healthcheck", "--log-config", "--env-file", "--header", "--server-header",
-    "--date-header", "--limit-concurrency", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-ciphers",
+    "--workers", "--timeout-worker-healthcheck", "--log-config", "--env-file", "--header",
+    "--server-header", "--date-header", "--limit-concurrency", "--ssl-ca-certs",
+    "--ssl-cert-reqs", "--ssl-ciphers",
 }  # fmt: skip
 
 OTHER = [row for row in FLAGS if not row.same]
