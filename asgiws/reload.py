@@ -175,8 +175,9 @@ class Child:
             self.exited.wait(timeout)
 
 
-def run_reloader(app: str, config: Config) -> int:
-    """Serve ``app`` in child processes, restarting on changes, until SIGINT/SIGTERM."""
+def run_reloader(app: str, config: Config, stop: threading.Event | None = None) -> int:
+    """Serve ``app`` in child processes, restarting on changes, until SIGINT/SIGTERM (or until
+    ``stop`` is set, for a caller that runs it in its own way). Call it in the main thread."""
     try:
         import watchfiles
     except ImportError:
@@ -197,7 +198,7 @@ def run_reloader(app: str, config: Config) -> int:
     bound_uds = sock.family == getattr(socket, "AF_UNIX", None) and config.fd is None
     accept = ChangeFilter(dirs, config.reload_include, config.reload_exclude)
     env = child_environ(config, sock.fileno(), dict(os.environ))
-    stop = threading.Event()
+    stop = threading.Event() if stop is None else stop
     timeout = config.timeout_graceful_shutdown + STOP_MARGIN_S
     child: Child | None = None
 

@@ -153,6 +153,7 @@ class AsgiwsWorker(Worker):  # type: ignore[misc]  # gunicorn has no type inform
         generation.worker_created(self.cfg, self.age)
         self.server: Any = None  # the asgiws server, while run() serves
         self._stopping = False
+        self._quick_stop = False
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -201,7 +202,7 @@ class AsgiwsWorker(Worker):  # type: ignore[misc]  # gunicorn has no type inform
             started, status = runner.run(self._serve(config))
         if not started:
             sys.exit(WORKER_BOOT_ERROR)
-        if status != 0:
+        if status != 0 and not self._quick_stop:  # a quick stop cancels by design
             sys.exit(status)
 
     def _route_logs(self, config: Config) -> None:
@@ -258,6 +259,7 @@ class AsgiwsWorker(Worker):  # type: ignore[misc]  # gunicorn has no type inform
     def _quick(self) -> None:
         self.log.info("asgiws: quick shutdown (WebSockets closed with %d)", GOING_AWAY)
         self.alive = False
+        self._quick_stop = True
         self.cfg.worker_int(self)
         self.server.stop(GOING_AWAY)
         self.server.force()

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -184,10 +185,11 @@ def test_sigquit_is_a_quick_shutdown_that_still_sends_1001(
         with pytest.raises(ConnectionClosed) as info:
             client.recv(timeout=DEADLINE_S)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
-    gunicorn.process.wait(timeout=DEADLINE_S)
+    assert gunicorn.process.wait(timeout=DEADLINE_S) == 0
     # Quick: far from the 60 s graceful timeout, without waiting for the client's Close.
     assert time.monotonic() - began < 20
     gunicorn.wait_for_count(r"asgiws: quick shutdown", 2)
+    assert "exited with code" not in gunicorn.output()
 
 
 def test_sighup_restarts_the_workers_and_old_websockets_get_1012(
@@ -297,6 +299,32 @@ def test_unix_socket_stays_when_a_worker_is_recycled(
     assert first != second
 
 
+def test_https_and_wss_with_gunicorn_certfile_and_keyfile(
+    started: list[Gunicorn], app_dir: Path, tmp_path: Path
+) -> None:
+    import ssl
+
+    import trustme
+    from websockets.sync.client import connect
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_pem.write_to_path(str(keyfile))
+    for pem in cert.cert_chain_pems:
+        pem.write_to_path(str(certfile), append=True)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    gunicorn = start(started, app_dir, "--certfile", str(certfile), "--keyfile", str(keyfile))
+    port = int(gunicorn.wait_for_line(r"Listening at: https://127\.0\.0\.1:(\d+)")[1])
+    workers = gunicorn.serving()
+    response = httpx.get(f"https://127.0.0.1:{port}/", verify=context, timeout=DEADLINE_S)
+    assert response.text in workers
+    with connect(f"wss://127.0.0.1:{port}/", ssl=context, open_timeout=DEADLINE_S) as ws:
+        ws.send("secure")
+        assert str(ws.recv(timeout=DEADLINE_S)).endswith(" secure")
+
+
 def test_a_value_asgiws_refuses_stops_gunicorn_naming_it(app_dir: Path) -> None:
     command = [sys.executable, "-m", "gunicorn", "-k", "asgiws.workers.AsgiwsWorker",
                "-b", "127.0.0.1:0", "--chdir", str(app_dir), *NO_CONTROL_SOCKET,
@@ -364,6 +392,198 @@ def test_tls_files_are_passed_on(tmp_path: Path) -> None:
 def test_a_bad_environment_value_is_named() -> None:
     with pytest.raises(OptionError, match="ASGIWS_WS_PING_INTERVAL: invalid value 'often'"):
         worker_config(make_cfg(), {"ASGIWS_WS_PING_INTERVAL": "often"})
+
+
+def test_check_config_refuses_what_asgiws_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASGIWS_WS_MAX_SIZE", "lots")
+    with pytest.raises(RuntimeError, match="asgiws: ASGIWS_WS_MAX_SIZE: invalid value 'lots'"):
+        AsgiwsWorker.check_config(make_cfg(), RecordingLog())
+
+
+class RecordingLog:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str, *args: object) -> None:
+        self.warnings.append(message % args)
+
+
+def test_settings_not_applied_are_warned_about_only_when_set() -> None:
+    log = RecordingLog()
+    AsgiwsWorker.check_config(make_cfg(), log)
+    assert log.warnings == []
+    AsgiwsWorker.check_config(make_cfg(threads=4, proxy_protocol="v1"), log)
+    assert sorted(log.warnings) == [
+        "asgiws does not apply gunicorn's proxy_protocol setting: asgiws does not read the "
+        "PROXY protocol",
+        "asgiws does not apply gunicorn's threads setting: one event loop serves every "
+        "connection of a worker",
+    ]
+
+
+def test_a_reload_is_told_from_a_shutdown_by_the_configuration_object() -> None:
+    from asgiws.workers import _Generation
+
+    generation = _Generation()
+    first, reloaded = make_cfg(), make_cfg()
+    generation.worker_created(first, 1)
+    generation.worker_created(first, 2)
+    generation.worker_created(first, 3)  # a replacement (max-requests, a crash): same config
+    assert not any(generation.replaced(age) for age in (1, 2, 3))
+    generation.worker_created(reloaded, 4)  # SIGHUP: the arbiter made a new config object
+    generation.worker_created(reloaded, 5)
+    assert generation.replaced(1) and generation.replaced(3)
+    assert not generation.replaced(4) and not generation.replaced(5)
+
+
+async def test_the_heartbeat_beats_until_cancelled() -> None:
+    import asyncio
+
+    from asgiws.workers import _Heartbeat
+
+    beats: list[float] = []
+    three = asyncio.Event()
+
+    def beat() -> None:
+        beats.append(asyncio.get_running_loop().time())
+        if len(beats) == 3:
+            three.set()
+
+    heartbeat = _Heartbeat(asyncio.get_running_loop(), 0.01, beat)
+    assert len(beats) == 1  # the first one at once
+    await asyncio.wait_for(three.wait(), DEADLINE_S)
+    heartbeat.cancel()
+    assert heartbeat.handle is None
+    assert beats[2] - beats[0] >= 0.015
+
+
+# -- A worker in this process (so that coverage sees it) ----------------------------------------
+
+
+async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+    elif scope["type"] == "http":
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"in process"})
+
+
+@pytest.fixture
+def asgiws_loggers() -> Iterator[None]:
+    """The worker points asgiws's loggers at gunicorn's handlers: put them back after."""
+    import logging
+
+    saved = []
+    for name in ("asgiws", "asgiws.access"):
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.level, logger.propagate))
+    yield
+    for logger, handlers, level, propagate in saved:
+        logger.handlers = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def serve_in_process(
+    monkeypatch: pytest.MonkeyPatch, stop: str, drive: Callable[[int], object]
+) -> tuple[list[object], list[BaseException], AsgiwsWorker]:
+    """Run an AsgiwsWorker's run() here, on a socket of ours; ``drive(port)`` in a thread, then
+    the worker's ``stop`` method ("_graceful" or "_quick") called in its loop."""
+    import os
+    import threading
+    import types
+
+    from gunicorn.glogging import Logger
+
+    monkeypatch.setenv("ASGIWS_MALLOC_KEEP", "0")  # leave this process's allocator alone
+    cfg = make_cfg(graceful_timeout=5)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    worker = AsgiwsWorker(1, os.getppid(), [types.SimpleNamespace(sock=sock)], None, 0.5, cfg,
+                          Logger(cfg))  # fmt: skip
+    worker.wsgi = echo_app
+    results: list[object] = []
+    failures: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            # Served once the worker's loop accepts: the connection waits in the backlog.
+            results.append(get_text(port))
+            results.append(drive(port))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            server = worker.server  # set before it serves: get_text() waited for that
+            if server is not None:
+                server.loop.call_soon_threadsafe(getattr(worker, stop))
+
+    thread = threading.Thread(target=driver)
+    thread.start()
+    try:
+        worker.run()
+    finally:
+        thread.join(DEADLINE_S)
+        sock.close()
+        worker.tmp.close()
+    return results, failures, worker
+
+
+def get_text(port: int) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/", timeout=DEADLINE_S).text
+
+
+def test_a_worker_serves_until_its_graceful_stop(
+    monkeypatch: pytest.MonkeyPatch, asgiws_loggers: None
+) -> None:
+    from websockets.sync.client import connect
+
+    def drive(port: int) -> str:
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=DEADLINE_S):
+            return get_text(port)
+
+    results, failures, worker = serve_in_process(monkeypatch, "_graceful", drive)
+    assert not failures, failures
+    assert results == ["in process", "in process"]
+    assert worker.alive is False and worker.server.started.is_set()
+
+
+def test_a_worker_quick_stop_still_closes_websockets_with_1001(
+    monkeypatch: pytest.MonkeyPatch, asgiws_loggers: None
+) -> None:
+    import threading
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    codes: list[int] = []
+    opened = threading.Event()
+
+    def client(port: int) -> None:
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=DEADLINE_S) as ws:
+            opened.set()
+            try:
+                ws.recv(timeout=DEADLINE_S)
+            except ConnectionClosed as exc:
+                codes.append(exc.rcvd.code if exc.rcvd else -1)
+
+    def drive(port: int) -> threading.Thread:
+        thread = threading.Thread(target=client, args=(port,))
+        thread.start()
+        assert opened.wait(DEADLINE_S)
+        return thread
+
+    results, failures, _ = serve_in_process(monkeypatch, "_quick", drive)
+    assert not failures, failures
+    waiter = results[1]
+    assert isinstance(waiter, threading.Thread)
+    waiter.join(DEADLINE_S)
+    assert codes == [1001]
 
 
 def test_worker_class_is_a_gunicorn_worker() -> None:

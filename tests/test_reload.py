@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import DEADLINE_S, ServerProcess, run_cli
+from test_cli import DEADLINE_S, ServerProcess, listening_socket, run_cli
 
 from asgiws.config import Config
 from asgiws.options import build_config, env_values, options, options_by_name
-from asgiws.reload import ChangeFilter, child_environ, option_text
+from asgiws.reload import ChangeFilter, child_environ, option_text, run_reloader
 
 pytest.importorskip("watchfiles")
 
@@ -279,3 +282,87 @@ def test_run_with_reload_true_runs_the_reloader(tmp_path: Path) -> None:
         assert process.process.wait(timeout=DEADLINE_S) == 0
     finally:
         process.stop()
+
+
+# -- The reloader in this process (so that coverage sees it) -------------------------------------
+
+
+class LogLines(logging.Handler):
+    """The messages logged to ``asgiws.error``, to wait on from another thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.changed:
+            self.messages.append(record.getMessage())
+            self.changed.notify_all()
+
+    def wait_for(self, pattern: str, count: int = 1) -> None:
+        regex = re.compile(pattern)
+        with self.changed:
+            found = self.changed.wait_for(
+                lambda: sum(1 for m in self.messages if regex.search(m)) >= count, DEADLINE_S
+            )
+        assert found, f"fewer than {count} messages match {pattern!r}: {self.messages!r}"
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    logger = logging.getLogger("asgiws.error")
+    handler = LogLines()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_the_reloader_restarts_after_a_syntax_error_is_fixed(
+    tmp_path: Path, log_lines: LogLines
+) -> None:
+    write_app(tmp_path, "one")
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    values = {"fd": sock.detach(), "reload_dir": (str(tmp_path),), "app_dir": str(tmp_path),
+              "access_log": False}  # fmt: skip
+    config = build_config((values, lambda o: o.flag))
+    stop = threading.Event()
+    answers: list[str] = []
+    failures: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            log_lines.wait_for(r"reloader \(pid \d+\) watching")
+            answers.append(get(port))  # waits in the backlog until the child serves
+            (tmp_path / "app.py").write_text("async def app(scope, receive, send)\n")
+            log_lines.wait_for(r"exited with status 1: waiting for a file to change")
+            write_app(tmp_path, "two")
+            log_lines.wait_for(r"changed: app\.py; restarting", 2)
+            answers.append(get(port))
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            stop.set()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        status = run_reloader("app:app", config, stop)
+    finally:
+        stop.set()
+        driver.join(DEADLINE_S)
+    assert not failures, failures
+    assert status == 0
+    assert answers == ["one", "two"]
+    with pytest.raises(OSError):  # the socket is closed with the reloader
+        socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S).close()
+
+
+def test_the_reloader_refuses_a_missing_directory(tmp_path: Path, log_lines: LogLines) -> None:
+    config = build_config(({"reload_dir": (str(tmp_path / "gone"),)}, lambda o: o.flag))
+    assert run_reloader("app:app", config) == 1
+    log_lines.wait_for(r"--reload-dir: '.*gone' is not a directory")
