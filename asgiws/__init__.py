@@ -52,6 +52,22 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         check_values({k: v for k, v in loaded.items() if k not in os.environ}, env_file, label)
         export(loaded, os.environ)
     config = build_config((given, lambda o: o.keyword), (env_values(os.environ), lambda o: o.env))
+    if config.reload:
+        # A fresh process imports the app on each change: it must be named, not passed.
+        if not isinstance(app, str):
+            raise ValueError(
+                "run(reload=True): the app must be a 'module:attribute' string, so that each "
+                "restart imports it anew"
+            )
+        configure_logging(
+            config.log_level,
+            access_log=config.access_log,
+            json_lines=is_json(config.access_log_format),
+            log_config=config.log_config,
+        )
+        from asgiws.reload import run_reloader
+
+        return run_reloader(app, config)
     target: Callable[..., Any]
     if isinstance(app, str):
         target = import_app(app, factory=config.factory, app_dir=config.app_dir)

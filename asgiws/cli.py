@@ -208,6 +208,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         fail(str(exc))
     for name in unknown_env_names(os.environ):
         error_logger.warning("ignoring unknown environment variable %s", name)
+    if config.reload:
+        # The children import the app; this process only watches files.
+        from asgiws.reload import run_reloader
+
+        sys.exit(run_reloader(app_spec, config))
     try:
         app = import_app(app_spec, factory=config.factory, app_dir=config.app_dir)
     except AppImportError as exc:

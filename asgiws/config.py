@@ -211,6 +211,32 @@ class Config:
         minimum=0,
         zero_means="glibc's own settings",
     )
+    reload: bool = option(
+        False,
+        "For development: serve the app in a fresh Python process and start a new one when a "
+        "watched file changes (--reload-dir, --reload-include, --reload-exclude). Needs the "
+        "'reload' extra (watchfiles). Not with --workers.",
+    )
+    reload_dir: tuple[str, ...] = option(
+        (".",),
+        "With --reload: a directory whose files are watched, subdirectories included (repeat "
+        "the flag for more; ':' separates them in the environment variable).",
+        metavar="DIR",
+        separator=":",
+    )
+    reload_include: tuple[str, ...] = option(
+        (),
+        "With --reload: a glob of more files to watch besides `*.py`, matched against the file "
+        "name or its path under the --reload-dir (repeat the flag for more), e.g. `*.html`.",
+        metavar="GLOB",
+    )
+    reload_exclude: tuple[str, ...] = option(
+        (),
+        "With --reload: a glob of files or directories not to watch (repeat the flag for "
+        "more), e.g. `tests`. Hidden files and directories (`.*`), `__pycache__` and editor "
+        "backups (`*~`) are never watched.",
+        metavar="GLOB",
+    )
 
     # -- HTTP ------------------------------------------------------------------------------------
     h11_max_incomplete_event_size: int = option(

@@ -80,6 +80,11 @@ class Server:
             check_values(values, given["env_file"], label)
             layers.append((env_values(values), lambda o: o.env))
         config = build_config(*layers)
+        if config.reload:
+            raise ValueError(
+                "Server(reload=...): reloading restarts a whole process; use the asgiws "
+                "command or asgiws.run() with --reload"
+            )
         if isinstance(app, str):
             target: ASGIApp = import_app(app, factory=config.factory, app_dir=config.app_dir)
         elif not callable(app):

@@ -447,6 +447,12 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
             f"{origin.get('ssl_ca_certs', '--ssl-ca-certs')}: name the certificate authorities "
             "that client certificates are verified against"
         )
+    # --workers is a field of another change: merged holds it only where it exists and was given.
+    if merged.get("reload") and merged.get("workers") is not None:
+        raise OptionError(
+            f"{origin['reload']} and {origin['workers']} cannot be used together: --reload "
+            "serves one process for development; drop one of them"
+        )
     _check_lists(merged, origin)
     return Config(**merged)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import random
-import re
 import shutil
 import signal
 import socket
@@ -57,20 +55,6 @@ class Process(OutputLines):
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self._read_lines()
-
-    def wait_for_count(self, pattern: str, count: int, timeout: float = DEADLINE_S) -> None:
-        """Wait until ``count`` output lines in all match ``pattern``."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while sum(1 for line in self.lines if regex.search(line)) < count:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"{self.what}: fewer than {count} lines {pattern!r}: {self.lines}"
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            assert line is not None, f"{self.what} exited: {self.lines}"
-            self.lines.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

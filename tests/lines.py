@@ -56,6 +56,28 @@ class OutputLines:
             if found:
                 return found
 
+    def wait_for_count(self, pattern: str, count: int, timeout: float = DEADLINE_S) -> list[str]:
+        """The first ``count`` output lines matching ``pattern`` (seen or to come), each as its
+        first group, or the whole match when the pattern has none."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m[1] if regex.groups else m[0] for m in map(regex.search, self.lines) if m]
+            if len(found) >= count:
+                return found[:count]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"fewer than {count} lines match {pattern!r}: {self.lines!r}")
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if item is None:
+                raise AssertionError(
+                    f"{self.what} exited before {count} lines matched {pattern!r}: {self.lines!r}"
+                )
+            self.lines.append(item)
+
     def output(self) -> str:
         """Everything printed, after the process has exited."""
         self._reader.join(timeout=DEADLINE_S)

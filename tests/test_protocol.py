@@ -86,7 +86,7 @@ def test_the_core_is_every_top_level_module_but_the_process_layer() -> None:
     top = {p.stem for p in Path(asgiws.__file__).parent.glob("*.py")}
     process = {
         "__init__", "__main__", "_version", "cli", "cli_parser", "config", "demo", "embed",
-        "importer", "logs", "options", "uvicorn_flags",
+        "importer", "logs", "options", "reload", "uvicorn_flags", "workers",
     } | {"accesslog", "envfile", "logconfig"}  # fmt: skip
     assert top - process - {"runtime"} == set(CORE)
 

@@ -22,8 +22,7 @@ END = "<!-- uvicorn-flags:end -->"
 # asgiws flags of uvicorn's spelling that other branches add (issue 10): until they are merged,
 # their rows are skipped here. Empty this set once they are.
 PENDING = {
-    "--workers", "--timeout-worker-healthcheck", "--reload", "--reload-dir", "--reload-include",
-    "--reload-exclude",
+    "--workers", "--timeout-worker-healthcheck",
 }  # fmt: skip
 
 OTHER = [row for row in FLAGS if not row.same]

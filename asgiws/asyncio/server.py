@@ -70,6 +70,7 @@ class Server:
         self.tasks: set[asyncio.Task[None]] = set()  # the app tasks still running
         self.shutting_down = False
         self.uds: str | None = config.uds
+        self._unlink_uds = False
         self._listeners: list[asyncio.AbstractServer] = []
         self.started = asyncio.Event()  # listening: run() got as far as serving
         self._stop = asyncio.Event()
@@ -214,6 +215,9 @@ class Server:
             self._tick_date()
         if sockets is None:
             sockets = [make_socket(config)]
+            # A Unix socket bound here is removed at the end; one handed over (--fd, a gunicorn
+            # arbiter's) belongs to whoever bound it.
+            self._unlink_uds = config.fd is None
         tls = self._ssl
         for sock in sockets:
             shared = Listener(sock, tls is not None, config.uds)
@@ -245,6 +249,18 @@ class Server:
         if code is not None and not self.shutting_down:
             self.shutdown_code = code
         self._stop.set()
+
+    def force(self) -> None:
+        """Stop without waiting for the graceful end (what a second SIGINT/SIGTERM does): the
+        shutdown still writes each WebSocket its Close frame, then cancels app tasks and drops
+        connections at once."""
+        self._stop.set()
+        self._forced = True
+        self._drained.set()
+        if self.shutting_down:
+            self._cancel_all()
+        # Otherwise shutdown() is about to begin: it writes the Close frames, skips the wait
+        # and cancels.
 
     def request_done(self) -> None:
         """An HTTP request cycle finished: stop after --limit-max-requests of them."""
@@ -286,7 +302,7 @@ class Server:
         if self._date_timer is not None:
             self._date_timer.cancel()
         self.timers.close()
-        if self.uds and self.config.fd is None:
+        if self.uds and self._unlink_uds:
             with contextlib.suppress(OSError):
                 os.unlink(self.uds)
 
@@ -310,9 +326,7 @@ class Server:
     def _on_signal(self, sig: int) -> None:
         if self._stop.is_set():
             # A second signal: stop waiting for the graceful end.
-            self._forced = True
-            self._drained.set()
-            self._cancel_all()
+            self.force()
             return
         logger.info("received %s, shutting down", signal.Signals(sig).name)
         self._stop.set()
