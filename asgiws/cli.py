@@ -173,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     configure_logging(config.log_level, access_log=config.access_log)
     for name in unknown_env_names(os.environ):
         error_logger.warning("ignoring unknown environment variable %s", name)
+    if config.workers > 1:
+        # The supervisor does not import the app: each worker does (asgiws.supervisor).
+        from asgiws.runtime import serve_workers
+
+        sys.exit(serve_workers(app_spec, config))
     try:
         app = import_app(app_spec, factory=config.factory, app_dir=config.app_dir)
     except AppImportError as exc:

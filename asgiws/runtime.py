@@ -1,4 +1,5 @@
-"""Process concerns: the event loop, glibc's allocator, and serve(), which runs one Server."""
+"""Process concerns: the event loop, glibc's allocator, serve(), which runs one Server, and
+serve_workers(), which runs a supervisor and its worker processes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .types import ASGIApp
 logger = logging.getLogger("asgiws.error")
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if name == "asyncio":
         return asyncio.new_event_loop
     try:
@@ -60,7 +61,7 @@ def serve(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = No
     if tune_malloc(config.malloc_keep, config.ws_max_size):
         logger.debug("malloc: keeping up to %d bytes of freed heap for reuse", config.malloc_keep)
     try:
-        factory = _loop_factory(config.loop)
+        factory = loop_factory(config.loop)
     except ImportError:
         logger.error("--loop uvloop: uvloop is not installed (pip install 'asgiws[fast]')")
         return 1
@@ -74,3 +75,11 @@ def serve(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = No
             return runner.run(main())
         except KeyboardInterrupt:  # pragma: no cover - only without signal handlers
             return 1
+
+
+def serve_workers(app_spec: str, config: Config) -> int:
+    """--workers N (N > 1): a supervisor binds the socket and runs N worker processes, each of
+    which imports ``app_spec`` itself (so that a rolling restart serves new code)."""
+    from .supervisor import supervise
+
+    return supervise(app_spec, config)

@@ -22,7 +22,7 @@ END = "<!-- uvicorn-flags:end -->"
 # asgiws flags of uvicorn's spelling that other branches add (issue 10): until they are merged,
 # their rows are skipped here. Empty this set once they are.
 PENDING = {
-    "--workers", "--timeout-worker-healthcheck", "--reload", "--reload-dir", "--reload-include",
+    "--reload", "--reload-dir", "--reload-include",
     "--reload-exclude", "--log-config", "--env-file", "--header", "--server-header",
     "--date-header", "--limit-concurrency", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-ciphers",
 }  # fmt: skip
