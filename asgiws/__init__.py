@@ -44,6 +44,17 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         (keyword_values(options), lambda o: o.keyword),
         (env_values(os.environ), lambda o: o.env),
     )
+    if config.workers > 1:
+        # Each worker process imports the app itself: it must be named, not passed.
+        if not isinstance(app, str):
+            raise TypeError(
+                f"run(workers={config.workers}): pass the app as a 'module:attribute' string, "
+                "which each worker process imports"
+            )
+        configure_logging(config.log_level, access_log=config.access_log)
+        from asgiws.runtime import serve_workers
+
+        return serve_workers(app, config)
     target: Callable[..., Any]
     if isinstance(app, str):
         target = import_app(app, factory=config.factory, app_dir=config.app_dir)

@@ -169,7 +169,7 @@ class Config:
         30.0,
         "Under --workers: kill (SIGKILL) and replace a worker whose event loop has not "
         "answered the supervisor for this long (blocked by a synchronous call, say); a worker "
-        "starting must answer within this time too.",
+        "that is starting has at least 60 seconds.",
         unit=SECONDS,
         minimum=0.0,
         zero_means="no health check",

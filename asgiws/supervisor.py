@@ -20,8 +20,8 @@ Signals:
 
 A worker that dies is replaced; one that dies before it is ready counts as a failed start, and
 the next start waits (0.25 s, doubling, at most BACKOFF_MAX_S). A worker that has not written to
-its pipe for --timeout-worker-healthcheck seconds (its event loop is blocked) is killed with
-SIGKILL and replaced. A worker that reached --limit-max-requests says so, drains, and is
+its pipe for --timeout-worker-healthcheck seconds (its event loop is blocked; one starting
+has at least STARTUP_TIMEOUT_S) is killed with SIGKILL and replaced. A worker that reached --limit-max-requests says so, drains, and is
 replaced at once, without counting as a failure.
 """
 
@@ -59,6 +59,11 @@ EXIT_GAVE_UP = 3
 # this long after it.
 KILL_MARGIN_S = 5.0
 
+# A worker that is starting (importing the app, running the lifespan startup) has at least this
+# long to answer, whatever --timeout-worker-healthcheck says: the interpreter starts and the
+# imports run before its event loop can beat.
+STARTUP_TIMEOUT_S = 60.0
+
 STARTING = "starting"  # started, not ready yet
 READY = "ready"  # serving
 DRAINING = "draining"  # asked to stop (or stopping at --limit-max-requests): not replaced
@@ -77,6 +82,7 @@ class Worker:
         "process",
         "reason",
         "retire",
+        "served",
         "state",
     )
 
@@ -86,7 +92,8 @@ class Worker:
         self.pipe: int | None = pipe
         self.buffer = b""
         self.state = STARTING
-        self.last_heard = now  # a start must answer within --timeout-worker-healthcheck too
+        self.last_heard = now  # a start must answer in time too (STARTUP_TIMEOUT_S)
+        self.served = False  # it was ready once
         self.retire = False  # drain once a new worker is ready (a rolling restart)
         self.reason: str | None = None  # why the start failed, as the worker said
         self.kill_at: float | None = None  # when a worker asked to stop is killed
@@ -198,12 +205,15 @@ class Supervisor:
                 self._kill(worker, "it was still running after it was asked to stop")
                 if self.stopping and self.status == 0:
                     self.status = 1
-            elif self.healthcheck > 0 and now - worker.last_heard > self.healthcheck:
-                self._kill(
-                    worker,
-                    f"it did not answer within {self.healthcheck:g} s "
-                    "(--timeout-worker-healthcheck)",
-                )
+            elif self.healthcheck > 0:
+                limit = self.healthcheck
+                if worker.state == STARTING:
+                    limit = max(limit, STARTUP_TIMEOUT_S)
+                if now - worker.last_heard > limit:
+                    self._kill(
+                        worker,
+                        f"it did not answer within {limit:g} s (--timeout-worker-healthcheck)",
+                    )
 
     def _reconcile(self) -> None:
         """Start or drain workers until as many serve (or are starting) as asked for."""
@@ -300,6 +310,7 @@ class Supervisor:
         if worker.state != STARTING:
             return
         worker.state = READY
+        worker.served = True
         self.failures.clear()
         logger.info("%s ready", worker)
         if not self.announced and sum(w.state == READY for w in self.workers.values()) >= (
@@ -332,7 +343,10 @@ class Supervisor:
         how = exit_text(status)
         if self.stopping or worker.state == DRAINING:
             logger.info("%s exited (%s)", worker, how)
-            if self.stopping and status != 0 and self.status == 0:
+            # A worker stopped while it was still starting ends by the signal: that is no
+            # failure to shut down.
+            stopped = status in (-signal.SIGTERM, -signal.SIGHUP) and not worker.served
+            if self.stopping and status != 0 and not stopped and self.status == 0:
                 self.status = 1
         elif worker.state == STARTING:
             if worker.retire:  # an old worker still starting when the restart began
