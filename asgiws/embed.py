@@ -71,6 +71,11 @@ class Server:
         if environ is not None:
             layers.append((env_values(environ), lambda o: o.env))
         config = build_config(*layers)
+        if options.get("workers", 1) != 1:  # (WEB_CONCURRENCY in ``environ`` is not for it)
+            raise ValueError(
+                f"Server(workers={config.workers}): a Server runs in one process, in the running "
+                "event loop; worker processes are for asgiws.run() and the asgiws command"
+            )
         if isinstance(app, str):
             target: ASGIApp = import_app(app, factory=config.factory, app_dir=config.app_dir)
         elif not callable(app):

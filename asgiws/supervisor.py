@@ -21,8 +21,8 @@ Signals:
 A worker that dies is replaced; one that dies before it is ready counts as a failed start, and
 the next start waits (0.25 s, doubling, at most BACKOFF_MAX_S). A worker that has not written to
 its pipe for --timeout-worker-healthcheck seconds (its event loop is blocked; one starting
-has at least STARTUP_TIMEOUT_S) is killed with SIGKILL and replaced. A worker that reached --limit-max-requests says so, drains, and is
-replaced at once, without counting as a failure.
+has at least STARTUP_TIMEOUT_S) is killed with SIGKILL and replaced. A worker that reached
+--limit-max-requests says so, drains, and is replaced at once, without counting as a failure.
 """
 
 from __future__ import annotations

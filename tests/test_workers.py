@@ -152,9 +152,9 @@ def start(app_dir: Path) -> Iterator[type[Supervised]]:
     started: list[Supervised] = []
 
     class Started(Supervised):
-        def __init__(self, *args: str, **env: str) -> None:
+        def __init__(self, *args: str, app: str = "pidapp:app", **env: str) -> None:
             super().__init__(
-                "pidapp:app", "--app-dir", str(app_dir), "--port", "0", *args, **env
+                app, "--app-dir", str(app_dir), "--port", "0", *args, pass_fds=(), **env
             )
             started.append(self)
 
@@ -458,3 +458,68 @@ def test_a_second_sigterm_forces_the_workers(start: type[Supervised]) -> None:
     server.wait_for_line(r"received SIGTERM again: forcing the workers to exit")
     hanging.join(timeout=DEADLINE_S)
     assert outcome.get_nowait() in ("AssertionError", "ConnectionResetError")  # cut off
+
+
+def test_what_has_not_stopped_after_the_timeout_is_killed(
+    app_dir: Path, start: type[Supervised]
+) -> None:
+    (app_dir / "stuckapp.py").write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            from pidapp import app as serve
+
+            async def app(scope, receive, send):
+                if scope["type"] != "lifespan":
+                    return await serve(scope, receive, send)
+                await receive()
+                await send({"type": "lifespan.startup.complete"})
+                await receive()
+                await asyncio.Event().wait()  # the lifespan shutdown never completes
+            """
+        ),
+        encoding="utf-8",
+    )
+    server = start("--workers", "2", "--timeout-graceful-shutdown", "1", app="stuckapp:app")
+    server.wait_ready(2)
+    began = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.exit_status() == 1
+    assert time.monotonic() - began < 30
+    assert len(server.matches(r"it was still running after it was asked to stop, killing")) == 2
+
+
+def test_a_unix_socket_is_bound_once_and_removed_at_the_end(
+    tmp_path: Path, start: type[Supervised]
+) -> None:
+    import httpx
+
+    path = tmp_path / "workers.sock"
+    server = start("--workers", "2", "--uds", str(path))
+    found = server.wait_for_line(rf"running on unix:{re.escape(str(path))} with 2 workers", 90)
+    assert found
+    pids = {int(m[2]) for m in server.matches(READY)}
+    seen: set[int] = set()
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=10) as client:
+        for _ in range(REQUESTS_MAX):
+            seen.add(int(client.get("http://workers/", headers={"Connection": "close"}).text))
+            if seen == pids:
+                break
+    assert seen == pids
+    server.signal(signal.SIGTERM)
+    assert server.exit_status() == 0
+    assert not path.exists()
+
+
+def test_workers_need_an_app_named_by_string_and_no_embedded_server_takes_them() -> None:
+    import asgiws
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    with pytest.raises(TypeError, match=r"run\(workers=2\): pass the app as a 'module:attr"):
+        asgiws.run(app, workers=2)
+    with pytest.raises(ValueError, match=r"Server\(workers=3\): a Server runs in one process"):
+        asgiws.Server(app, workers=3)
+    # WEB_CONCURRENCY in the environment is for the command, not for an embedded server.
+    assert asgiws.Server(app, environ={"WEB_CONCURRENCY": "4"}).config.workers == 4
