@@ -4,14 +4,17 @@ serve_workers(), which runs a supervisor and its worker processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
+import os
 import platform
 import socket
 import sys
 from collections.abc import Callable
 
 from .asyncio.server import Server
+from .asyncio.sockets import TLSConfigError, describe_address, make_socket, ssl_context
 from .config import Config
 from .types import ASGIApp
 
@@ -78,8 +81,34 @@ def serve(app: ASGIApp, config: Config, sockets: list[socket.socket] | None = No
 
 
 def serve_workers(app_spec: str, config: Config) -> int:
-    """--workers N (N > 1): a supervisor binds the socket and runs N worker processes, each of
-    which imports ``app_spec`` itself (so that a rolling restart serves new code)."""
-    from .supervisor import supervise
+    """--workers N (N > 1): bind the socket, then run a supervisor and its N worker processes,
+    each of which imports ``app_spec`` itself (so that a rolling restart serves new code), until
+    SIGTERM or SIGINT. The exit status: 0, 1 (cannot listen, a worker had to be killed or failed
+    to shut down), 2 (TLS files), 3 (every worker start failed)."""
+    from .supervisor import Supervisor, listen_url
 
-    return supervise(app_spec, config)
+    try:
+        tls = ssl_context(config) is not None  # checked once here, not once per worker
+    except TLSConfigError as exc:
+        logger.error("%s", exc)
+        return 2
+    try:
+        loop_factory(config.loop)
+    except ImportError:
+        logger.error("--loop uvloop: uvloop is not installed (pip install 'asgiws[fast]')")
+        return 1
+    try:
+        sock = make_socket(config)
+    except OSError as exc:
+        logger.error("could not listen on %s: %s", describe_address(config), exc.strerror or exc)
+        return 1
+    supervisor = Supervisor(app_spec, config, sock, listen_url(sock, tls))
+    try:
+        # The supervisor runs asyncio's own loop: it serves no connection.
+        with asyncio.Runner() as runner:
+            return runner.run(supervisor.run())
+    finally:
+        sock.close()
+        if config.uds and config.fd is None:
+            with contextlib.suppress(OSError):
+                os.unlink(config.uds)

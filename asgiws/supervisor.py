@@ -1,28 +1,16 @@
 """The supervisor of ``--workers N``: one listening socket, N worker processes serving it.
 
 The supervisor binds the socket once (--host/--port, --uds or --fd) and starts each worker as a
-fresh interpreter (``python -m asgiws.worker_process``, see that module) that inherits the
-socket and a pipe to report on. It never imports the app: each worker does, so that a rolling
-restart (SIGHUP) serves the code as it is now, and the supervisor holds no app state. An app
-that cannot be imported is therefore found by the workers, which send the reason back; the
-supervisor gives up (exit status 3) once GIVE_UP_SAME starts in a row failed the same way.
+fresh interpreter (:mod:`asgiws.worker_process`) that inherits the socket and a pipe to report
+on. It never imports the app: each worker does, so that a rolling restart (SIGHUP) serves the
+code as it is now, and the supervisor holds no app state. An app that cannot be imported is
+found by the workers, which send the reason back; the supervisor gives up (exit status 3) once
+GIVE_UP_SAME starts in a row failed the same way. The README's "Worker processes" section has
+the signals (SIGTERM/SIGINT drain, a second one forces; SIGHUP rolling restart with 1012;
+SIGTTIN/SIGTTOU one more, one fewer), the back-off, the health check and the request limit.
 
-Signals:
-    SIGTERM, SIGINT   every worker drains as a single process does (WebSockets closed with
-                      --ws-shutdown-code, 1001); exit 0 once all have. What is still running
-                      KILL_MARGIN_S after --timeout-graceful-shutdown is killed. A second
-                      signal forces the workers to exit.
-    SIGHUP            rolling restart: a new worker is started for each one serving, and each
-                      time one reports ready an old one drains (WebSockets closed with 1012).
-                      If a new worker fails to start, the restart is abandoned and the old
-                      workers keep serving.
-    SIGTTIN, SIGTTOU  one worker more, one fewer (draining, with 1012); never fewer than one.
-
-A worker that dies is replaced; one that dies before it is ready counts as a failed start, and
-the next start waits (0.25 s, doubling, at most BACKOFF_MAX_S). A worker that has not written to
-its pipe for --timeout-worker-healthcheck seconds (its event loop is blocked; one starting
-has at least STARTUP_TIMEOUT_S) is killed with SIGKILL and replaced. A worker that reached
---limit-max-requests says so, drains, and is replaced at once, without counting as a failure.
+Everything happens in one control loop (:meth:`Supervisor.run`), woken by a worker's message,
+SIGCHLD, a signal, or the next deadline (a back-off, a health check, a kill).
 """
 
 from __future__ import annotations
@@ -39,7 +27,6 @@ import subprocess
 import sys
 
 from ._version import __version__
-from .asyncio.sockets import TLSConfigError, describe_address, make_socket, ssl_context
 from .config import Config
 from .worker_process import MSG_BEAT, MSG_FAIL, MSG_LIMIT, MSG_READY, WorkerSpec, beat_interval
 
@@ -69,35 +56,21 @@ READY = "ready"  # serving
 DRAINING = "draining"  # asked to stop (or stopping at --limit-max-requests): not replaced
 
 
+@dataclasses.dataclass(eq=False, slots=True)
 class Worker:
     """One worker process, as the supervisor sees it."""
 
-    __slots__ = (
-        "buffer",
-        "kill_at",
-        "kill_reason",
-        "last_heard",
-        "number",
-        "pipe",
-        "process",
-        "reason",
-        "retire",
-        "served",
-        "state",
-    )
-
-    def __init__(self, number: int, process: subprocess.Popen[bytes], pipe: int, now: float):
-        self.number = number
-        self.process = process
-        self.pipe: int | None = pipe
-        self.buffer = b""
-        self.state = STARTING
-        self.last_heard = now  # a start must answer in time too (STARTUP_TIMEOUT_S)
-        self.served = False  # it was ready once
-        self.retire = False  # drain once a new worker is ready (a rolling restart)
-        self.reason: str | None = None  # why the start failed, as the worker said
-        self.kill_at: float | None = None  # when a worker asked to stop is killed
-        self.kill_reason: str | None = None  # why the supervisor killed it
+    number: int
+    process: subprocess.Popen[bytes]
+    pipe: int | None  # the read end of its pipe, until it closes
+    last_heard: float  # loop time of its last message (a start must answer too)
+    buffer: bytes = b""  # a message not yet complete
+    state: str = STARTING
+    served: bool = False  # it was ready once
+    retire: bool = False  # drain once a new worker is ready (a rolling restart)
+    reason: str | None = None  # why the start failed, as the worker said
+    kill_at: float | None = None  # when a worker asked to stop is killed
+    kill_reason: str | None = None  # why the supervisor killed it
 
     @property
     def pid(self) -> int:
@@ -470,35 +443,3 @@ class Supervisor:
         self.target -= 1
         logger.info("received SIGTTOU: %d workers", self.target)
         self._wake.set()
-
-
-def supervise(app_spec: str, config: Config) -> int:
-    """Bind the socket, run ``config.workers`` workers serving ``app_spec`` until SIGTERM or
-    SIGINT; the exit status: 0, 1 (cannot listen, a worker had to be killed or failed to shut
-    down), 2 (TLS files), 3 (every worker start failed)."""
-    try:
-        tls = ssl_context(config) is not None  # checked once here, not once per worker
-    except TLSConfigError as exc:
-        logger.error("%s", exc)
-        return 2
-    from .runtime import loop_factory
-
-    try:
-        loop_factory(config.loop)
-    except ImportError:
-        logger.error("--loop uvloop: uvloop is not installed (pip install 'asgiws[fast]')")
-        return 1
-    try:
-        sock = make_socket(config)
-    except OSError as exc:
-        logger.error("could not listen on %s: %s", describe_address(config), exc.strerror or exc)
-        return 1
-    supervisor = Supervisor(app_spec, config, sock, listen_url(sock, tls))
-    try:
-        with asyncio.Runner() as runner:
-            return runner.run(supervisor.run())
-    finally:
-        sock.close()
-        if config.uds and config.fd is None:
-            with contextlib.suppress(OSError):
-                os.unlink(config.uds)

@@ -130,7 +130,7 @@ async def serve_worker(app: ASGIApp, spec: WorkerSpec, channel: Channel) -> int:
         server.stop(1012)
 
     def supervisor_gone() -> None:
-        logger.warning("worker %d: the supervisor is gone, shutting down", spec.number)
+        logger.warning("the supervisor is gone, shutting down")
         server.stop()
 
     loop.add_signal_handler(signal.SIGHUP, restart)
@@ -150,6 +150,21 @@ async def serve_worker(app: ASGIApp, spec: WorkerSpec, channel: Channel) -> int:
     return status
 
 
+class NameWorker(logging.Filter):
+    """Starts each line of the worker's own log with ``worker N (pid P):``, as the supervisor
+    names it (access lines are left as they are)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.prefix = f"worker {number} (pid {os.getpid()}): "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "asgiws_worker", False):
+            record.msg = self.prefix + str(record.msg)
+            record.asgiws_worker = True  # once, however many handlers see it
+        return True
+
+
 def main() -> int:
     spec = pickle.load(sys.stdin.buffer)
     if not isinstance(spec, WorkerSpec):
@@ -158,6 +173,8 @@ def main() -> int:
     sys.stdin.close()
     config = spec.config
     configure_logging(config.log_level, access_log=config.access_log)
+    for handler in logging.getLogger("asgiws").handlers:
+        handler.addFilter(NameWorker(spec.number))
     channel = Channel(spec.pipe)
     try:
         app = import_app(spec.app, factory=config.factory, app_dir=config.app_dir)

@@ -410,6 +410,11 @@ async def test_sighup_restarts_under_load_without_a_lost_request(start: type[Sup
         f"(pid {pid}) ready" in line for pid in new))  # fmt: skip
     first_drain = min(i for i, line in enumerate(lines) if "draining it" in line)
     assert first_new_ready < first_drain
+    for pid in old:  # each old worker says why it closes its WebSockets
+        assert (
+            len(server.matches(rf"\(pid {pid}\): received SIGHUP: closing WebSockets with 1012"))
+            == 1
+        )
     server.signal(signal.SIGTERM)
     assert await asyncio.to_thread(server.exit_status) == 0
 
@@ -429,10 +434,13 @@ def test_sigttin_and_sigttou_add_and_remove_a_worker(start: type[Supervised]) ->
     assert pids_answering(server.port, serving) == serving
     server.signal(signal.SIGTTOU)
     server.wait_for_line(r"received SIGTTOU: 1 workers")
+    second = int(server.wait_for_lines(r"\(pid (\d+)\): one worker fewer, draining it", 2)[1][1])
+    server.wait_for_line(rf"\(pid {second}\) exited \(exit status 0\)")
     server.signal(signal.SIGTTOU)
     server.wait_for_line(r"received SIGTTOU: keeping the last worker")
-    server.signal(signal.SIGTERM)
+    server.signal(signal.SIGINT)  # CTRL+C
     assert server.exit_status() == 0
+    server.wait_for_line(r"received SIGINT: stopping 1 workers")
 
 
 def test_a_second_sigterm_forces_the_workers(start: type[Supervised]) -> None:
