@@ -160,6 +160,8 @@ async def test_replacing_recycling_scaling_and_restarting(
     await watch.wait_for(READY, ready_before + 2)
     new = serving(supervisor)
     assert not new & old and len(new) == 2
+    for pid in old:  # drained: until then an old worker may still take a connection
+        await watch.wait_for(rf"\(pid {pid}\) exited \(exit status 0\)")
     assert await answering(port, new) == new
 
     # A rolling restart onto code that cannot be imported: abandoned, the old workers serve on.
