@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from test_workers import APP, READY
+from wire import ws_request
 
 from asgiws.asyncio.sockets import make_socket
 from asgiws.options import build_config
@@ -202,3 +203,26 @@ def test_exit_texts() -> None:
     assert exit_text(3) == "exit status 3"
     assert exit_text(-9) == "killed by SIGKILL"
     assert exit_text(-200) == "killed by signal 200"
+
+
+async def test_a_second_sigterm_forces_and_nothing_starts_while_stopping(
+    supervise: Any, watch: LogWatch
+) -> None:
+    supervisor, task = supervise(workers=2, timeout_graceful_shutdown=300, ws_close_timeout=300)
+    await watch.wait_for(r"running on http://127\.0\.0\.1:\d+ with 2 workers")
+    # A WebSocket whose client never answers the server's Close: its worker waits.
+    reader, writer = await asyncio.open_connection("127.0.0.1", supervisor.sock.getsockname()[1])
+    writer.write(ws_request("/ws"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    await asyncio.wait_for(reader.readexactly(2), 30)  # the pid's text frame has begun
+    os.kill(os.getpid(), signal.SIGTERM)
+    await watch.wait_for(r"received SIGTERM: stopping 2 workers")
+    for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):  # ignored while stopping
+        os.kill(os.getpid(), sig)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await watch.wait_for(r"received SIGTERM again: forcing the workers to exit")
+    os.kill(os.getpid(), signal.SIGTERM)  # a third: nothing more to do
+    assert await asyncio.wait_for(task, 60) == 1  # that worker's exit was forced
+    assert not watch.matches(r"rolling restart|received SIGTT")
+    writer.close()
