@@ -531,3 +531,24 @@ def test_workers_need_an_app_named_by_string_and_no_embedded_server_takes_them()
         asgiws.Server(app, workers=3)
     # WEB_CONCURRENCY in the environment is for the command, not for an embedded server.
     assert asgiws.Server(app, environ={"WEB_CONCURRENCY": "4"}).config.workers == 4
+
+
+def test_workers_values_and_their_environment_variables() -> None:
+    from test_cli import clean_env, run_cli
+
+    from asgiws import cli
+
+    for argv, env, message in [
+        (["x:app", "--workers", "0"], {}, "--workers: invalid value '0'"),
+        (["x:app"], {"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY: invalid value 'many'"),
+        (["x:app", "--timeout-worker-healthcheck", "-1"], {}, "--timeout-worker-healthcheck: "),
+    ]:
+        result = run_cli(*argv, env=clean_env(**env))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    # The command line, then ASGIWS_WORKERS, then WEB_CONCURRENCY.
+    both = {"ASGIWS_WORKERS": "3", "WEB_CONCURRENCY": "5"}
+    assert cli.parse_command_line(["x:app"], both)[1].workers == 3
+    assert cli.parse_command_line(["x:app"], {"WEB_CONCURRENCY": "5"})[1].workers == 5
+    assert cli.parse_command_line(["x:app", "--workers", "2"], both)[1].workers == 2
+    assert cli.parse_command_line(["x:app"], {})[1].workers == 1
