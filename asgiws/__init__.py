@@ -68,6 +68,22 @@ def run(app: Callable[..., Any] | str, **options: Any) -> int:
         from asgiws.reload import run_reloader
 
         return run_reloader(app, config)
+    if config.workers > 1:
+        # Each worker process imports the app itself: it must be named, not passed.
+        if not isinstance(app, str):
+            raise TypeError(
+                f"run(workers={config.workers}): pass the app as a 'module:attribute' string, "
+                "which each worker process imports"
+            )
+        configure_logging(
+            config.log_level,
+            access_log=config.access_log,
+            json_lines=is_json(config.access_log_format),
+            log_config=config.log_config,
+        )
+        from asgiws.runtime import serve_workers
+
+        return serve_workers(app, config)
     target: Callable[..., Any]
     if isinstance(app, str):
         target = import_app(app, factory=config.factory, app_dir=config.app_dir)

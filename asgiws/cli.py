@@ -213,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from asgiws.reload import run_reloader
 
         sys.exit(run_reloader(app_spec, config))
+    if config.workers > 1:
+        # The supervisor does not import the app: each worker does (asgiws.supervisor).
+        from asgiws.runtime import serve_workers
+
+        sys.exit(serve_workers(app_spec, config))
     try:
         app = import_app(app_spec, factory=config.factory, app_dir=config.app_dir)
     except AppImportError as exc:

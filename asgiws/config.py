@@ -237,6 +237,24 @@ class Config:
         "backups (`*~`) are never watched.",
         metavar="GLOB",
     )
+    workers: int = option(
+        1,
+        "Worker processes serving the one listening socket, under a supervisor that replaces "
+        "a worker that dies, restarts them all without refusing a connection on SIGHUP, and "
+        "adds or removes one on SIGTTIN / SIGTTOU. 1: a single process, no supervisor.",
+        unit=COUNT,
+        minimum=1,
+        also_env="WEB_CONCURRENCY",
+    )
+    timeout_worker_healthcheck: float = option(
+        30.0,
+        "Under --workers: kill (SIGKILL) and replace a worker whose event loop has not "
+        "answered the supervisor for this long (blocked by a synchronous call, say); a worker "
+        "that is starting has at least 60 seconds.",
+        unit=SECONDS,
+        minimum=0.0,
+        zero_means="no health check",
+    )
 
     # -- HTTP ------------------------------------------------------------------------------------
     h11_max_incomplete_event_size: int = option(

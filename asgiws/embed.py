@@ -85,6 +85,11 @@ class Server:
                 "Server(reload=...): reloading restarts a whole process; use the asgiws "
                 "command or asgiws.run() with --reload"
             )
+        if options.get("workers", 1) != 1:  # (WEB_CONCURRENCY in ``environ`` is not for it)
+            raise ValueError(
+                f"Server(workers={config.workers}): a Server runs in one process, in the running "
+                "event loop; worker processes are for asgiws.run() and the asgiws command"
+            )
         if isinstance(app, str):
             target: ASGIApp = import_app(app, factory=config.factory, app_dir=config.app_dir)
         elif not callable(app):

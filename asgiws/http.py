@@ -338,7 +338,12 @@ class HTTPConnection:
         """The server is stopping: finish HTTP work; a WebSocket accepted from now on is
         closed with the shutdown code at once."""
         self._shutting_down = True
-        if self.state is IDLE:
+        if self.state is IDLE and self.timer is not TIMER_HEAD:
+            # Idle between requests (keep-alive): closed now, as RFC 9112 §9.6 allows. A
+            # connection whose request head is expected (just accepted, or part of the head
+            # read) is not: its client may have sent the request already, and under --workers a
+            # rolling restart must not lose it. It gets its answer, with Connection: close, or
+            # the head timeout (--timeout-handshake) closes it.
             self._set_state(HTTP_CLOSED)
 
     # -- request cycles --------------------------------------------------------------------------

@@ -70,7 +70,7 @@ FLAGS: tuple[UvicornFlag, ...] = (
         "asgiws's --reload is woken by file-system events (watchfiles), there is no polling "
         "interval to set",
     ),
-    _same("--workers"),
+    _same("--workers", "Also reads WEB_CONCURRENCY; SIGHUP restarts without a refused connection."),
     _same("--loop", "auto, asyncio or uvloop; there is no zuvloop."),
     UvicornFlag(
         "--http",
@@ -149,7 +149,11 @@ FLAGS: tuple[UvicornFlag, ...] = (
     _same("--limit-max-requests-jitter"),
     _same("--timeout-keep-alive", "Seconds (fractions allowed)."),
     _same("--timeout-graceful-shutdown", "Seconds; default 30 (uvicorn: none)."),
-    _same("--timeout-worker-healthcheck"),
+    _same(
+        "--timeout-worker-healthcheck",
+        "Seconds, default 30 (uvicorn: 5); the worker's event loop beats on a pipe, so a "
+        "blocked loop is what it detects.",
+    ),
     _same("--ssl-keyfile"),
     _same("--ssl-certfile"),
     _same("--ssl-keyfile-password"),

@@ -190,11 +190,11 @@ class AsgiwsWorker(Worker):  # type: ignore[misc]  # gunicorn has no type inform
             self.log.error("asgiws: %s", exc)
             sys.exit(WORKER_BOOT_ERROR)
         self._route_logs(config)
-        from .runtime import _loop_factory, tune_malloc
+        from .runtime import loop_factory, tune_malloc
 
         tune_malloc(config.malloc_keep, config.ws_max_size)
         try:
-            factory = _loop_factory(config.loop)
+            factory = loop_factory(config.loop)
         except ImportError:
             self.log.error("asgiws: --loop uvloop: uvloop is not installed")
             sys.exit(WORKER_BOOT_ERROR)

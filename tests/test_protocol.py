@@ -86,7 +86,8 @@ def test_the_core_is_every_top_level_module_but_the_process_layer() -> None:
     top = {p.stem for p in Path(asgiws.__file__).parent.glob("*.py")}
     process = {
         "__init__", "__main__", "_version", "cli", "cli_parser", "config", "demo", "embed",
-        "importer", "logs", "options", "reload", "uvicorn_flags", "workers",
+        "importer", "logs", "options", "reload", "supervisor", "uvicorn_flags", "worker_process",
+        "workers",
     } | {"accesslog", "envfile", "logconfig"}  # fmt: skip
     assert top - process - {"runtime"} == set(CORE)
 
@@ -818,6 +819,31 @@ def test_nothing_reaches_the_app_after_its_disconnect_on_shutdown() -> None:
     with pytest.raises(ClientDisconnected):
         conn.next_message()
     assert sent(conn) == b""
+
+
+def test_shutdown_answers_a_request_on_its_way_and_closes_idle_keep_alive() -> None:
+    """A rolling restart (--workers) must not drop a request already sent on a connection just
+    accepted; a connection idle between requests is closed (RFC 9112 §9.6)."""
+    fresh = make()
+    fresh.shutdown(1012)
+    assert fresh.state is HTTPState.IDLE and fresh.timer is Timer.HEAD  # the head may come
+    fresh.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert fresh.next_scope() is not None
+    fresh.send({"type": "http.response.start", "status": 204})
+    fresh.send({"type": "http.response.body"})
+    assert sent(fresh) == b"HTTP/1.1 204 No Content\r\nserver: asgiws\r\nconnection: close\r\n\r\n"
+    fresh.app_finished(None)
+    assert fresh.state is HTTPState.CLOSED  # type: ignore[comparison-overlap]  # changed by the call
+
+    idle = make()
+    idle.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    idle.next_scope()
+    idle.send({"type": "http.response.start", "status": 204})
+    idle.send({"type": "http.response.body"})
+    idle.app_finished(None)
+    assert idle.state is HTTPState.IDLE and idle.timer is Timer.KEEP_ALIVE
+    idle.shutdown(1012)
+    assert idle.state is HTTPState.CLOSED
 
 
 @pytest.mark.parametrize("status", [600, 700, 999, 99, 1000])

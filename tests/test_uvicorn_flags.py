@@ -19,11 +19,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 START = "<!-- uvicorn-flags:start -->\n"
 END = "<!-- uvicorn-flags:end -->"
 
-# asgiws flags of uvicorn's spelling that other branches add (issue 10): until they are merged,
-# their rows are skipped here. Empty this set once they are.
-PENDING = {
-    "--workers", "--timeout-worker-healthcheck",
-}  # fmt: skip
+# asgiws flags of uvicorn's spelling still to come: their rows are skipped here. Every flag of
+# issue 10 has landed, so the set is empty.
+PENDING: set[str] = set()
 
 OTHER = [row for row in FLAGS if not row.same]
 SAME = [row for row in FLAGS if row.same]

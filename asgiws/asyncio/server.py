@@ -73,6 +73,9 @@ class Server:
         self._unlink_uds = False
         self._listeners: list[asyncio.AbstractServer] = []
         self.started = asyncio.Event()  # listening: run() got as far as serving
+        # Log the "running on <url>" line once listening; a worker process leaves it to its
+        # supervisor, which logs it once for all workers.
+        self.announce = True
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()  # shutting down, and no connection or task is left
         self._closed = asyncio.Event()  # shutdown is complete
@@ -166,7 +169,7 @@ class Server:
             with contextlib.suppress(LifespanError):
                 await self.lifespan.shutdown()
             return 1
-        for url in self.bound:
+        for url in self.bound if self.announce else ():
             logger.info("asgiws %s running on %s (press CTRL+C to quit)", __version__, url)
         self.started.set()
         await self._stop.wait()
@@ -280,6 +283,11 @@ class Server:
         self.shutting_down = True
         for listener in self._listeners:
             listener.close()
+        # One loop turn first: a connection accepted just before the listeners closed has its
+        # request read (and then answered) instead of being closed unanswered as idle. Under
+        # --workers the socket stays open in the other processes, so this is what makes a
+        # rolling restart lose no request.
+        await asyncio.sleep(0)
         for proto in list(self.connections):
             proto.shutdown()
         self._check_drained()
