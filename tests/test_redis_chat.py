@@ -47,10 +47,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from wire import OP_CLOSE, ws_request
 
-# The command line of each host after the app, address and port. Issue 11 asks for
-# ("--workers", "2"): --workers is being written on another branch, so for now each host is one
-# process. The test counts the workers it must reach from this constant and passes both ways.
-HOST_ARGS: tuple[str, ...] = ()
+# The command line of each host after the app, address and port: two worker processes each, so
+# fan-out crosses processes on one host as well as hosts. The test counts the workers it must
+# reach from this constant.
+HOST_ARGS: tuple[str, ...] = ("--workers", "2")
 CLIENTS_PER_WORKER = 3
 ROUND = 20  # messages each client sends in a round where everything must arrive
 MIN_UNDER_LOAD = 10  # messages each client has answered before a host or redis is taken down
