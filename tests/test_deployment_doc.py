@@ -18,12 +18,8 @@ from asgiws.options import options
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "deployment.md"
 
-# Flags of the worker-process work, which lands with this page (issue 10).
-LANDING = {"--workers", "--limit-concurrency"}
 # Flags of other programs in the page's commands: docker run's and systemctl's.
 OTHER_PROGRAMS = {"--ulimit", "--stop-timeout", "--rm", "--now"}
-# Links to what another change of the same issue adds (the Redis pub/sub chat).
-PENDING_LINKS = {"../examples/chat/"}
 
 
 def doc() -> str:
@@ -33,7 +29,7 @@ def doc() -> str:
 def test_every_flag_exists() -> None:
     known = {o.flag for o in options()} | {o.negative_flag for o in options() if o.negative_flag}
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", doc()))
-    unknown = named - known - LANDING - OTHER_PROGRAMS
+    unknown = named - known - OTHER_PROGRAMS
     assert not unknown, f"docs/deployment.md names flags asgiws does not have: {sorted(unknown)}"
 
 
@@ -81,8 +77,6 @@ def test_proxy_idle_timeouts_outlast_the_ping_interval() -> None:
 
 def test_links_lead_to_files() -> None:
     for target in re.findall(r"\]\((\.\./[^)#]+)(?:#[^)]*)?\)", doc()):
-        if target in PENDING_LINKS:
-            continue
         assert (DOC.parent / target).exists(), target
 
 
