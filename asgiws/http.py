@@ -76,7 +76,7 @@ class HTTPConnection:
         "_response",
         "_response_event",
         "_scope",
-        "_shutting_down",
+        "_shutdown",
         "_upgrade",
         "_wire",
         "client",
@@ -128,7 +128,9 @@ class HTTPConnection:
         self._output: list[bytes] = []
         self.inbox: list[ASGIMessage] = []
         self.max_queue = config.max_queue
-        self._shutting_down = False  # the server is draining: no next cycle, no new WebSocket
+        # The server is draining: no next cycle, and a WebSocket accepted from now on is closed
+        # at once, with the code and reason shutdown() was given (1012 on a restart).
+        self._shutdown: tuple[int, str] | None = None
 
         # The current request cycle.
         self._cycle = Cycle.NONE
@@ -315,7 +317,8 @@ class HTTPConnection:
     def shutdown(self, code: int, reason: str = "") -> None:
         """The server is stopping: finish HTTP work; a WebSocket accepted from now on is
         closed with the shutdown code at once."""
-        self._shutting_down = True
+        if self._shutdown is None:
+            self._shutdown = (code, reason)
         if self.state is IDLE:
             self._set_state(HTTP_CLOSED)
 
@@ -431,7 +434,7 @@ class HTTPConnection:
             self._response_event = None
             self._response = Response.STREAMING
             known = None if more_body or head else len(body)
-            self._h11_send(complete_head(response, known, close=self._shutting_down))
+            self._h11_send(complete_head(response, known, close=self._shutdown is not None))
         if body and not head:
             self._h11_send(h11.Data(data=bytes(body)))
         if not more_body:
@@ -446,7 +449,7 @@ class HTTPConnection:
             or self._app is App.RUNNING
         ):
             return
-        if self._shutting_down or not self._wire.next_cycle():
+        if self._shutdown is not None or not self._wire.next_cycle():
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
             self._set_state(HTTP_CLOSED)
             return
@@ -548,7 +551,7 @@ class HTTPConnection:
             inbox,  # type: ignore[arg-type]  # the same items: messages, no PendingClose yet
             self._scope,  # type: ignore[arg-type]  # set with the upgrade request
             self.timer_epoch + 1,
-            self._shutting_down,
+            self._shutdown,
             trailing,
         )
         self._set_state(UPGRADED)
