@@ -63,8 +63,8 @@ from asgiws.websocket import WebSocketConnection
 
 PROFILES = {
     "ci": settings(
-        max_examples=150,
-        stateful_step_count=40,
+        max_examples=80,
+        stateful_step_count=80,
         deadline=2000,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -185,6 +185,13 @@ APP_MESSAGES: list[Any] = [
     {"type": "lifespan.startup.complete"},
     "not a dict",
 ]
+
+
+# What the app sends: a message of its session often, any message out of order as often.
+APP_SENDS = st.one_of(
+    st.sampled_from([m for m in APP_MESSAGES[5:9]]),
+    st.sampled_from(APP_MESSAGES),
+)
 
 
 def payload_size(message: Any) -> int:
@@ -308,6 +315,75 @@ class Output:
         return True
 
 
+# -- the rules' inputs --------------------------------------------------------------------------
+
+
+def _message(data: str, binary: bool, parts: int) -> bytes:
+    """A valid message, fragmented into ``parts`` frames."""
+    raw = data.encode()
+    cut = [raw[i::parts] for i in range(parts)] if len(raw) >= parts else [raw]
+    out = b""
+    for i, piece in enumerate(cut):
+        opcode = (0x2 if binary else 0x1) if i == 0 else 0x0
+        out += client_frame(opcode, piece, fin=i == len(cut) - 1)
+    return out
+
+
+def _close(code: int | None, reason: bytes, short: bool) -> bytes:
+    no_code = b"\x03" if short else b""  # a 1-byte payload is a protocol error
+    return client_frame(0x8, no_code if code is None else struct.pack("!H", code) + reason)
+
+
+_ANY_FRAME = st.builds(
+    lambda opcode, payload, fin, rsv, masked: client_frame(
+        opcode, payload, fin=fin, rsv=rsv, mask=b"\x37\xfa\x21\x3d" if masked else None
+    ),
+    st.sampled_from(OPCODES),
+    st.one_of(st.binary(max_size=30), text(10).map(str.encode)),
+    st.booleans(),
+    st.sampled_from([0, 0, 0, 0x40, 0x20, 0x10]),
+    st.sampled_from([True, True, True, False]),
+)
+_VALID_MESSAGE = st.builds(_message, text(40), st.booleans(), st.integers(1, 3))
+_PING = st.builds(
+    lambda payload, pong: client_frame(0xA if pong else 0x9, payload),
+    st.binary(max_size=125),
+    st.booleans(),
+)
+_COMPRESSED = text(60).map(lambda t: client_frame(0x1, compressed(t.encode()), rsv=0x40))
+_CLOSE = st.builds(
+    _close,
+    st.one_of(st.sampled_from(VALID_CODES), st.sampled_from(INVALID_CODES), st.none()),
+    st.one_of(text(20).map(str.encode), st.just(b"\xff\xfe")),
+    st.booleans(),
+)
+# What the client writes: valid traffic mostly (so that sessions last), its Close, and every
+# kind of mistake, each of which ends the session.
+_MISTAKES = st.one_of(
+    _ANY_FRAME,
+    st.binary(min_size=1, max_size=20),  # garbage
+    st.sampled_from(HEADS[:3] + HEADS[7:12]),  # a request, pipelined or out of place
+    st.sampled_from(["oversize"]),  # made to the measure of ws_max_size
+    st.just(client_frame(0x2, BOMB, rsv=0x40)),  # inflates past any max_size here
+)
+CLIENT_WRITES = st.one_of(
+    _VALID_MESSAGE,
+    _VALID_MESSAGE,
+    _VALID_MESSAGE,
+    _PING,
+    _PING,
+    _COMPRESSED,  # valid where permessage-deflate was negotiated
+    st.just("large"),  # valid where ws_max_size allows it: read in place
+    _CLOSE,
+    _MISTAKES,
+)
+READ_SIZES = st.one_of(st.integers(1, 16), st.integers(17, 1024), st.integers(1025, 70_000))
+IO_EVENTS = st.one_of(
+    st.tuples(st.just("lost")),
+    st.tuples(st.just("timer"), st.sampled_from(list(Timer)), st.sampled_from([True, True, False])),
+    st.tuples(st.just("shutdown"), st.sampled_from([1001, 1012])),
+)
+
 # -- the machine -------------------------------------------------------------------------------
 
 
@@ -339,7 +415,11 @@ class CoreMachine(RuleBasedStateMachine):
     # -- setup -------------------------------------------------------------------------------
 
     @initialize(
-        head=st.sampled_from(HEADS),
+        # Mostly a valid upgrade, so that most examples reach the WebSocket phase.
+        head=st.one_of(st.sampled_from(HEADS[:3]), st.sampled_from(HEADS)),
+        read_at_once=st.booleans(),
+        then=st.lists(CLIENT_WRITES, max_size=8),
+        app_mode=st.sampled_from(["manual", "reader", "echo"]),
         max_queue=st.sampled_from([1, 2, 4]),
         ws_max_size=st.sampled_from([64, 1 << 17]),
         ping=st.booleans(),
@@ -351,6 +431,9 @@ class CoreMachine(RuleBasedStateMachine):
     def start(
         self,
         head: bytes,
+        read_at_once: bool,
+        then: list[bytes | str],
+        app_mode: str,
         max_queue: int,
         ws_max_size: int,
         ping: bool,
@@ -390,7 +473,15 @@ class CoreMachine(RuleBasedStateMachine):
         self.shutdown_code: int | None = None
         self.expected_close: int | None = None  # the code our Close must carry
         self.held = 0  # bytes read while the app has not answered the upgrade
+        # manual: the app's every call is a rule. reader: it accepts at once and reads whatever
+        # comes, as most apps do (returning after the disconnect); echo: and sends it back.
+        self.app_mode = app_mode
+        self.draining = False
         self.step()
+        if read_at_once and head:
+            self.read(len(head))  # the usual first read: the whole head (the fast path)
+        for write in then:  # what the client sends next, for the rules to read
+            self.client_writes(write, None)
 
     # -- the I/O layer's _step ---------------------------------------------------------------
 
@@ -414,68 +505,50 @@ class CoreMachine(RuleBasedStateMachine):
                 self.disconnects = 0
                 self.after_disconnect = False
                 self.cycles += 1
+                if self.app_mode != "manual" and self.app == "websocket":
+                    self.app_receive()
+                    self.app_accepts()
+        if self.app_mode != "manual" and self.app == "websocket" and not self.draining:
+            self.draining = True
+            try:
+                self._app_reads()
+            finally:
+                self.draining = False
+
+    def _app_reads(self) -> None:
+        """The reader and echo apps: receive() until it would wait; return after the end."""
+        for _ in range(self.config.max_queue + 8):
+            if self.disconnects or self.after_disconnect:
+                self._app_finished(False)
+                return
+            before = len(self.got)
+            self.app_receive()
+            if len(self.got) == before:
+                return  # it waits
+            message = self.got[-1]
+            if self.app_mode == "echo" and message["type"] == "websocket.receive":
+                self.app_send({k: v for k, v in message.items()} | {"type": "websocket.send"})
 
     # -- the client --------------------------------------------------------------------------
 
-    @rule(
-        opcode=st.sampled_from(OPCODES),
-        payload=st.one_of(st.binary(max_size=30), text(10).map(str.encode)),
-        fin=st.booleans(),
-        rsv=st.sampled_from([0, 0, 0, 0x40, 0x20, 0x10]),
-        masked=st.sampled_from([True, True, True, False]),
-    )
-    def client_frame(self, opcode: int, payload: bytes, fin: bool, rsv: int, masked: bool) -> None:
-        mask = b"\x37\xfa\x21\x3d" if masked else None
-        self.pending += client_frame(opcode, payload, fin=fin, rsv=rsv, mask=mask)
-
-    @rule(text=text(40), binary=st.booleans(), parts=st.integers(1, 3))
-    def client_message(self, text: str, binary: bool, parts: int) -> None:
-        data = text.encode()
-        cut = [data[i::parts] for i in range(parts)] if len(data) >= parts else [data]
-        for i, piece in enumerate(cut):
-            opcode = (0x2 if binary else 0x1) if i == 0 else 0x0
-            self.pending += client_frame(opcode, piece, fin=i == len(cut) - 1)
-
-    @rule(text=text(60))
-    def client_compressed_message(self, text: str) -> None:
-        self.pending += client_frame(0x1, compressed(text.encode()), rsv=0x40)
-
-    @rule(extra=st.integers(1, 40))
-    def client_oversize_message(self, extra: int) -> None:
-        self.pending += client_frame(0x2, b"a" * (self.config.ws_max_size + extra))
-
-    @rule(size=st.integers(64 * 1024, 66 * 1024))
-    def client_large_binary_frame(self, size: int) -> None:
-        self.pending += client_frame(0x2, bytes(range(256)) * (size // 256))
-
-    @rule()
-    def client_compressed_bomb(self) -> None:
-        # A small frame that inflates past any max_size here.
-        self.pending += client_frame(0x2, BOMB, rsv=0x40)
-
-    @rule(
-        code=st.one_of(st.sampled_from(VALID_CODES), st.sampled_from(INVALID_CODES), st.none()),
-        reason=st.one_of(text(20).map(str.encode), st.just(b"\xff\xfe")),
-        short=st.booleans(),
-    )
-    def client_close(self, code: int | None, reason: bytes, short: bool) -> None:
-        no_code = b"\x03" if short else b""  # a 1-byte payload is a protocol error
-        payload = no_code if code is None else struct.pack("!H", code) + reason
-        self.pending += client_frame(0x8, payload)
-
-    @rule(data=st.binary(min_size=1, max_size=20))
-    def client_garbage(self, data: bytes) -> None:
-        self.pending += data
-
-    @rule(head=st.sampled_from(HEADS[:3] + HEADS[7:12]))
-    def client_next_request(self, head: bytes) -> None:
-        self.pending += head
+    @rule(write=CLIENT_WRITES, read=st.one_of(st.none(), READ_SIZES))
+    def client_writes(self, write: bytes | str, read: int | None) -> None:
+        """The client writes one thing; the server may read at once (the reads cut the stream
+        anywhere, here and in the rules below)."""
+        if write == "oversize":
+            write = client_frame(0x2, b"a" * (self.config.ws_max_size + 1))
+        elif write == "large":  # read in place (read_target) when ws_max_size allows it
+            write = client_frame(0x2, bytes(range(256)) * 260)
+        assert isinstance(write, bytes)
+        self.pending += write
+        if read is not None and self._can_read():
+            self.read(read)
 
     def _can_read(self) -> bool:
         return bool(self.pending) and not self.closed and not self.conn.reading_paused
 
     @precondition(lambda self: self._can_read())
-    @rule(size=st.one_of(st.integers(1, 16), st.integers(17, 70_000)))
+    @rule(size=READ_SIZES)
     def read(self, size: int) -> None:
         data = bytes(self.pending[:size])
         del self.pending[:size]
@@ -498,7 +571,8 @@ class CoreMachine(RuleBasedStateMachine):
     def _read(self, n: int, call: Any) -> None:
         before = len(self.conn.inbox)  # type: ignore[attr-defined]
         connecting = self.conn.state is HTTPState.WS_CONNECTING
-        assert before < self.config.max_queue or not isinstance(self.conn, WebSocketConnection)
+        if self.conn.state is WSState.OPEN:  # reading pauses on a full inbox until our Close
+            assert before < self.config.max_queue
         self.bytes_in += n
         result = call()
         assert type(result) is bool
@@ -508,18 +582,29 @@ class CoreMachine(RuleBasedStateMachine):
         assert len(self.conn.inbox) <= before + n // 6 + 2  # type: ignore[attr-defined]
         self.step()
 
-    @precondition(lambda self: not self.lost)
-    @rule()
+    # -- the I/O layer -----------------------------------------------------------------------
+
+    @rule(event=IO_EVENTS, now=st.integers(0, 2))
+    def io_event(self, event: tuple[Any, ...], now: int) -> None:
+        """TCP loss, a timer firing, or shutdown: one rule, taken one time in three, so that
+        they do not end most examples within a few steps."""
+        if now:
+            return
+        if event[0] == "lost":
+            if not self.lost:
+                self.connection_lost()
+        elif not self.closed:  # the I/O layer does neither once it closed the transport
+            if event[0] == "timer":
+                self.timer_fires(event[1], event[2])
+            else:
+                self.shutdown(event[1])
+
     def connection_lost(self) -> None:
         self.closed = self.lost = True
         record = self.conn.connection_lost()
         assert record is None or record.status is not None
         self.step()
 
-    # -- the I/O layer -----------------------------------------------------------------------
-
-    @precondition(lambda self: not self.closed)
-    @rule(timer=st.sampled_from(list(Timer)), armed=st.booleans())
     def timer_fires(self, timer: Timer, armed: bool) -> None:
         # Mostly the armed timer, as the I/O layer fires it; sometimes another, to be ignored.
         kind = self.conn.timer if armed else timer
@@ -529,8 +614,6 @@ class CoreMachine(RuleBasedStateMachine):
             assert (self.conn.state, self.conn.timer_epoch) == (state, epoch)
         self.step()
 
-    @precondition(lambda self: not self.closed)
-    @rule(code=st.sampled_from([1001, 1012]))
     def shutdown(self, code: int) -> None:
         if self.shutdown_code is None:
             self.shutdown_code = code  # the server's code: the first one wins
@@ -580,7 +663,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.got.append(message)
 
     @precondition(lambda self: self.app is not None)
-    @rule(message=st.sampled_from(APP_MESSAGES))
+    @rule(message=APP_SENDS)
     def app_send(self, message: Any) -> None:
         if isinstance(message, dict):
             message = {k: (list(v) if isinstance(v, list) else v) for k, v in message.items()}
@@ -602,10 +685,13 @@ class CoreMachine(RuleBasedStateMachine):
         self.app_send({"type": "websocket.accept"})  # the usual answer, often
 
     @precondition(lambda self: self.app is not None)
-    @rule(raises=st.booleans())
-    def app_finishes(self, raises: bool) -> None:
-        conn = self.conn
-        record = conn.app_finished(ValueError("the app failed") if raises else None)
+    @rule(raises=st.booleans(), now=st.integers(0, 2))
+    def app_finishes(self, raises: bool, now: int) -> None:
+        if not now:  # one time in three: most apps run a while
+            self._app_finished(raises)
+
+    def _app_finished(self, raises: bool) -> None:
+        record = self.conn.app_finished(ValueError("the app failed") if raises else None)
         assert record.status is None or 100 <= record.status <= 599
         self.app = None
         self.step()
