@@ -533,7 +533,7 @@ class HTTPConnection:
         except AcceptError:
             self._error_response(500, "Internal Server Error")
             raise
-        if self._wire.body_pending:
+        if upgrade.body or self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
         self._output.append(switching_protocols(upgrade.key, headers, self.server_headers))

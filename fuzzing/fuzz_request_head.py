@@ -6,14 +6,16 @@ HTTPConnections, whole and as its first byte then the rest, and the app's side i
 same way in both (read what comes, accept a WebSocket, answer a request with 200): the scope,
 the messages, the state and every byte written must be equal (for a head refused before any
 app, its status: the reason names the first problem found, which the cut may change). A head
-may never get a 101 from one path and a 4xx from the other. Nothing may raise out of the core
-on any input.
+may never get a 101 from one path and a 4xx from the other, nor a 101 when the app answers
+before the bytes behind the head have come and a 4xx when they are there. Nothing may raise
+out of the core on any input.
 
     python fuzzing/fuzz_request_head.py fuzzing/corpus/request_head -max_total_time=3600
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,23 @@ def status(seen: dict[str, Any]) -> bytes:
     return bytes(seen["written"][9:12]) or b"none"
 
 
+def answered_early(head: bytes, rest: bytes) -> bytes:
+    """The status when the app answers once the head has come, before the rest has."""
+    conn = HTTPConnection(CONFIG, client=None, server=None, server_headers=SERVER_HEADERS)
+    conn.receive_data(head)
+    scope = conn.next_scope()
+    if scope is not None and scope["type"] == "websocket":
+        with contextlib.suppress(RuntimeError):
+            conn.send({"type": "websocket.accept"})
+    elif scope is not None:
+        conn.send({"type": "http.response.start", "status": 200})
+        conn.send({"type": "http.response.body", "body": b"ok"})
+    written = b"".join((conn.upgraded or conn).data_to_send())
+    if rest:
+        (conn.upgraded or conn).receive_data(rest)
+    return written[9:12] or b"none"
+
+
 def test_one_input(data: bytes) -> None:
     if len(data) < 2:
         outcome([data] if data else [])  # (an empty read would be EOF to h11: never made)
@@ -97,6 +116,15 @@ def test_one_input(data: bytes) -> None:
         f"status {status(fast).decode()} whole, {status(h11).decode()} in two reads: "
         f"{data[:200]!r}\nwhole: {fast}\nsplit: {h11}"
     )
+    end = data.find(b"\r\n\r\n") + 4
+    if 4 <= end < len(data) and fast["scope"] is not None:
+        # The app answers before what follows the head (a body, frames) has come: a 101
+        # exactly when it is a 101 with everything there.
+        early = answered_early(data[:end], data[end:])
+        assert (early == b"101") == (status(fast) == b"101"), (
+            f"status {early.decode()} answered early, {status(fast).decode()} with all the "
+            f"bytes there: {data[:200]!r}"
+        )
 
 
 if __name__ == "__main__":

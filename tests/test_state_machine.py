@@ -812,3 +812,21 @@ def test_an_accept_during_a_restart_closes_with_the_restart_code() -> None:
     assert out.endswith(b"\x88\x02\x03\xf4")  # Close 1012
     assert ws.next_message() == {"type": "websocket.connect"}
     assert ws.next_message() == {"type": "websocket.disconnect", "code": 1012, "reason": ""}
+
+
+@pytest.mark.parametrize("cut", [None, 2, 1])
+def test_an_upgrade_with_a_body_is_refused_however_its_bytes_come(cut: int | None) -> None:
+    """Found while fuzzing the request heads: an upgrade request announcing a body got the 101
+    when the body had fully arrived before the app accepted, and the 400 when it had not; the
+    head alone now decides (400 either way)."""
+    data = ws_request("/", extra=[("Content-Length", "2")]) + b"ab"
+    conn = HTTPConnection(Config(), client=None, server=None)
+    if cut is None:
+        conn.receive_data(data)
+    else:
+        conn.receive_data(data[:-cut])
+    assert conn.next_scope() is not None
+    with pytest.raises(RuntimeError, match="carried a body"):
+        conn.send({"type": "websocket.accept"})
+    assert b"".join(conn.data_to_send()).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert conn.upgraded is None
