@@ -25,8 +25,9 @@ deadline per example (about 6 s of CPU; pytest-timeout's 120 s bounds it). For a
 
     ASGIWS_STATE_MACHINE=long python -m pytest tests/test_state_machine.py -q
 
-(``long``: 5,000 examples of up to 100 steps, no deadline, hypothesis's example database kept
-in ``.hypothesis/`` so that a failure found is tried first next time.
+(``long``: 5,000 examples of up to 100 steps, no deadline, about 28 minutes on a shared 2-core
+machine; hypothesis's example database is kept in ``.hypothesis/``, so that a failure found is
+tried first next time.
 ``ASGIWS_STATE_MACHINE_EXAMPLES=N`` sets the count of either profile.)
 """
 
