@@ -270,12 +270,21 @@ class Upgrade:
     key: bytes  # Sec-WebSocket-Key, for the 101's accept value
     subprotocols: list[str]  # Sec-WebSocket-Protocol, in order
     extension_offers: list[str]  # each Sec-WebSocket-Extensions value
+    # The head announces a body (Content-Length over 0, Transfer-Encoding): refused at the
+    # accept whether or not its bytes have come by then, so that the answer to a head does
+    # not depend on how its bytes were cut into reads.
+    body: bool = False
 
 
 def upgrade_request(method: bytes, http_version: bytes, fields: Fields) -> Upgrade:
     """Validate an upgrade request (HandshakeError says why not) and keep its offers."""
     key = validate_upgrade(method, http_version, fields)
     offers = fields.get(b"sec-websocket-extensions")
+    lengths = fields.get(b"content-length") or ()
+    body = b"transfer-encoding" in fields or any(v.strip().lstrip(b"0") for v in lengths)
     return Upgrade(
-        key, parse_subprotocols(fields), [v.decode("latin-1") for v in offers] if offers else []
+        key,
+        parse_subprotocols(fields),
+        [v.decode("latin-1") for v in offers] if offers else [],
+        body,
     )

@@ -78,7 +78,7 @@ class HTTPConnection:
         "_response_event",
         "_scope",
         "_sent",
-        "_shutting_down",
+        "_shutdown",
         "_upgrade",
         "_wire",
         "client",
@@ -136,7 +136,9 @@ class HTTPConnection:
         self._output: list[bytes] = []
         self.inbox: list[ASGIMessage] = []
         self.max_queue = config.max_queue
-        self._shutting_down = False  # the server is draining: no next cycle, no new WebSocket
+        # The server is draining: no next cycle, and a WebSocket accepted from now on is closed
+        # at once, with the code and reason shutdown() was given (1012 on a restart).
+        self._shutdown: tuple[int, str] | None = None
 
         # The current request cycle.
         self._cycle = Cycle.NONE
@@ -337,7 +339,8 @@ class HTTPConnection:
     def shutdown(self, code: int, reason: str = "") -> None:
         """The server is stopping: finish HTTP work; a WebSocket accepted from now on is
         closed with the shutdown code at once."""
-        self._shutting_down = True
+        if self._shutdown is None:
+            self._shutdown = (code, reason)
         if self.state is IDLE and self.timer is not TIMER_HEAD:
             # Idle between requests (keep-alive): closed now, as RFC 9112 §9.6 allows. A
             # connection whose request head is expected (just accepted, or part of the head
@@ -481,7 +484,9 @@ class HTTPConnection:
             self._response = Response.STREAMING
             known = None if more_body or head else len(body)
             output.append(
-                wire.start(complete_head(response, known, close=self._shutting_down), self.method)
+                wire.start(
+                    complete_head(response, known, close=self._shutdown is not None), self.method
+                )
             )
         if body and not head:
             data = wire.data(bytes(body))
@@ -502,7 +507,7 @@ class HTTPConnection:
             or self._app is App.RUNNING
         ):
             return
-        if self._shutting_down or not self._wire.next_cycle():
+        if self._shutdown is not None or not self._wire.next_cycle():
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
             self._set_state(HTTP_CLOSED)
             return
@@ -596,7 +601,7 @@ class HTTPConnection:
         except AcceptError:
             self._error_response(500, "Internal Server Error")
             raise
-        if self._wire.body_pending:
+        if upgrade.body or self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
         self._output.append(switching_protocols(upgrade.key, headers, self.server_headers))
@@ -614,7 +619,7 @@ class HTTPConnection:
             inbox,  # type: ignore[arg-type]  # the same items: messages, no PendingClose yet
             self._scope,  # type: ignore[arg-type]  # set with the upgrade request
             self.timer_epoch + 1,
-            self._shutting_down,
+            self._shutdown,
             trailing,
         )
         self._set_state(UPGRADED)

@@ -77,7 +77,7 @@ class WebSocketConnection:
         inbox: list[ASGIMessage | PendingClose],
         scope: Scope,
         timer_epoch: int,
-        shutting_down: bool,
+        shutdown: tuple[int, str] | None,
         trailing: bytes | bytearray = b"",
     ) -> None:
         self.config = config
@@ -95,9 +95,11 @@ class WebSocketConnection:
         self.close_code: int | None = None  # how the session ended
         self._disconnect_queued = False  # exactly one disconnect per connection
         self._ping_counter = 0
-        if shutting_down:
-            self._close_from_app(config.ws_shutdown_code, "")
-            self._queue_disconnect(config.ws_shutdown_code, "")
+        if shutdown is not None:
+            # Accepted while the server stops: closed at once with shutdown()'s code (1001, or
+            # 1012 on a restart), not the configured default.
+            self._close_from_app(*shutdown)
+            self._queue_disconnect(*shutdown)
             return
         if config.ws_ping_interval > 0:
             self.timer = TIMER_PING
