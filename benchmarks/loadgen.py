@@ -20,7 +20,9 @@ import hashlib
 import json
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from benchmarks import procstat, wsload
+from benchmarks import httpload, procstat, wsload
 from benchmarks.scenarios import Scenario
 
 CONNECT_TIMEOUT = 10.0  # seconds for one connect + upgrade
@@ -562,6 +564,78 @@ def run_wsload(binary: Path, scenario: Scenario, request: dict[str, Any]) -> dic
     return result
 
 
+def _child_readings(server_pid: int) -> Readings:
+    """Now; the client is what this process's reaped children (wrk) used."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Readings(
+        wall=time.perf_counter(),
+        server_cpu=procstat.tree_cpu_seconds(server_pid),
+        client_cpu=usage.ru_utime + usage.ru_stime,
+        client_sys=usage.ru_stime,
+        cores=procstat.core_times(),
+    )
+
+
+def _wrk(argv: list[str], seconds: float) -> httpload.WrkResult:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + httpload.WRK_TIMEOUT + 30
+    )
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise httpload.WrkOutputError(f"wrk exited with status {done.returncode}: {tail}")
+    return httpload.parse(done.stdout)
+
+
+def run_http(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    """An http scenario on wrk: a checked first request, warm-up, then the measured run.
+
+    The window is the measured wrk process's lifetime: the server's CPU is read before it
+    starts and after it exits, the client's from this process's reaped-children usage.
+    """
+    result: dict[str, Any] = {"ok": False, "client": httpload.NAME}
+    wrk = httpload.available()
+    if wrk is None:
+        result["error"] = "wrk is not on PATH (the http scenarios need it: Debian package wrk)"
+        return result
+    host, port, pid = request["host"], request["port"], request["server_pid"]
+    expected = httpload.expected_body(scenario.app or "raw")
+    problem = httpload.probe(host, port, scenario.method, scenario.size, expected)
+    if problem is not None:
+        result.update(error=problem, wrong_echo=True)
+        return result
+    url = f"http://{host}:{port}/"
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+            script = Path(tmp) / "request.lua"
+            script.write_text(httpload.lua_script(scenario.method, scenario.size))
+            if scenario.warmup > 0:
+                warm = _wrk(
+                    httpload.command(wrk, url, scenario.connections, scenario.warmup, script),
+                    scenario.warmup,
+                )
+                if warm.errors:
+                    result["error"] = "during warm-up: " + "; ".join(warm.errors)
+                    return result
+            argv = httpload.command(wrk, url, scenario.connections, scenario.duration, script)
+            start = _child_readings(pid)
+            measured = _wrk(argv, scenario.duration)
+            end = _child_readings(pid)
+    except (httpload.WrkOutputError, subprocess.TimeoutExpired, OSError) as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+    result.update(window_result(start, end, measured.requests, request))
+    result.update(httpload.result_fields(measured))
+    result["ops_per_s"] = measured.requests_per_s  # wrk's own rate, over its own window
+    if measured.errors:
+        result["error"] = "; ".join(measured.errors)
+        result["wrong_echo"] = measured.non_2xx > 0
+    elif measured.requests == 0:
+        result["error"] = "wrk completed no request"
+    else:
+        result["ok"] = True
+    return result
+
+
 def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
     """The wsload program for this run, or None for the Python clients.
 
@@ -603,6 +677,9 @@ def main() -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     scenario = Scenario.from_json(request["scenario"])
+    if scenario.kind == "http":
+        sys.stdout.write(json.dumps(run_http(scenario, request)) + "\n")
+        return
     try:
         binary = choose_client(scenario, request)
     except wsload.BuildFailed as exc:
