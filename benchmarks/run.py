@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     servers = [SERVERS[name] for name in args.servers.split(",")]
     client = prepare_client(args.client)
+    if any(s.kind == "http" for s in chosen):
+        client += "; the http scenarios on wrk"
     # Server and load generator are separate processes: each holds one end of every connection.
     raise_fd_limit(max(s.connections for s in chosen) + 1024)
     with contextlib.suppress(OSError):
