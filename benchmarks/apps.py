@@ -51,7 +51,9 @@ async def _not_found(send: Send) -> None:
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     """Raw ASGI: accept, then send back every message with its type (text or bytes)."""
     kind = scope["type"]
-    if kind == "websocket":
+    if kind == "websocket" and scope["path"].startswith(FANOUT_PREFIX):
+        await _fanout(scope, receive, send)
+    elif kind == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         while True:
@@ -68,6 +70,37 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
         await _lifespan(receive, send)
     elif kind == "http":
         await _http(scope, receive, send)
+
+
+FANOUT_PREFIX = "/fanout/"
+SUBSCRIBED = "subscribed"
+_subscribers: set[Send] = set()
+
+
+async def _fanout(scope: Scope, receive: Receive, send: Send) -> None:
+    """/fanout/sub: told SUBSCRIBED once registered, then gets every published message;
+    /fanout/pub: every text message it sends goes to every subscriber, the same str object
+    to each, one `await send()` after another (the chat / live-feed shape)."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    publisher = scope["path"] == FANOUT_PREFIX + "pub"
+    if not publisher:
+        _subscribers.add(send)
+        await send({"type": "websocket.send", "text": SUBSCRIBED})
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if publisher:
+                text = message.get("text")
+                for subscriber in list(_subscribers):
+                    try:
+                        await subscriber({"type": "websocket.send", "text": text})
+                    except Exception:  # a subscriber that went away meanwhile
+                        _subscribers.discard(subscriber)
+    finally:
+        _subscribers.discard(send)
 
 
 async def _http(scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,7 +17,7 @@ REFERENCE = "asgiws"
 KIB = 1024
 WS_SCENARIOS = ("echo", "pipelined", "large", "handshakes", "idle")
 HTTP_SCENARIOS = ("http-get", "http-post", "starlette-http", "fastapi-http")
-SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS)
+SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout")
 # The asgiws server each HTTP scenario measures, and its app ("raw": the raw ASGI app).
 HTTP_REFERENCE = {
     "http-get": ("asgiws", "raw"),
@@ -135,10 +135,11 @@ def _ratio(value: float | None, reference: float | None) -> str:
 
 LEGEND = (
     "ops = messages echoed (handshakes: whole connect/upgrade/echo/close loops; http-*: "
-    "requests answered, on wrk); "
+    "requests answered, on wrk; fanout: deliveries, one message to one subscriber); "
     "ops/server-CPU-s = ops / (utime+stime of the server's process tree over the window); "
     "ratios are server ÷ asgiws (the framework rows: ÷ asgiws with the same framework); "
-    "latency is per message (handshakes: per loop; http-*: per request)."
+    "latency is per message (handshakes: per loop; http-*: per request; fanout: from publish "
+    "to the last subscriber)."
 )
 
 
@@ -279,6 +280,8 @@ def targets(summaries: list[Summary]) -> list[Target]:
         results.append(_versus_uvicorn(summaries, scenario, "ops_per_cpu_s", factor))
     for scenario in HTTP_SCENARIOS:
         results.append(_versus_uvicorn(summaries, scenario, "p99", 1.0))
+    versus("fanout deliveries/CPU-s >= 1.5x best ASGI peer", "fanout", "ops_per_cpu_s", 1.5,
+           peers_only=True, lowest=False, label="deliveries/CPU-s")  # fmt: skip
     return results
 
 

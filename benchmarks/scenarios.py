@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-Kind = Literal["stream", "handshakes", "idle", "http"]
+Kind = Literal["stream", "handshakes", "idle", "http", "fanout"]
 MIB = 1024 * 1024
 
 
@@ -50,6 +50,18 @@ DEFAULTS: dict[str, Scenario] = {
     "fastapi-http": Scenario(
         "fastapi-http", "http", connections=50, size=0, unit="requests", app="fastapi"
     ),
+    # One publisher, `connections` subscribers, `in_flight` messages published and not yet
+    # delivered to every subscriber; one op is one delivery (a message to one subscriber).
+    "fanout": Scenario(
+        "fanout",
+        "fanout",
+        connections=1000,
+        in_flight=4,
+        size=32,
+        text=True,
+        unit="deliveries",
+        app="raw",
+    ),
 }
 
 # WebSocket scenarios run on every server but the fastapi variants (which exist for HTTP).
@@ -66,6 +78,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "http-post": {"duration": 3.0, "warmup": 1.0},
     "starlette-http": {"duration": 3.0, "warmup": 1.0},
     "fastapi-http": {"duration": 3.0, "warmup": 1.0},
+    "fanout": {"connections": 200, "duration": 3.0, "warmup": 1.0},
 }
 
 

@@ -137,6 +137,7 @@ def test_http_scenarios_run_on_the_servers_with_their_app() -> None:
     ]  # fmt: skip
     echo = taking_part("echo")
     assert "picows-server" in echo and not any("fastapi" in name for name in echo)
+    assert taking_part("fanout") == raw
 
 
 # --- the HTTP targets ------------------------------------------------------------------------
@@ -284,3 +285,19 @@ def test_quick_run_of_the_http_scenarios_against_asgiws(tmp_path: Path) -> None:
         assert result["server_cpu_s"] > 0 and result["ops_per_server_cpu_s"] > 0
         assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
     assert "n/a   http-get req/CPU-s >= 1.2x uvicorn: no uvicorn server measured" in done.stdout
+
+
+def test_quick_fanout_against_asgiws_delivers_every_message(tmp_path: Path) -> None:
+    output = tmp_path / "fanout.jsonl"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--rounds", "1", "--scenarios",
+         "fanout", "--servers", "asgiws", "--connections", "fanout=50", "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (only,) = [json.loads(raw) for raw in output.read_text().splitlines()]
+    result = only["result"]
+    assert result["ok"] and result["subscribers"] == 50 and only["scenario"]["connections"] == 50
+    # Every delivery in the window is counted; a message counts once per subscriber.
+    assert result["ops"] > 0 and result["ops_per_server_cpu_s"] > 0
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
