@@ -20,7 +20,9 @@ import hashlib
 import json
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from benchmarks import procstat, wsload
+from benchmarks import httpload, procstat, wsload
 from benchmarks.scenarios import Scenario
 
 CONNECT_TIMEOUT = 10.0  # seconds for one connect + upgrade
@@ -42,6 +44,7 @@ PAYLOADS_LARGE = 4
 CLIENT_BOUND = 0.90  # client process CPU share of its core over the window
 CORE_SATURATED = 0.95  # whole client core busy share over the window
 MAX_FRAME = 64 * 1024 * 1024
+SUBSCRIBED = b"subscribed"  # apps.SUBSCRIBED: what a fanout subscriber is told first
 PICOWS = "picows"  # client names, as results record them
 PYTHON_RAW = "asyncio-raw"
 
@@ -541,6 +544,152 @@ async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any
     }
 
 
+class Subscriber(WSListener):
+    """One fanout subscriber: waits for SUBSCRIBED, then checks each message's sequence."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.ready = asyncio.get_running_loop().create_future()
+        self.next_seq = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type in (WSMsgType.PING, WSMsgType.PONG):
+            return
+        if frame.msg_type == WSMsgType.CLOSE:
+            if self.fanout.window.sending:
+                self.fanout.window.fail(f"server closed a subscriber: {frame.get_close_code()}")
+            return
+        if frame.msg_type != WSMsgType.TEXT or not frame.fin:
+            self.fanout.window.fail(f"fanout: got {frame.msg_type!r}", wrong_echo=True)
+            return
+        payload = frame.get_payload_as_bytes()
+        if not self.ready.done():
+            if payload != SUBSCRIBED:
+                self.fanout.window.fail(f"fanout: expected {SUBSCRIBED!r}, got {payload[:40]!r}")
+            self.ready.set_result(None)
+            return
+        expected = self.fanout.payload(self.next_seq)
+        if payload != expected:
+            self.fanout.window.fail(
+                f"fanout: subscriber got {payload[:40]!r}, expected {expected[:40]!r}",
+                wrong_echo=True,
+            )
+            return
+        self.next_seq += 1
+        self.fanout.delivered(self.next_seq - 1)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.fanout.window.sending:
+            self.fanout.window.fail("server dropped a subscriber")
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+
+class Fanout:
+    """Publishes while fewer than `in_flight` messages are still short of a subscriber."""
+
+    def __init__(self, window: Window, subscribers: int, size: int, in_flight: int) -> None:
+        self.window = window
+        self.subscribers = subscribers
+        self.size = size
+        self.in_flight = in_flight
+        self.sent_ns: dict[int, int] = {}
+        self.missing: dict[int, int] = {}  # seq -> subscribers that have not got it yet
+        self.next_seq = 0
+        self.publisher: WSTransport | None = None
+        self.idle = asyncio.get_running_loop().create_future()  # nothing left in flight
+
+    def payload(self, seq: int) -> bytes:
+        head = f"{seq:010d}:".encode()
+        return (head + b"x" * self.size)[: max(self.size, len(head))]
+
+    def publish(self) -> None:
+        while self.window.sending and len(self.missing) < self.in_flight:
+            seq = self.next_seq
+            self.next_seq += 1
+            self.missing[seq] = self.subscribers
+            self.sent_ns[seq] = time.perf_counter_ns()
+            self.publisher.send(WSMsgType.TEXT, self.payload(seq))  # type: ignore[union-attr]
+
+    def delivered(self, seq: int) -> None:
+        window = self.window
+        left = self.missing.get(seq)
+        if left is None:
+            window.fail(f"fanout: message {seq} delivered more often than published")
+            return
+        if window.measuring:
+            window.count += 1
+        if left > 1:
+            self.missing[seq] = left - 1
+            return
+        del self.missing[seq]
+        sent = self.sent_ns.pop(seq)
+        if window.measuring:
+            window.latencies_ns.append(time.perf_counter_ns() - sent)
+        self.publish()
+        if not self.missing and not window.sending and not self.idle.done():
+            self.idle.set_result(None)
+
+
+class Publisher(WSListener):
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE and not self.fanout.window.sending:
+            return
+        if frame.msg_type not in (WSMsgType.PING, WSMsgType.PONG):
+            self.fanout.window.fail(f"fanout: the publisher got {frame.msg_type!r}")
+
+
+async def run_fanout(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    """1 publisher, N subscribers; ops are deliveries, latency is publish -> last subscriber."""
+    window = Window()
+    request["_window"] = window
+    fanout = Fanout(window, scenario.connections, scenario.size, scenario.in_flight)
+    base = request["url"].rstrip("/")
+    transports: list[WSTransport] = []
+    subscribers: list[Subscriber] = []
+    gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
+
+    async def subscribe() -> None:
+        async with gate:
+            transport, listener = await connect(f"{base}/fanout/sub", lambda: Subscriber(fanout))
+            transports.append(transport)
+            subscribers.append(listener)
+            await asyncio.wait_for(listener.ready, CONNECT_TIMEOUT)
+
+    try:
+        await asyncio.gather(*(subscribe() for _ in range(scenario.connections)))
+        if window.error is not None:
+            raise ConnectionError(window.error)
+        publisher, _ = await connect(f"{base}/fanout/pub", lambda: Publisher(fanout))
+        transports.append(publisher)
+        fanout.publisher = publisher
+        fanout.publish()
+        await asyncio.sleep(scenario.warmup)
+        window.measuring = True
+        start = Readings.take(request["server_pid"])
+        await asyncio.sleep(scenario.duration)
+        end = Readings.take(request["server_pid"])
+        window.measuring = False
+        count, latencies = window.count, window.latencies_ns
+        window.sending = False
+        if not fanout.missing and not fanout.idle.done():
+            fanout.idle.set_result(None)
+        try:
+            await asyncio.wait_for(fanout.idle, DRAIN_TIMEOUT)
+        except TimeoutError:
+            window.fail(f"{len(fanout.missing)} published messages not delivered in time")
+    finally:
+        window.sending = False
+        await close_all(transports)
+    result = window_result(start, end, count, request)
+    result["latency_ms"] = percentiles_ms(latencies)
+    result["subscribers"] = scenario.connections
+    return result
+
+
 def run_wsload(binary: Path, scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
     """One stream or handshakes scenario on the C client; the same result dict as run()."""
     pid = request["server_pid"]
@@ -562,6 +711,78 @@ def run_wsload(binary: Path, scenario: Scenario, request: dict[str, Any]) -> dic
     return result
 
 
+def _child_readings(server_pid: int) -> Readings:
+    """Now; the client is what this process's reaped children (wrk) used."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Readings(
+        wall=time.perf_counter(),
+        server_cpu=procstat.tree_cpu_seconds(server_pid),
+        client_cpu=usage.ru_utime + usage.ru_stime,
+        client_sys=usage.ru_stime,
+        cores=procstat.core_times(),
+    )
+
+
+def _wrk(argv: list[str], seconds: float) -> httpload.WrkResult:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + httpload.WRK_TIMEOUT + 30
+    )
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise httpload.WrkOutputError(f"wrk exited with status {done.returncode}: {tail}")
+    return httpload.parse(done.stdout)
+
+
+def run_http(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    """An http scenario on wrk: a checked first request, warm-up, then the measured run.
+
+    The window is the measured wrk process's lifetime: the server's CPU is read before it
+    starts and after it exits, the client's from this process's reaped-children usage.
+    """
+    result: dict[str, Any] = {"ok": False, "client": httpload.NAME}
+    wrk = httpload.available()
+    if wrk is None:
+        result["error"] = "wrk is not on PATH (the http scenarios need it: Debian package wrk)"
+        return result
+    host, port, pid = request["host"], request["port"], request["server_pid"]
+    expected = httpload.expected_body(scenario.app or "raw")
+    problem = httpload.probe(host, port, scenario.method, scenario.size, expected)
+    if problem is not None:
+        result.update(error=problem, wrong_echo=True)
+        return result
+    url = f"http://{host}:{port}/"
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+            script = Path(tmp) / "request.lua"
+            script.write_text(httpload.lua_script(scenario.method, scenario.size))
+            if scenario.warmup > 0:
+                warm = _wrk(
+                    httpload.command(wrk, url, scenario.connections, scenario.warmup, script),
+                    scenario.warmup,
+                )
+                if warm.errors:
+                    result["error"] = "during warm-up: " + "; ".join(warm.errors)
+                    return result
+            argv = httpload.command(wrk, url, scenario.connections, scenario.duration, script)
+            start = _child_readings(pid)
+            measured = _wrk(argv, scenario.duration)
+            end = _child_readings(pid)
+    except (httpload.WrkOutputError, subprocess.TimeoutExpired, OSError) as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        return result
+    result.update(window_result(start, end, measured.requests, request))
+    result.update(httpload.result_fields(measured))
+    result["ops_per_s"] = measured.requests_per_s  # wrk's own rate, over its own window
+    if measured.errors:
+        result["error"] = "; ".join(measured.errors)
+        result["wrong_echo"] = measured.non_2xx > 0
+    elif measured.requests == 0:
+        result["error"] = "wrk completed no request"
+    else:
+        result["ok"] = True
+    return result
+
+
 def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
     """The wsload program for this run, or None for the Python clients.
 
@@ -569,7 +790,7 @@ def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
     an error without gcc), or "python". The idle scenario always runs in Python.
     """
     wanted = request.get("client", "auto")
-    if wanted == "python" or scenario.kind == "idle":
+    if wanted == "python" or scenario.kind in ("idle", "fanout"):
         return None
     binary = wsload.build()
     if binary is None and wanted == "wsload":
@@ -579,7 +800,9 @@ def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
 
 async def run(request: dict[str, Any]) -> dict[str, Any]:
     scenario = Scenario.from_json(request["scenario"])
-    runner = {"stream": run_stream, "handshakes": run_handshakes, "idle": run_idle}[scenario.kind]
+    runners = {"stream": run_stream, "handshakes": run_handshakes, "idle": run_idle,
+               "fanout": run_fanout}  # fmt: skip
+    runner = runners[scenario.kind]
     request["_window"] = None
     client = PYTHON_RAW if scenario.kind == "handshakes" else PICOWS
     result: dict[str, Any] = {"ok": False, "client": client}
@@ -603,6 +826,9 @@ def main() -> None:
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     scenario = Scenario.from_json(request["scenario"])
+    if scenario.kind == "http":
+        sys.stdout.write(json.dumps(run_http(scenario, request)) + "\n")
+        return
     try:
         binary = choose_client(scenario, request)
     except wsload.BuildFailed as exc:

@@ -15,7 +15,16 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE = "asgiws"
 KIB = 1024
-SCENARIO_ORDER = ("echo", "pipelined", "large", "handshakes", "idle")
+WS_SCENARIOS = ("echo", "pipelined", "large", "handshakes", "idle")
+HTTP_SCENARIOS = ("http-get", "http-post", "starlette-http", "fastapi-http")
+SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout")
+# The asgiws server each HTTP scenario measures, and its app ("raw": the raw ASGI app).
+HTTP_REFERENCE = {
+    "http-get": ("asgiws", "raw"),
+    "http-post": ("asgiws", "raw"),
+    "starlette-http": ("asgiws+starlette", "starlette"),
+    "fastapi-http": ("asgiws+fastapi", "fastapi"),
+}
 
 
 def append(path: Path, line: dict[str, Any]) -> None:
@@ -125,10 +134,17 @@ def _ratio(value: float | None, reference: float | None) -> str:
 
 
 LEGEND = (
-    "ops = messages echoed (handshakes: whole connect/upgrade/echo/close loops); "
+    "ops = messages echoed (handshakes: whole connect/upgrade/echo/close loops; http-*: "
+    "requests answered, on wrk; fanout: deliveries, one message to one subscriber); "
     "ops/server-CPU-s = ops / (utime+stime of the server's process tree over the window); "
-    "ratios are server ÷ asgiws; latency is per message (handshakes: per loop)."
+    "ratios are server ÷ asgiws (the framework rows: ÷ asgiws with the same framework); "
+    "latency is per message (handshakes: per loop; http-*: per request; fanout: from publish "
+    "to the last subscriber)."
 )
+
+
+def _reference_name(scenario: str) -> str:
+    return HTTP_REFERENCE.get(scenario, (REFERENCE, "raw"))[0]
 
 
 def table_rows(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
@@ -138,7 +154,7 @@ def table_rows(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
         "per-CPU-s ÷ asgiws", "p50 ms", "p99 ms", "p99.9 ms", "KiB/conn", "client CPU",
         "notes",
     ]  # fmt: skip
-    reference = {s.scenario: s for s in summaries if s.server == REFERENCE}
+    reference = {s.scenario: s for s in summaries if s.server == _reference_name(s.scenario)}
     rows = []
     for s in summaries:
         ref = reference.get(s.scenario)
@@ -259,7 +275,48 @@ def targets(summaries: list[Summary]) -> list[Target]:
         )
     versus("echo p99 latency <= best ASGI peer", "echo", "p99", 1.0,
            peers_only=True, lowest=True, label="ms")  # fmt: skip
+    for scenario in HTTP_SCENARIOS:
+        factor = 1.2 if HTTP_REFERENCE[scenario][1] == "raw" else 1.1
+        results.append(_versus_uvicorn(summaries, scenario, "ops_per_cpu_s", factor))
+    for scenario in HTTP_SCENARIOS:
+        results.append(_versus_uvicorn(summaries, scenario, "p99", 1.0))
+    versus("fanout deliveries/CPU-s >= 1.5x best ASGI peer", "fanout", "ops_per_cpu_s", 1.5,
+           peers_only=True, lowest=False, label="deliveries/CPU-s")  # fmt: skip
     return results
+
+
+def _versus_uvicorn(summaries: list[Summary], scenario: str, metric: str, factor: float) -> Target:
+    """asgiws (with the scenario's framework) against uvicorn (httptools) serving the same app.
+
+    Every uvicorn variant parses HTTP with httptools; the best one measured is the peer.
+    """
+    mine_name, app = HTTP_REFERENCE[scenario]
+    latency = metric == "p99"
+    if latency:
+        name = f"{scenario} p99 latency <= uvicorn"
+    else:
+        name = f"{scenario} req/CPU-s >= {factor:g}x uvicorn"
+    mine = _get(summaries, scenario, mine_name)
+    if mine is None or getattr(mine, metric) is None:
+        return Target(name, "n/a", f"{mine_name} not measured in {scenario}")
+    peers = [
+        s for s in summaries
+        if s.scenario == scenario and s.rounds and s.app == app
+        and s.server.startswith("uvicorn") and getattr(s, metric) is not None
+    ]  # fmt: skip
+    if not peers:
+        return Target(name, "n/a", f"no uvicorn server measured in {scenario}")
+    pick = min if latency else max
+    best = pick(peers, key=lambda s: float(getattr(s, metric)))
+    value, other = float(getattr(mine, metric)), float(getattr(best, metric))
+    passed = value <= other * factor if latency else value >= other * factor
+    digits, label = (2, "ms") if latency else (0, "req/CPU-s")
+    return Target(
+        name,
+        "PASS" if passed else "FAIL",
+        f"{mine_name} {value:,.{digits}f} {label} vs {best.server} {other:,.{digits}f} "
+        f"(ratio {value / other:.2f}, needs {'<=' if latency else '>='} {factor:g})",
+    )
 
 
 def render_text(lines: list[dict[str, Any]]) -> str:

@@ -37,7 +37,7 @@ LOADGEN_MARGIN = 60.0  # seconds a load generator may run past its scenario's le
 PAUSE = 0.5  # seconds between two measurements, for sockets to settle
 PACKAGES = (
     "asgiws", "uvicorn", "uvloop", "httptools", "websockets", "wsproto", "hypercorn",
-    "granian", "picows", "starlette",
+    "granian", "picows", "starlette", "fastapi",
 )  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="auto",
         help="load generator for echo/pipelined/large/handshakes: the C client wsload.c "
         "(built with gcc on first use), the Python clients (picows; raw asyncio for "
-        "handshakes), or auto: wsload when gcc is there",
+        "handshakes), or auto: wsload when gcc is there (the http scenarios always run wrk)",
     )
     parser.add_argument(
         "--no-install", action="store_true", help="use the bench venv as it is, do not pip"
@@ -203,7 +203,7 @@ def measure(
 
 
 def progress(round_: int, rounds: int, server: str, scenario: str, r: dict[str, Any]) -> str:
-    prefix = f"[round {round_}/{rounds}] {scenario:<10} {server:<25}"
+    prefix = f"[round {round_}/{rounds}] {scenario:<14} {server:<25}"
     if not r.get("ok"):
         first = str(r.get("error", "failed")).splitlines()[0]
         return f"{prefix} FAILED: {first}"
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     servers = [SERVERS[name] for name in args.servers.split(",")]
     client = prepare_client(args.client)
+    if any(s.kind == "http" for s in chosen):
+        client += "; the http scenarios on wrk"
     # Server and load generator are separate processes: each holds one end of every connection.
     raise_fd_limit(max(s.connections for s in chosen) + 1024)
     with contextlib.suppress(OSError):
@@ -279,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(1, args.rounds + 1):
             for scenario in chosen:
                 for server in servers:
+                    if not scenarios.applies(scenario, server.app):
+                        continue
                     result = measure(server, scenario, args)
                     line = {
                         **common,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-Kind = Literal["stream", "handshakes", "idle"]
+Kind = Literal["stream", "handshakes", "idle", "http", "fanout"]
 MIB = 1024 * 1024
 
 
@@ -20,6 +20,10 @@ class Scenario:
     duration: float = 10.0  # measured window, seconds
     warmup: float = 2.0  # traffic before the window opens, seconds
     unit: str = "msgs"  # what one operation is, for the table
+    # http: the request method, and the app the scenario needs ("raw", "starlette",
+    # "fastapi"); None: a WebSocket scenario, run by every server except the fastapi ones.
+    method: str = "GET"
+    app: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,7 +39,33 @@ DEFAULTS: dict[str, Scenario] = {
     "large": Scenario("large", "stream", connections=4, size=MIB),
     "handshakes": Scenario("handshakes", "handshakes", connections=50, unit="handshakes"),
     "idle": Scenario("idle", "idle", connections=10_000, duration=3.0, warmup=0.0, unit="conns"),
+    # HTTP/1.1 keep-alive on wrk; size is the request body (POST: Content-Length, read by the app).
+    "http-get": Scenario("http-get", "http", connections=50, size=0, unit="requests", app="raw"),
+    "http-post": Scenario(
+        "http-post", "http", connections=50, size=1024, unit="requests", method="POST", app="raw"
+    ),
+    "starlette-http": Scenario(
+        "starlette-http", "http", connections=50, size=0, unit="requests", app="starlette"
+    ),
+    "fastapi-http": Scenario(
+        "fastapi-http", "http", connections=50, size=0, unit="requests", app="fastapi"
+    ),
+    # One publisher, `connections` subscribers, `in_flight` messages published and not yet
+    # delivered to every subscriber; one op is one delivery (a message to one subscriber).
+    "fanout": Scenario(
+        "fanout",
+        "fanout",
+        connections=1000,
+        in_flight=4,
+        size=32,
+        text=True,
+        unit="deliveries",
+        app="raw",
+    ),
 }
+
+# WebSocket scenarios run on every server but the fastapi variants (which exist for HTTP).
+WS_APPS = ("raw", "starlette", "native")
 
 # --quick: a smoke run of a few seconds per scenario.
 QUICK: dict[str, dict[str, Any]] = {
@@ -44,7 +74,19 @@ QUICK: dict[str, dict[str, Any]] = {
     "large": {"duration": 3.0, "warmup": 1.0},
     "handshakes": {"duration": 3.0, "warmup": 1.0},
     "idle": {"connections": 1_000, "duration": 1.0},
+    "http-get": {"duration": 3.0, "warmup": 1.0},
+    "http-post": {"duration": 3.0, "warmup": 1.0},
+    "starlette-http": {"duration": 3.0, "warmup": 1.0},
+    "fastapi-http": {"duration": 3.0, "warmup": 1.0},
+    "fanout": {"connections": 200, "duration": 3.0, "warmup": 1.0},
 }
+
+
+def applies(scenario: Scenario, server_app: str) -> bool:
+    """Whether a server running `server_app` takes part in this scenario."""
+    if scenario.app is None:
+        return server_app in WS_APPS
+    return server_app == scenario.app
 
 
 def build(

@@ -17,6 +17,7 @@ START_TIMEOUT = 30.0  # seconds for a server to accept TCP connections
 STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
 RAW_APP = "benchmarks.apps:echo"
 STARLETTE_APP = "benchmarks.apps:starlette_echo"
+FASTAPI_APP = "benchmarks.apps:fastapi_echo"
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Server:
     name: str
     argv: Callable[[str, int], list[str]]  # (python, port) -> command line
     asgi: bool  # False for the ceilings, which run their own echo, not an ASGI app
-    app: str  # "raw", "starlette" or "native"
+    app: str  # "raw", "starlette", "fastapi" or "native"
     packages: tuple[str, ...]  # whose versions the results record
 
 
@@ -97,6 +98,12 @@ SERVERS: dict[str, Server] = {
                "starlette", (*_UVICORN, "websockets", "starlette")),
         Server("granian+starlette", _granian(STARLETTE_APP), True, "starlette",
                ("granian", "uvloop", "starlette")),
+        Server("asgiws+fastapi", _asgiws(FASTAPI_APP), True, "fastapi",
+               ("asgiws", "uvloop", "starlette", "fastapi")),
+        Server("uvicorn-sansio+fastapi", _uvicorn("websockets-sansio", FASTAPI_APP), True,
+               "fastapi", (*_UVICORN, "websockets", "starlette", "fastapi")),
+        Server("granian+fastapi", _granian(FASTAPI_APP), True, "fastapi",
+               ("granian", "uvloop", "starlette", "fastapi")),
         Server("websockets-server", _ceiling("websockets"), False, "native",
                ("websockets", "uvloop")),
         Server("picows-server", _ceiling("picows"), False, "native", ("picows", "uvloop")),

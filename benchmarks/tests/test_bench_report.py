@@ -75,6 +75,18 @@ TARGET_NAMES = [
     "echo p99 latency <= best ASGI peer",
 ]
 ECHO, PIPELINED, LARGE, HANDSHAKES, IDLE, P99 = TARGET_NAMES
+HTTP_TARGET_NAMES = [
+    "http-get req/CPU-s >= 1.2x uvicorn",
+    "http-post req/CPU-s >= 1.2x uvicorn",
+    "starlette-http req/CPU-s >= 1.1x uvicorn",
+    "fastapi-http req/CPU-s >= 1.1x uvicorn",
+    "http-get p99 latency <= uvicorn",
+    "http-post p99 latency <= uvicorn",
+    "starlette-http p99 latency <= uvicorn",
+    "fastapi-http p99 latency <= uvicorn",
+    "fanout deliveries/CPU-s >= 1.5x best ASGI peer",
+]
+ALL_TARGET_NAMES = TARGET_NAMES + HTTP_TARGET_NAMES
 
 
 # --- synthetic results lines ---------------------------------------------------------------
@@ -362,7 +374,8 @@ def test_order_is_scenario_order_then_servers_as_first_seen() -> None:
         ("idle", "asgiws"),
         ("mystery", "asgiws"),
     ]
-    assert report.SCENARIO_ORDER == ("echo", "pipelined", "large", "handshakes", "idle")
+    assert report.WS_SCENARIOS == ("echo", "pipelined", "large", "handshakes", "idle")
+    assert (*report.WS_SCENARIOS, *report.HTTP_SCENARIOS, "fanout") == report.SCENARIO_ORDER
 
 
 def test_comparable_peer_is_a_raw_asgi_server_other_than_asgiws() -> None:
@@ -402,8 +415,9 @@ def test_median_property(rounds: list[tuple[bool, int]]) -> None:
 
 def test_every_target_is_judged_in_this_order() -> None:
     results = report.targets(report.summarize(full_run(rounds=3)))
-    assert [t.name for t in results] == TARGET_NAMES
-    assert [t.verdict for t in results] == ["PASS"] * 6
+    assert [t.name for t in results] == ALL_TARGET_NAMES
+    # No http scenario in that run: its targets say so rather than pass or fail.
+    assert [t.verdict for t in results] == ["PASS"] * 6 + ["n/a"] * 9
 
 
 def test_nothing_measured_gives_n_a_everywhere() -> None:
@@ -717,7 +731,7 @@ def test_render_text_one_row_per_scenario_and_server() -> None:
     pairs = [(row[0], row[1]) for row in rows]
     expected = [
         (scenario, server)
-        for scenario in report.SCENARIO_ORDER
+        for scenario in report.WS_SCENARIOS
         for server in ("asgiws", "uvicorn-sansio", "granian", "picows-server")
     ]
     assert pairs == expected
@@ -738,7 +752,7 @@ def test_render_text_one_row_per_scenario_and_server() -> None:
         {row.split()[0] for row in group.splitlines()[2 if i == 0 else 0 :]}
         for i, group in enumerate(table)
     ]
-    assert groups == [{scenario} for scenario in report.SCENARIO_ORDER]
+    assert groups == [{scenario} for scenario in report.WS_SCENARIOS]
 
 
 def test_render_text_has_the_targets_and_the_client_verdict() -> None:
@@ -795,7 +809,7 @@ def test_render_markdown_rows_targets_and_header() -> None:
     assert all(len(row) == 13 for row in table)
     assert [(row[0], row[1]) for row in table] == [
         (scenario, server)
-        for scenario in report.SCENARIO_ORDER
+        for scenario in report.WS_SCENARIOS
         for server in ("asgiws", "uvicorn-sansio", "granian", "picows-server")
     ]
     failed_row = next(row for row in table if row[:2] == ["idle", "uvicorn-sansio"])
@@ -803,7 +817,7 @@ def test_render_markdown_rows_targets_and_header() -> None:
     assert rows[21] == ["target", "verdict", "detail"]
     expected = report.targets(report.summarize(lines))
     assert target_rows == [[t.name, t.verdict, t.detail] for t in expected]
-    assert [row[0] for row in target_rows] == TARGET_NAMES
+    assert [row[0] for row in target_rows] == ALL_TARGET_NAMES
     assert "|---|---|---|" in text.splitlines()
     assert "Versions: asgiws 0.1.0, granian 2.8.7, picows 2.3.1, uvloop 0.23.0" in text
     assert text.splitlines()[-1] == report.client_verdict(lines)
@@ -813,7 +827,7 @@ def test_render_markdown_of_nothing() -> None:
     text = report.render_markdown([])
     assert text.startswith("Run ? on ? (? cores), Python ?; ")
     assert "| target | verdict | detail |" in text
-    assert text.count("| n/a |") == 6
+    assert text.count("| n/a |") == len(ALL_TARGET_NAMES)
 
 
 def test_ratios_are_dashes_without_asgiws() -> None:
