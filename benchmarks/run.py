@@ -28,10 +28,10 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import procstat, report, scenarios, venv, wsload
+from benchmarks import bench_venv, procstat, report, scenarios, wsload
 from benchmarks.servers import SERVERS, Running, Server, ServerFailed
 
-REPO = venv.REPO
+REPO = bench_venv.REPO
 LOG_DIR = REPO / ".cache" / "bench-logs"
 LOADGEN_MARGIN = 60.0  # seconds a load generator may run past its scenario's length
 PAUSE = 0.5  # seconds between two measurements, for sockets to settle
@@ -99,9 +99,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def reexec_in_venv(argv: list[str], install: bool) -> NoReturn:
-    python = venv.python() if not install else venv.ensure()
+    python = bench_venv.python() if not install else bench_venv.ensure()
     if not python.exists():
-        sys.exit(f"no bench venv at {venv.VENV}; run without --no-install first")
+        sys.exit(f"no bench venv at {bench_venv.VENV}; run without --no-install first")
     os.chdir(REPO)
     os.execv(str(python), [str(python), "-m", "benchmarks.run", *argv])
 
@@ -243,7 +243,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if not venv.inside():
+    if not bench_venv.inside():
         reexec_in_venv(argv, install=not args.no_install)
     signal.signal(signal.SIGTERM, _interrupt)
     chosen = scenarios.build(

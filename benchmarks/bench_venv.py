@@ -1,4 +1,5 @@
-"""The suite's own virtual environment, in the gitignored `.cache/bench-venv` of the repo.
+"""The suite's own virtual environment, in the gitignored `.cache/bench-venv` of the repo (not named
+`venv.py`: run as `python benchmarks/run.py`, that name would hide the standard library's venv).
 
 Created on first use; reinstalled when `requirements.txt` or `pyproject.toml` changes.
 """
