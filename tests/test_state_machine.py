@@ -52,7 +52,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from transitions import TABLES, illegal
-from wire import RFC_KEY, ws_request
+from wire import RFC_KEY, client_frame, ws_request
 
 from asgiws.config import Config
 from asgiws.events import is_sendable_close_code, is_valid_close_code
@@ -119,31 +119,6 @@ TEXT = "ab é€😀\x00"
 
 def text(max_size: int) -> st.SearchStrategy[str]:
     return st.text(alphabet=TEXT, max_size=max_size)
-
-
-def client_frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: bytes | None = b"\x37\xfa\x21\x3d",
-) -> bytes:
-    """A client frame with any first byte (RSV bits included), masked unless ``mask`` is None."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    bit = 0 if mask is None else 0x80
-    n = len(payload)
-    if n < 126:
-        header = struct.pack("!BB", first, bit | n)
-    elif n < 1 << 16:
-        header = struct.pack("!BBH", first, bit | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, bit | 127, n)
-    if mask is None:
-        return header + payload
-    repeated = (mask * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    return header + mask + masked
 
 
 def compressed(data: bytes) -> bytes:

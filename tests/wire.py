@@ -79,13 +79,15 @@ def client_frame(
     payload: bytes | str = b"",
     *,
     fin: bool = True,
+    rsv: int = 0,
     mask: bytes | None = RFC_MASK,
 ) -> bytes:
     """A client-to-server frame, masked with ``mask`` (RFC 6455 §5.3: clients always mask;
-    None sends it unmasked, which a server must refuse)."""
+    None sends it unmasked, which a server must refuse); ``rsv``: the RSV bits of the first
+    byte (0x40 is RSV1, a compressed message's)."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
-    first = (0x80 if fin else 0) | opcode
+    first = (0x80 if fin else 0) | rsv | opcode
     bit = 0 if mask is None else 0x80
     length = len(payload)
     if length < 126:
