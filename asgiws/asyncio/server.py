@@ -19,7 +19,8 @@ import random
 import signal
 import socket
 import ssl
-from collections.abc import Coroutine
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._version import __version__
@@ -229,9 +230,7 @@ class Server:
                 return ConnectionProtocol(self, shared)
 
             if shared.unix:
-                listener = await loop.create_unix_server(
-                    factory, sock=sock, backlog=config.backlog, ssl=tls
-                )
+                listener = await self._unix_server(factory, sock, tls)
                 name = sock.getsockname()
                 self.uds = name if isinstance(name, str) else config.uds
                 self.bound.append(f"unix:{self.uds}")
@@ -245,6 +244,22 @@ class Server:
                 self.bound.append(f"{'https' if tls else 'http'}://{shown}:{port}")
                 self.addresses.append((str(host), int(port)))
             self._listeners.append(listener)
+
+    async def _unix_server(
+        self, factory: Callable[[], ConnectionProtocol], sock: socket.socket, tls: Any
+    ) -> asyncio.AbstractServer:
+        """Serve a Unix socket. Its file is this server's to remove or not (``_unlink_uds``):
+        since Python 3.13 the loop removes it when the server closes unless told not to, which
+        took the socket of a gunicorn arbiter or a supervisor away when one worker stopped."""
+        backlog = self.config.backlog
+        if sys.version_info >= (3, 13):
+            try:
+                return await self.loop.create_unix_server(
+                    factory, sock=sock, backlog=backlog, ssl=tls, cleanup_socket=False
+                )
+            except TypeError:
+                pass  # a loop (uvloop) that has no such argument, and removes nothing
+        return await self.loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=tls)
 
     def stop(self, code: int | None = None) -> None:
         """Begin a graceful shutdown (what SIGINT and SIGTERM do). WebSockets are closed with
