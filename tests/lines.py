@@ -39,20 +39,7 @@ class OutputLines:
                 return found
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no line matching {pattern!r} in: {self.lines!r}")
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if item is None:
-                raise AssertionError(
-                    f"{self.what} exited ({self.process.wait(timeout=DEADLINE_S)}) before "
-                    f"printing a line matching {pattern!r}: {self.lines!r}"
-                )
-            self.lines.append(item)
-            found = regex.search(item)
+            found = regex.search(self._next_line(deadline, f"a line matching {pattern!r}"))
             if found:
                 return found
 
@@ -65,18 +52,26 @@ class OutputLines:
             found = [m[1] if regex.groups else m[0] for m in map(regex.search, self.lines) if m]
             if len(found) >= count:
                 return found[:count]
+            self._next_line(deadline, f"{count} lines matching {pattern!r}")
+
+    def _next_line(self, deadline: float, wanted: str) -> str:
+        """The next output line, kept in ``lines``; AssertionError naming ``wanted`` when the
+        deadline passes or the process's output ends first."""
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"fewer than {count} lines match {pattern!r}: {self.lines!r}")
+                raise AssertionError(f"no {wanted} in time: {self.lines!r}")
             try:
                 item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 continue
             if item is None:
                 raise AssertionError(
-                    f"{self.what} exited before {count} lines matched {pattern!r}: {self.lines!r}"
+                    f"{self.what} exited ({self.process.wait(timeout=DEADLINE_S)}) before "
+                    f"printing {wanted}: {self.lines!r}"
                 )
             self.lines.append(item)
+            return item
 
     def output(self) -> str:
         """Everything printed, after the process has exited."""

@@ -104,16 +104,7 @@ class Supervised(ServerProcess):
             found = self.matches(pattern)
             if len(found) >= count:
                 return found[:count]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{count} lines matching {pattern!r} expected: {self.lines}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"the server exited before {count} lines {pattern!r}")
-            self.lines.append(line)
+            self._next_line(deadline, f"{count} lines matching {pattern!r}")
 
     def wait_ready(self, workers: int) -> set[int]:
         """Wait for the 'running on' line; the pids of the workers ready by then."""
