@@ -20,7 +20,6 @@ from .asgi import (
     ASGIMessage,
     Headers,
     Scope,
-    reason_phrase,
     ws_disconnect,
 )
 from .config import Config
@@ -33,11 +32,11 @@ from .handshake import (
     switching_protocols,
 )
 from .http11 import Wire, bad_request_reason
-from .limits import RETRY_AFTER, Slot
+from .limits import Slot
 from .protocol import AccessRecord, ServerHeaders
 from .reassembly import BufferPool
-from .request import Refusal, open_request
-from .responses import ResponseHead, body_of, complete_head, error_response, response_start
+from .request import Peer, Refusal, open_request
+from .responder import Responder
 from .states import (
     HTTP,
     HTTP_CLOSED,
@@ -60,7 +59,10 @@ from .websocket import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
 
-_EMPTY_OUTPUT: list[bytes] = []
+_NO_RESPONSE: Final = Response.NONE
+_HELD: Final = Response.HELD
+_STREAMING: Final = Response.STREAMING
+_COMPLETE: Final = Response.COMPLETE
 _ABNORMAL: Final = CloseCode.ABNORMAL_CLOSURE.value  # RFC 6455 §7.4.1: to the app only
 
 
@@ -72,12 +74,10 @@ class HTTPConnection:
         "_app",
         "_cycle",
         "_disconnect_queued",
-        "_output",
+        "_peer",
         "_refused",
-        "_response",
-        "_response_event",
+        "_reply",
         "_scope",
-        "_sent",
         "_shutdown",
         "_upgrade",
         "_wire",
@@ -85,20 +85,13 @@ class HTTPConnection:
         "config",
         "http_version",
         "inbox",
-        "lifespan_state",
         "max_queue",
-        "method",
         "path",
         "pool",
-        "secure",
-        "server",
         "server_headers",
-        "slot",
         "state",
-        "status",
         "timer",
         "timer_epoch",
-        "tls",
         "upgraded",
     )
 
@@ -117,23 +110,20 @@ class HTTPConnection:
     ) -> None:
         self.config = config
         self.client = client
-        self.server = server
-        self.secure = scheme == "https"
+        self._peer = Peer(config, client, server, scheme == "https", lifespan_state, slot, tls)
         self.server_headers = server_headers or ServerHeaders()
-        self.lifespan_state = lifespan_state
         self.pool = pool  # large-frame buffers, shared by the server's connections
-        self.slot = slot  # this connection's place under --limit-* (asgiws.limits)
-        self.tls = tls  # the ASGI TLS extension of a TLS connection, for every scope
 
         self.state = IDLE
         self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
         self.timer_epoch = 0
         self.upgraded: WebSocketConnection | None = None
 
-        self._wire = Wire(config.h11_max_incomplete_event_size)  # fast path, h11 behind it
-        # Bytes to write (data_to_send() takes them) and messages for the app (next_message()
-        # takes them). A list, not a deque: an empty deque costs 600 bytes more per connection.
-        self._output: list[bytes] = []
+        self._wire = wire = Wire(config.h11_max_incomplete_event_size)  # fast path, h11 behind
+        # What goes out (data_to_send() takes it), and the response state of each cycle.
+        self._reply = Responder(wire, self.server_headers)
+        # Messages for the app (next_message() takes them). A list, not a deque: an empty deque
+        # costs 600 bytes more per connection.
         self.inbox: list[ASGIMessage] = []
         self.max_queue = config.max_queue
         # The server is draining: no next cycle, and a WebSocket accepted from now on is closed
@@ -146,14 +136,9 @@ class HTTPConnection:
         self._scope: Scope | None = None  # the cycle's scope, for next_scope() and its record
         self._disconnect_queued = False  # exactly one disconnect per cycle
         self._refused: AccessRecord | None = None  # a request no app saw, for its access line
-        self.method = b""
         self.path = ""
         self.http_version = b"1.1"
-        self.status: int | None = None  # the response status sent
-        self._sent = 0  # response body bytes sent in this cycle, for its access line
         self._upgrade: Upgrade | None = None  # what an upgrade request offered
-        self._response = Response.NONE
-        self._response_event: ResponseHead | None = None  # http.response.start, while HELD
 
     # -- bytes in ------------------------------------------------------------------------------
 
@@ -215,11 +200,12 @@ class HTTPConnection:
 
     def data_to_send(self) -> list[bytes]:
         """The buffers to write, in order, taken out of the connection."""
-        out = self._output
-        if not out:
-            return _EMPTY_OUTPUT
-        self._output = []
-        return out
+        return self._reply.take()
+
+    @property
+    def status(self) -> int | None:
+        """The response status sent in this cycle (101 once accepted)."""
+        return self._reply.status
 
     @property
     def reading_paused(self) -> bool:
@@ -248,19 +234,12 @@ class HTTPConnection:
                     "receive() called after 'websocket.disconnect' was delivered"
                 )
             return None
-        if (
-            self.state is HTTP_CLOSED
-            or self._response is Response.COMPLETE
-            or self._disconnect_queued
-        ):
+        if self.state is HTTP_CLOSED or self._reply.state is _COMPLETE or self._disconnect_queued:
             # The client left, or the response is sent: nothing more comes but the end.
             self._disconnect_queued = True
             return {"type": "http.disconnect"}
         if self._wire.waiting_for_100_continue:
-            # ASGI: 100 Continue is sent only when the app asks for the body.
-            self._h11_send(
-                h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-            )
+            self._reply.continue_100()
         return None
 
     # -- messages from the app -----------------------------------------------------------------
@@ -272,10 +251,19 @@ class HTTPConnection:
             raise RuntimeError(f"an ASGI message must be a dict, not {type(message).__name__}")
         kind = message.get("type")
         state = self.state
-        if kind == "http.response.start" or kind == "http.response.body":
+        if kind == "http.response.body":
             if state is HTTP:
-                self._send_http(message, kind)
+                if self._reply.body(message, kind):
+                    self._finish_http_cycle()
                 return len(self.inbox)
+            if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
+                return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
+        elif kind == "http.response.start":
+            if state is HTTP:
+                self._reply.start(message, kind)
+                return len(self.inbox)
+            if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
+                return 0
             if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "websocket.accept":
@@ -287,9 +275,16 @@ class HTTPConnection:
                 # ASGI: close before accept rejects the handshake with 403.
                 self._error_response(403, "WebSocket connection rejected by the application")
                 return 0
-        elif kind == "websocket.http.response.start" or kind == "websocket.http.response.body":
+        elif kind == "websocket.http.response.start":
             if state is WS_CONNECTING or state is WS_DENYING:
-                self._send_denial(message, kind)
+                self._reply.deny_start(message, kind)
+                self._set_state(WS_DENYING)
+                return 0
+        elif kind == "websocket.http.response.body":
+            if state is WS_CONNECTING or state is WS_DENYING:
+                if self._reply.deny_body(message, kind):
+                    self._set_state(HTTP_CLOSED)
+                    self._queue_ws_disconnect()
                 return 0
         if self._cycle is Cycle.WEBSOCKET and state is HTTP_CLOSED:
             raise ClientDisconnected(f"cannot send {kind!r}: the WebSocket connection is closed")
@@ -298,17 +293,19 @@ class HTTPConnection:
     def app_finished(self, error: BaseException | None) -> AccessRecord:
         """The app call returned (error None) or raised: finish what it left unfinished."""
         self._app = App.DONE
-        status = self.status
-        sent = self._sent
+        reply = self._reply
+        status = reply.status
+        sent = reply.sent
         scope = self._scope  # the next cycle may begin below
         problem: str | None = None
         state = self.state
         if state is HTTP:
-            if self._response is Response.NONE or self._response is Response.HELD:
+            response = reply.state
+            if response is _NO_RESPONSE or response is _HELD:
                 if error is None:
                     problem = "ASGI app returned without starting a response"
                 self._error_response(500, "Internal Server Error")
-            elif self._response is Response.STREAMING:
+            elif response is _STREAMING:
                 # The client got part of a response; only closing tells it so.
                 if error is None:
                     problem = "ASGI app returned without completing the response"
@@ -325,8 +322,8 @@ class HTTPConnection:
         elif state is UPGRADED:
             assert self.upgraded is not None
             return self.upgraded.app_finished(error)
-        record = self._record(status if status is not None else self.status, problem, scope)
-        record.body_bytes = sent if status is not None else self._sent
+        record = self._record(status if status is not None else reply.status, problem, scope)
+        record.body_bytes = sent if status is not None else reply.sent
         return record
 
     # -- timers and shutdown -------------------------------------------------------------------
@@ -341,6 +338,7 @@ class HTTPConnection:
         closed with the shutdown code at once."""
         if self._shutdown is None:
             self._shutdown = (code, reason)
+            self._reply.close = True
         if self.state is IDLE and self.timer is not TIMER_HEAD:
             # Idle between requests (keep-alive): closed now, as RFC 9112 §9.6 allows. A
             # connection whose request head is expected (just accepted, or part of the head
@@ -398,44 +396,22 @@ class HTTPConnection:
         """A request head from h11, or from the fast path with its handshake fields (and
         whether it asks for a WebSocket). The cycle's other state is as __init__ or
         _finish_http_cycle left it."""
-        self.method = method
+        self._reply.method = method
         self.http_version = http_version
         self.path = target.decode("latin-1")  # as sent, until the scope decodes it
         self._cycle = Cycle.HTTP
         try:
             scope, upgrade = open_request(
-                method,
-                target,
-                http_version,
-                headers,
-                fields,
-                upgrading,
-                self.config,
-                self.client,
-                self.server,
-                self.lifespan_state,
-                self.secure,
+                method, target, http_version, headers, fields, upgrading, self._peer
             )
         except Refusal as refusal:
             if refusal.websocket:
                 self._cycle = Cycle.WEBSOCKET
                 self.path = refusal.path or self.path
+            self._scope = refusal.scope  # built before a --limit-* refusal: its client is shown
             self._error_response(refusal.status, refusal.reason, refusal.headers)
             return
         self.path = scope["path"]
-        if self.slot is not None:
-            # After the proxy headers: the client they name is the one counted.
-            over = self.slot.admit(scope["client"])
-            if over is not None:
-                self._scope = scope  # the access line shows that client
-                if upgrade is not None:
-                    self._cycle = Cycle.WEBSOCKET
-                self._error_response(503, over, [(b"retry-after", RETRY_AFTER)])
-                return
-        if self.tls is not None:
-            tls = self.tls
-            extensions = scope.setdefault("extensions", {})
-            extensions["tls"] = {**tls, "client_cert_chain": list(tls["client_cert_chain"])}
         if upgrade is not None:
             self._cycle = Cycle.WEBSOCKET
             self._upgrade = upgrade
@@ -457,55 +433,8 @@ class HTTPConnection:
                     return
         inbox.append({"type": "http.request", "body": body, "more_body": more_body})
 
-    def _send_http(self, message: ASGIMessage, kind: str) -> None:
-        if kind == "http.response.start":
-            if self._response is not Response.NONE:
-                raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
-            self._response_event = response_start(message, kind, self.server_headers)
-            self._response = Response.HELD
-            self.status = self._response_event.status
-            return
-        # http.response.body
-        if self._response is Response.NONE:
-            raise RuntimeError(
-                f"cannot send {kind!r} before 'http.response.start' in state {self.state.name}"
-            )
-        if self._response is Response.COMPLETE:
-            raise RuntimeError(f"cannot send {kind!r} after the response is complete")
-        body = body_of(message, kind)
-        more_body = bool(message.get("more_body", False))
-        head = self.method == b"HEAD"
-        wire = self._wire
-        output = self._output
-        if self._response is Response.HELD:
-            response = self._response_event
-            assert response is not None
-            self._response_event = None
-            self._response = Response.STREAMING
-            known = None if more_body or head else len(body)
-            output.append(
-                wire.start(
-                    complete_head(response, known, close=self._shutdown is not None), self.method
-                )
-            )
-        if body and not head:
-            data = wire.data(bytes(body))
-            if data:
-                output.append(data)
-            self._sent += len(body)
-        if not more_body:
-            self._response = Response.COMPLETE
-            data = wire.end()
-            if data:
-                output.append(data)
-            self._finish_http_cycle()
-
     def _finish_http_cycle(self) -> None:
-        if (
-            self.state is not HTTP
-            or self._response is not Response.COMPLETE
-            or self._app is App.RUNNING
-        ):
+        if self.state is not HTTP or self._reply.state is not _COMPLETE or self._app is App.RUNNING:
             return
         if self._shutdown is not None or not self._wire.next_cycle():
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
@@ -513,13 +442,10 @@ class HTTPConnection:
             return
         self.inbox.clear()
         self._set_state(IDLE)
-        self.method = b""
+        self._reply.reset()
         self._cycle = Cycle.NONE
         self._app = App.NONE
         self._scope = None
-        self.status = None
-        self._sent = 0
-        self._response = Response.NONE
         self._disconnect_queued = False
         wire = self._wire
         if wire.has_buffered or self.config.timeout_keep_alive <= 0:
@@ -529,18 +455,12 @@ class HTTPConnection:
         if wire.has_buffered:
             self.receive_data(wire.buffered())  # the next request came with the last
 
-    def _h11_send(self, event: Any) -> None:
-        data = self._wire.send(event)
-        if data:
-            self._output.append(data)
-
     # -- errors --------------------------------------------------------------------------------
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         state = self.state
-        if state is IDLE or (
-            state is HTTP and (self._response is Response.NONE or self._response is Response.HELD)
-        ):
+        response = self._reply.state
+        if state is IDLE or (state is HTTP and (response is _NO_RESPONSE or response is _HELD)):
             # A bad head; or a malformed body (a bad chunk line) before the response began:
             # the client is told why, and the app reading the body gets http.disconnect.
             limit = self.config.h11_max_incomplete_event_size
@@ -556,19 +476,12 @@ class HTTPConnection:
         headers: Headers = (),  # type: ignore[assignment]
     ) -> None:
         """Answer with a short plain-text error naming the problem, and close the connection."""
-        self.status = status
-        all_headers, body = error_response(status, reason, headers, self.server_headers)
-        self._sent = 0 if self.method == b"HEAD" else len(body)
+        reply = self._reply
+        reply.error(status, reason, headers)
         if self._app is App.NONE:
             # Refused before any app saw it: the access line is the core's to give.
             self._refused = self._record(status, None, self._scope)
-            self._refused.body_bytes = self._sent
-        self._output.extend(
-            self._wire.send_refusal(
-                status, reason_phrase(status), all_headers, body, method=self.method
-            )
-        )
-        self._response = Response.COMPLETE
+            self._refused.body_bytes = reply.sent
         self._set_state(HTTP_CLOSED)
         if self._cycle is Cycle.WEBSOCKET and self._app is not App.NONE:
             self._queue_ws_disconnect()
@@ -584,7 +497,7 @@ class HTTPConnection:
         if scope is not None:
             return AccessRecord.of_scope(scope, status, problem)
         kind = "websocket" if self._cycle is Cycle.WEBSOCKET else "http"
-        method = self.method.decode("latin-1") or "-"
+        method = self._reply.method.decode("latin-1") or "-"
         version = self.http_version.decode("latin-1")
         return AccessRecord(kind, self.client, method, self.path or "-", version, status)
 
@@ -604,12 +517,13 @@ class HTTPConnection:
         if upgrade.body or self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
-        self._output.append(switching_protocols(upgrade.key, headers, self.server_headers))
+        reply = self._reply
+        reply.output.append(switching_protocols(upgrade.key, headers, self.server_headers))
+        reply.status = 101
+        output = reply.take()
         # Bytes that came right behind the request are the start of the WebSocket stream.
         trailing = self._wire.switch()
         self._upgrade = None  # the handshake's part is over
-        self.status = 101
-        output, self._output = self._output, []
         # A websocket.connect the app has not read yet stays first in the inbox.
         inbox, self.inbox = self.inbox, []
         self.upgraded = WebSocketConnection(
@@ -623,29 +537,6 @@ class HTTPConnection:
             trailing,
         )
         self._set_state(UPGRADED)
-
-    def _send_denial(self, message: ASGIMessage, kind: str) -> None:
-        if kind == "websocket.http.response.start":
-            if self.state is WS_DENYING:
-                raise RuntimeError(f"cannot send {kind!r} twice in state {self.state.name}")
-            response = response_start(message, kind, self.server_headers, denial=True)
-            self.status = response.status
-            self._h11_send(response.event())
-            self._set_state(WS_DENYING)
-            return
-        if self.state is not WS_DENYING:
-            raise RuntimeError(
-                f"cannot send {kind!r} before 'websocket.http.response.start' in state "
-                f"{self.state.name}"
-            )
-        body = body_of(message, kind)
-        if body:
-            self._h11_send(h11.Data(data=bytes(body)))
-            self._sent += len(body)
-        if not message.get("more_body", False):
-            self._h11_send(h11.EndOfMessage())
-            self._set_state(HTTP_CLOSED)
-            self._queue_ws_disconnect()
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """What a request head means, decided before any app runs: refused (and why), a plain HTTP
 request, or a valid WebSocket upgrade, each with its scope.
 
-Sans-IO and stateless: :class:`asgiws.http.HTTPConnection` hands a parsed head over (from the
-fast path, with its handshake fields, or from h11) and acts on the answer.
+Sans-IO: :class:`asgiws.http.HTTPConnection` hands a parsed head over (from the fast path,
+with its handshake fields, or from h11) with what its connection knows (:class:`Peer`) and acts
+on the answer. The only state it touches is the connection's place under ``--limit-*``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,43 @@ from .handshake import (
     upgrade_request,
 )
 from .http11 import head_problem
+from .limits import RETRY_AFTER, Slot
 from .origins import origin_policy
 from .proxy import PROXY_FIELDS, apply, trusted_proxies
 
-__all__ = ["Refusal", "open_request"]
+__all__ = ["Peer", "Refusal", "open_request"]
+
+
+class Peer:
+    """What every request on one connection shares: the options, both addresses, the scheme,
+    the lifespan state, its place under ``--limit-*`` and its TLS details."""
+
+    __slots__ = ("client", "config", "lifespan_state", "secure", "server", "slot", "tls")
+
+    def __init__(
+        self,
+        config: Config,
+        client: Any,
+        server: Any,
+        secure: bool,
+        lifespan_state: dict[str, Any] | None,
+        slot: Slot | None,
+        tls: dict[str, Any] | None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.server = server
+        self.secure = secure
+        self.lifespan_state = lifespan_state
+        self.slot = slot  # this connection's place under --limit-* (asgiws.limits)
+        self.tls = tls  # the ASGI TLS extension of a TLS connection, for every scope
 
 
 class Refusal(Exception):
     """A request answered by the server itself: ``status``, a plain-text ``reason`` and any
     headers the answer needs. ``path`` is the request's decoded path once it is known, and
-    ``websocket`` says the request was an upgrade (for its access line)."""
+    ``websocket`` says the request was an upgrade, and ``scope`` is the scope of a request
+    refused after it was built (both for its access line)."""
 
     def __init__(
         self,
@@ -39,6 +67,7 @@ class Refusal(Exception):
         *,
         websocket: bool = False,
         path: str | None = None,
+        scope: Scope | None = None,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -46,6 +75,7 @@ class Refusal(Exception):
         self.headers = headers
         self.websocket = websocket
         self.path = path
+        self.scope = scope
 
 
 def open_request(
@@ -55,16 +85,13 @@ def open_request(
     headers: Headers,
     fields: Fields | None,
     upgrading: bool,
-    config: Config,
-    client: Any,
-    server: Any,
-    lifespan_state: dict[str, Any] | None,
-    secure: bool,
+    peer: Peer,
 ) -> tuple[Scope, Upgrade | None]:
     """The scope of a request head and, for a WebSocket upgrade, what it offered; raises
     :class:`Refusal`. ``fields`` come with heads the fast path took, with ``upgrading`` (the
     head asks for a WebSocket, checked); heads from h11 (``fields`` None) are measured and
-    scanned here."""
+    scanned here. A request admitted holds a place under ``--limit-*`` from here on."""
+    config = peer.config
     if fields is None or len(headers) > config.max_header_count:
         problem = head_problem(
             method,
@@ -81,9 +108,9 @@ def open_request(
         http_version,
         headers,
         root_path=config.root_path,
-        client=client,
-        server=server,
-        lifespan_state=lifespan_state,
+        client=peer.client,
+        server=peer.server,
+        lifespan_state=peer.lifespan_state,
     )
     if fields is None:
         fields = handshake_fields(headers)
@@ -92,20 +119,32 @@ def open_request(
         # RFC 9112 §6.1: the server MUST close the connection after answering such a request,
         # whose framing two hops may read differently; h11 would go on reading it as chunked.
         raise Refusal(400, "a request may not have both Content-Length and Transfer-Encoding")
+    secure = peer.secure
     if config.proxy_headers and not PROXY_FIELDS.isdisjoint(fields):
         secure = apply(scope, fields, trusted_proxies(config.forwarded_allow_ips), secure)
-    if not upgrading:
+    upgrade: Upgrade | None = None
+    if upgrading:
+        try:
+            upgrade = upgrade_request(method, http_version, fields)
+        except HandshakeError as exc:
+            raise Refusal(
+                exc.status, exc.reason, exc.headers, websocket=True, path=scope["path"]
+            ) from None
+        if config.ws_allowed_origins:
+            _check_origin(fields.get(b"origin"), config, scope["path"])
+        make_websocket_scope(scope, upgrade.subprotocols, secure=secure)
+    else:
         make_http_scope(scope, method, secure=secure)
-        return scope, None
-    try:
-        upgrade = upgrade_request(method, http_version, fields)
-    except HandshakeError as exc:
-        raise Refusal(
-            exc.status, exc.reason, exc.headers, websocket=True, path=scope["path"]
-        ) from None
-    if config.ws_allowed_origins:
-        _check_origin(fields.get(b"origin"), config, scope["path"])
-    make_websocket_scope(scope, upgrade.subprotocols, secure=secure)
+    if peer.slot is not None:
+        # After the proxy headers: the client they name is the one counted.
+        over = peer.slot.admit(scope["client"])
+        if over is not None:
+            headers = [(b"retry-after", RETRY_AFTER)]
+            raise Refusal(503, over, headers, websocket=upgrading, scope=scope)
+    tls = peer.tls
+    if tls is not None:
+        extensions = scope.setdefault("extensions", {})
+        extensions["tls"] = {**tls, "client_cert_chain": list(tls["client_cert_chain"])}
     return scope, upgrade
 
 

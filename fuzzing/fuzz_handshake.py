@@ -44,7 +44,7 @@ with instrumented(__name__):
         validate_upgrade,
     )
     from asgiws.protocol import ServerHeaders
-    from asgiws.request import Refusal, open_request
+    from asgiws.request import Peer, Refusal, open_request
 
 CONFIGS = (
     Config(),
@@ -140,10 +140,8 @@ def check_request(data: bytes) -> None:
     method, target, version, headers = head
     for config in CONFIGS:
         try:
-            scope, upgrade = open_request(
-                method, target, version, headers, None, False, config,
-                ("127.0.0.1", 50000), ("127.0.0.1", 8000), None, False,
-            )  # fmt: skip
+            peer = Peer(config, ("127.0.0.1", 50000), ("127.0.0.1", 8000), False, None, None, None)
+            scope, upgrade = open_request(method, target, version, headers, None, False, peer)
         except Refusal as refusal:
             assert refusal.status in REFUSAL_STATUSES and refusal.reason, refusal.status
             continue

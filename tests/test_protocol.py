@@ -69,7 +69,7 @@ def open_ws(**options: Any) -> WebSocketConnection:
 CORE = (
     "_abnf", "asgi", "deflate", "events", "fasthead", "frames", "handshake", "headers", "http",
     "http11", "limits", "masking", "origins", "protocol", "proxy", "reassembly", "request",
-    "responses", "states", "types", "websocket", "writer",
+    "responder", "responses", "states", "types", "websocket", "writer",
 )  # fmt: skip
 
 

@@ -1,0 +1,161 @@
+"""What an HTTP connection writes before the 101: the app's response of the current request
+cycle, the app's denial of a WebSocket, and the server's own error responses.
+
+One :class:`Responder` per :class:`asgiws.http.HTTPConnection`, reset at each cycle. It follows
+the app's response through :class:`~asgiws.states.Response` (NONE, HELD, STREAMING, COMPLETE),
+keeps what the cycle's access line needs (the status, the body bytes sent), and turns each step
+into bytes with the connection's :class:`~asgiws.http11.Wire` (the fast path's writer, or h11).
+The buffers collect in :attr:`Responder.output` until ``data_to_send()`` takes them. The order
+of one response's messages is checked here; which phase a message belongs to (an HTTP cycle, a
+WebSocket handshake) is the connection's to decide. Sans-IO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from .asgi import ASGIMessage, Headers, reason_phrase
+from .http11 import Wire
+from .protocol import ServerHeaders
+from .responses import ResponseHead, body_of, complete_head, error_response, response_start
+from .states import Response
+
+__all__ = ["Responder"]
+
+_EMPTY: list[bytes] = []
+_NONE = Response.NONE
+_HELD = Response.HELD
+_STREAMING = Response.STREAMING
+_COMPLETE = Response.COMPLETE
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+
+
+class Responder:
+    """The response side of one connection's request cycles."""
+
+    __slots__ = (
+        "_head", "_wire", "close", "method", "output", "sent", "server_headers", "state", "status",
+    )  # fmt: skip
+
+    def __init__(self, wire: Wire, server_headers: ServerHeaders) -> None:
+        self._wire = wire
+        self.server_headers = server_headers
+        self.output: list[bytes] = []
+        # Shutting down: every response head from now on says Connection: close.
+        self.close = False
+        self.method = b""  # the request's, for HEAD and the access line
+        self.state = _NONE
+        self.status: int | None = None  # the response status sent in this cycle
+        self.sent = 0  # response body bytes sent in this cycle
+        self._head: ResponseHead | None = None  # http.response.start, while HELD
+
+    def reset(self) -> None:
+        """A new request cycle."""
+        self.method = b""
+        self.state = _NONE
+        self.sent = 0
+        self.status = None
+
+    def take(self) -> list[bytes]:
+        """The buffers to write, in order, taken out."""
+        out = self.output
+        if not out:
+            return _EMPTY
+        self.output = []
+        return out
+
+    # -- the app's HTTP response ---------------------------------------------------------------
+
+    def start(self, message: ASGIMessage, kind: str) -> None:
+        """``http.response.start``: checked, and held until the first body tells its length."""
+        if self.state is not _NONE:
+            raise RuntimeError(f"cannot send {kind!r} twice in state HTTP")
+        head = response_start(message, kind, self.server_headers)
+        self._head = head
+        self.status = head.status
+        self.state = _HELD
+
+    def body(self, message: ASGIMessage, kind: str) -> bool:
+        """``http.response.body``: written. True once the response is complete."""
+        state = self.state
+        if state is _NONE:
+            raise RuntimeError(f"cannot send {kind!r} before 'http.response.start' in state HTTP")
+        if state is _COMPLETE:
+            raise RuntimeError(f"cannot send {kind!r} after the response is complete")
+        body = body_of(message, kind)
+        more_body = bool(message.get("more_body", False))
+        method = self.method
+        head = method == b"HEAD"
+        wire = self._wire
+        output = self.output
+        if state is _HELD:
+            response = self._head
+            assert response is not None
+            self._head = None
+            self.state = _STREAMING
+            known = None if more_body or head else len(body)
+            output.append(wire.start(complete_head(response, known, close=self.close), method))
+        if body and not head:
+            data = wire.data(bytes(body))
+            if data:
+                output.append(data)
+            self.sent += len(body)
+        if more_body:
+            return False
+        self.state = _COMPLETE
+        data = wire.end()
+        if data:
+            output.append(data)
+        return True
+
+    def continue_100(self) -> None:
+        """ASGI: 100 Continue is sent only when the app asks for the body."""
+        self._send(_CONTINUE)
+
+    # -- the app's denial of a WebSocket -------------------------------------------------------
+
+    def deny_start(self, message: ASGIMessage, kind: str) -> None:
+        """``websocket.http.response.start``: written at once (h11 frames the body)."""
+        if self.state is not _NONE:
+            raise RuntimeError(f"cannot send {kind!r} twice in state WS_DENYING")
+        response = response_start(message, kind, self.server_headers, denial=True)
+        self.status = response.status
+        self._send(response.event())
+        self.state = _STREAMING
+
+    def deny_body(self, message: ASGIMessage, kind: str) -> bool:
+        """``websocket.http.response.body``. True once the denial is complete."""
+        if self.state is not _STREAMING:
+            raise RuntimeError(
+                f"cannot send {kind!r} before 'websocket.http.response.start' in state "
+                "WS_CONNECTING"
+            )
+        body = body_of(message, kind)
+        if body:
+            self._send(h11.Data(data=bytes(body)))
+            self.sent += len(body)
+        if message.get("more_body", False):
+            return False
+        self._send(h11.EndOfMessage())
+        self.state = _COMPLETE
+        return True
+
+    # -- the server's own answers ----------------------------------------------------------------
+
+    def error(self, status: int, reason: str, headers: Headers = ()) -> None:  # type: ignore[assignment]
+        """A short plain-text error naming the problem; the connection closes after it."""
+        self.status = status
+        all_headers, body = error_response(status, reason, headers, self.server_headers)
+        method = self.method
+        self.sent = 0 if method == b"HEAD" else len(body)
+        self.output.extend(
+            self._wire.send_refusal(status, reason_phrase(status), all_headers, body, method=method)
+        )
+        self.state = _COMPLETE
+
+    def _send(self, event: Any) -> None:
+        data = self._wire.send(event)
+        if data:
+            self.output.append(data)
