@@ -170,8 +170,10 @@ def measure(
             "client_core": args.client_core,
             "client": args.client,
         }
-        command = ["taskset", "-c", str(args.client_core), sys.executable, "-m",
-                   "benchmarks.loadgen", json.dumps(request)]  # fmt: skip
+        # idle+active holds its connections in its own program (benchmarks/heldload.py).
+        module = "benchmarks.heldload" if scenario.kind == "held" else "benchmarks.loadgen"
+        command = ["taskset", "-c", str(args.client_core), sys.executable, "-m", module,
+                   json.dumps(request)]  # fmt: skip
         budget = scenario.warmup + scenario.duration + LOADGEN_MARGIN + scenario.connections / 200
         loadgen = subprocess.Popen(
             command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -213,6 +215,8 @@ def progress(round_: int, rounds: int, server: str, scenario: str, r: dict[str, 
     lat = r.get("latency_ms", {})
     flag = "  CLIENT-BOUND" if r.get("client_bound") else ""
     flag += "  client-core-full" if r.get("client_core_saturated") else ""
+    if "held" in r:  # idle+active: the idle connections held meanwhile
+        flag += f"  {r['held']:,} held, {(r.get('bytes_per_conn') or 0) / 1024:.1f} KiB/conn"
     return (
         f"{prefix} {r['ops_per_s'] or 0:>10,.0f}/s {r['ops_per_server_cpu_s'] or 0:>10,.0f}"
         f"/CPU-s  p99 {lat.get('p99') or 0:7.2f} ms  server CPU {r['server_cpu_share']:.0%}"
