@@ -148,7 +148,7 @@ def raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
-        print(f"warning: open-file limit {soft} is below the {needed} the idle scenario needs")
+        print(f"warning: open-file limit {soft} is below the {needed} the largest scenario needs")
 
 
 def measure(
@@ -261,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     client = prepare_client(args.client)
     if any(s.kind == "http" for s in chosen):
         client += "; the http scenarios on wrk"
-    # Server and load generator are separate processes: each holds one end of every connection.
-    raise_fd_limit(max(s.connections for s in chosen) + 1024)
+    # Server and load generator are separate processes: each holds one end of every connection,
+    # and a few dozen descriptors of its own (idle+active: its active ones are in wsload).
+    raise_fd_limit(max(s.connections + s.active for s in chosen) + 64)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {args.client_core})
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -377,7 +377,10 @@ def test_order_is_scenario_order_then_servers_as_first_seen() -> None:
     ]
     assert report.WS_SCENARIOS == ("echo", "pipelined", "large", "handshakes", "idle")
     assert (
-        *report.WS_SCENARIOS, *report.HTTP_SCENARIOS, "fanout", "idle+active"
+        *report.WS_SCENARIOS,
+        *report.HTTP_SCENARIOS,
+        "fanout",
+        "idle+active",
     ) == report.SCENARIO_ORDER
 
 
