@@ -237,7 +237,7 @@ def prepare_client(choice: str) -> str:
             sys.exit("benchmarks: --client wsload needs gcc, which is not on PATH")
         return "Python clients (picows; raw asyncio for handshakes): no gcc to build wsload.c"
     shown = binary.relative_to(REPO) if binary.is_relative_to(REPO) else binary
-    return f"wsload, the C client ({shown}); idle runs on picows"
+    return f"wsload, the C client ({shown}); idle and idle+active's held connections on picows"
 
 
 def _interrupt(signum: int, _frame: object) -> None:

@@ -31,6 +31,10 @@ def test_defaults_hold_10000_and_measure_100_past_a_ping_interval() -> None:
     held = scenarios.DEFAULTS["idle+active"]
     assert (held.kind, held.connections, held.active, held.in_flight) == ("held", 10_000, 100, 1)
     assert (held.size, held.text) == (32, True)  # the echo scenario's messages
+    # On the raw-app ASGI servers only (the target's peers), not the ceilings or frameworks.
+    ran = [name for name, server in servers.SERVERS.items() if scenarios.applies(held, server.app)]
+    assert ran == ["asgiws", "uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto",
+                   "hypercorn", "granian"]  # fmt: skip
     # Longer than the 20 s keep-alive ping interval of asgiws and uvicorn (their defaults):
     # every held connection is pinged inside the window, whenever it was opened.
     assert held.duration > 20.0
