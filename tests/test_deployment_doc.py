@@ -1,6 +1,7 @@
 """docs/deployment.md says only what is so: every asgiws flag it names exists, the numbers of its
 examples that depend on each other agree, the proxies' idle timeouts in deploy/ outlast the ping
-interval, and its links lead to files of the repository."""
+interval, its links lead to files of the repository, and what it says of the open-file limit
+is what a real asgiws does at that limit."""
 
 from __future__ import annotations
 
