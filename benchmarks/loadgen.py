@@ -477,51 +477,62 @@ async def run_handshakes(scenario: Scenario, request: dict[str, Any]) -> dict[st
     return result
 
 
-async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
-    window = Window(sending=False)  # one echo per connection, no more
-    request["_window"] = window
-    url, pid = request["url"], request["server_pid"]
+async def open_idle(
+    url: str, count: int, window: Window
+) -> tuple[list[WSTransport], list[StreamClient]]:
+    """`count` connections, IDLE_OPEN_CONCURRENCY at a time, each with one echo returned.
+
+    After the echo every app is back in receive(): from then on the connection is idle (it
+    answers the server's pings, nothing else). A failed connect fails the window.
+    """
     probe = Scenario("probe", "stream", connections=1, size=32, text=True)
     payload = payloads_for(probe, 0)[:1]
     transports: list[WSTransport] = []
     clients: list[StreamClient] = []
+    gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
 
     async def open_one() -> None:
-        transport, client = await connect(url, lambda: StreamClient(window, payload, True, 1))
-        if client is None:
-            raise ConnectionError(f"upgrade to {url} failed")
-        transports.append(transport)
-        clients.append(client)
-        client.start()
+        async with gate:
+            transport, client = await connect(url, lambda: StreamClient(window, payload, True, 1))
+            if client is None:
+                raise ConnectionError(f"upgrade to {url} failed")
+            transports.append(transport)
+            clients.append(client)
+            client.start()
 
-    async def open_many(count: int) -> None:
-        gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
-
-        async def gated() -> None:
-            async with gate:
-                await open_one()
-
-        results = await asyncio.gather(*(gated() for _ in range(count)), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            window.fail(f"{len(failures)} of {count} connections failed: {failures[0]!r}")
-
-    # Warm the server up (imports, caches, first-connection allocations) before "before".
-    await open_many(20)
-    await asyncio.sleep(0.2)
-    await close_all(transports)
-    transports.clear()
-    clients.clear()
-    await asyncio.sleep(0.5)
-    rss_before = procstat.tree_rss_bytes(pid)
-    began = time.perf_counter()
-    await open_many(scenario.connections)
-    opened_s = time.perf_counter() - began
+    results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        window.fail(f"{len(failures)} of {count} connections failed: {failures[0]!r}")
     # Every connection sent one message; wait for each echo, so every app is in receive().
     _done, _pending = await asyncio.wait([c.drained for c in clients], timeout=DRAIN_TIMEOUT)
     for client in clients:
         if not client.expected and not client.drained.done():
             client.drained.set_result(None)
+    return transports, clients
+
+
+async def rss_baseline(url: str, pid: int, window: Window) -> int:
+    """The server's RSS after 20 warm-up connections were opened and closed.
+
+    The warm-up pays for imports, caches and first-connection allocations, so they are not
+    charged to each held connection.
+    """
+    transports, _ = await open_idle(url, 20, window)
+    await asyncio.sleep(0.2)
+    await close_all(transports)
+    await asyncio.sleep(0.5)
+    return procstat.tree_rss_bytes(pid)
+
+
+async def run_idle(scenario: Scenario, request: dict[str, Any]) -> dict[str, Any]:
+    window = Window(sending=False)  # one echo per connection, no more
+    request["_window"] = window
+    url, pid = request["url"], request["server_pid"]
+    rss_before = await rss_baseline(url, pid, window)
+    began = time.perf_counter()
+    transports, _clients = await open_idle(url, scenario.connections, window)
+    opened_s = time.perf_counter() - began
     await asyncio.sleep(IDLE_SETTLE)
     cpu_before = procstat.tree_cpu_seconds(pid)
     await asyncio.sleep(scenario.duration)
@@ -820,11 +831,16 @@ async def run(request: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    request = json.loads(sys.argv[1])
+def raise_open_file_limit() -> None:
+    """The soft limit on open files up to the hard one: one descriptor per connection."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    request = json.loads(sys.argv[1])
+    raise_open_file_limit()
     scenario = Scenario.from_json(request["scenario"])
     if scenario.kind == "http":
         sys.stdout.write(json.dumps(run_http(scenario, request)) + "\n")

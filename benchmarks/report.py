@@ -17,7 +17,7 @@ REFERENCE = "asgiws"
 KIB = 1024
 WS_SCENARIOS = ("echo", "pipelined", "large", "handshakes", "idle")
 HTTP_SCENARIOS = ("http-get", "http-post", "starlette-http", "fastapi-http")
-SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout")
+SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout", "idle+active")
 # The asgiws server each HTTP scenario measures, and its app ("raw": the raw ASGI app).
 HTTP_REFERENCE = {
     "http-get": ("asgiws", "raw"),
@@ -282,6 +282,9 @@ def targets(summaries: list[Summary]) -> list[Target]:
         results.append(_versus_uvicorn(summaries, scenario, "p99", 1.0))
     versus("fanout deliveries/CPU-s >= 1.5x best ASGI peer", "fanout", "ops_per_cpu_s", 1.5,
            peers_only=True, lowest=False, label="deliveries/CPU-s")  # fmt: skip
+    # idle+active: the active echo clients' p99 with 10,000 idle connections held.
+    versus("idle+active p99 latency <= best ASGI peer", "idle+active", "p99", 1.0,
+           peers_only=True, lowest=True, label="ms")  # fmt: skip
     return results
 
 

@@ -148,7 +148,7 @@ def raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
-        print(f"warning: open-file limit {soft} is below the {needed} the idle scenario needs")
+        print(f"warning: open-file limit {soft} is below the {needed} the largest scenario needs")
 
 
 def measure(
@@ -170,8 +170,10 @@ def measure(
             "client_core": args.client_core,
             "client": args.client,
         }
-        command = ["taskset", "-c", str(args.client_core), sys.executable, "-m",
-                   "benchmarks.loadgen", json.dumps(request)]  # fmt: skip
+        # idle+active holds its connections in its own program (benchmarks/heldload.py).
+        module = "benchmarks.heldload" if scenario.kind == "held" else "benchmarks.loadgen"
+        command = ["taskset", "-c", str(args.client_core), sys.executable, "-m", module,
+                   json.dumps(request)]  # fmt: skip
         budget = scenario.warmup + scenario.duration + LOADGEN_MARGIN + scenario.connections / 200
         loadgen = subprocess.Popen(
             command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -213,6 +215,8 @@ def progress(round_: int, rounds: int, server: str, scenario: str, r: dict[str, 
     lat = r.get("latency_ms", {})
     flag = "  CLIENT-BOUND" if r.get("client_bound") else ""
     flag += "  client-core-full" if r.get("client_core_saturated") else ""
+    if "held" in r:  # idle+active: the idle connections held meanwhile
+        flag += f"  {r['held']:,} held, {(r.get('bytes_per_conn') or 0) / 1024:.1f} KiB/conn"
     return (
         f"{prefix} {r['ops_per_s'] or 0:>10,.0f}/s {r['ops_per_server_cpu_s'] or 0:>10,.0f}"
         f"/CPU-s  p99 {lat.get('p99') or 0:7.2f} ms  server CPU {r['server_cpu_share']:.0%}"
@@ -233,7 +237,7 @@ def prepare_client(choice: str) -> str:
             sys.exit("benchmarks: --client wsload needs gcc, which is not on PATH")
         return "Python clients (picows; raw asyncio for handshakes): no gcc to build wsload.c"
     shown = binary.relative_to(REPO) if binary.is_relative_to(REPO) else binary
-    return f"wsload, the C client ({shown}); idle runs on picows"
+    return f"wsload, the C client ({shown}); idle and idle+active's held connections on picows"
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -257,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     client = prepare_client(args.client)
     if any(s.kind == "http" for s in chosen):
         client += "; the http scenarios on wrk"
-    # Server and load generator are separate processes: each holds one end of every connection.
-    raise_fd_limit(max(s.connections for s in chosen) + 1024)
+    # Server and load generator are separate processes: each holds one end of every connection,
+    # and a few dozen descriptors of its own (idle+active: its active ones are in wsload).
+    raise_fd_limit(max(s.connections + s.active for s in chosen) + 64)
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {args.client_core})
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-Kind = Literal["stream", "handshakes", "idle", "http", "fanout"]
+Kind = Literal["stream", "handshakes", "idle", "http", "fanout", "held"]
 MIB = 1024 * 1024
 
 
@@ -24,6 +24,8 @@ class Scenario:
     # "fastapi"); None: a WebSocket scenario, run by every server except the fastapi ones.
     method: str = "GET"
     app: str | None = None
+    # held: echo clients measured while `connections` idle WebSockets are held open.
+    active: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +64,19 @@ DEFAULTS: dict[str, Scenario] = {
         unit="deliveries",
         app="raw",
     ),
+    # `connections` idle WebSockets held open (one echo each, then only the server's pings),
+    # and `active` echo clients measured meanwhile as in `echo`. The window is longer than
+    # the servers' 20 s ping interval, so every held connection is pinged inside it. On the
+    # raw-app servers only: its target compares those, and each run takes about a minute.
+    "idle+active": Scenario(
+        "idle+active",
+        "held",
+        connections=10_000,
+        active=100,
+        text=True,
+        duration=25.0,
+        app="raw",
+    ),
 }
 
 # WebSocket scenarios run on every server but the fastapi variants (which exist for HTTP).
@@ -79,6 +94,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "starlette-http": {"duration": 3.0, "warmup": 1.0},
     "fastapi-http": {"duration": 3.0, "warmup": 1.0},
     "fanout": {"connections": 200, "duration": 3.0, "warmup": 1.0},
+    "idle+active": {"connections": 1_000, "active": 20, "duration": 3.0, "warmup": 1.0},
 }
 
 
@@ -111,3 +127,10 @@ def build(
             scenario = replace(scenario, connections=connections[name])
         chosen.append(scenario)
     return chosen
+
+
+def active_part(scenario: Scenario) -> Scenario:
+    """A held scenario's echo clients, as the stream scenario either load generator runs."""
+    if scenario.kind != "held":
+        raise ValueError(f"{scenario.name!r} holds no idle connections")
+    return replace(scenario, kind="stream", connections=scenario.active, active=0)

@@ -122,13 +122,16 @@ class Marker:
 def _lines(stream: IO[bytes], deadline: float) -> Iterator[bytes]:
     """Complete lines from a pipe until EOF; TimeoutError past the deadline."""
     fd = stream.fileno()
+    # poll, not select: in idle+active the caller holds thousands of sockets, so this pipe's
+    # descriptor can be past select()'s FD_SETSIZE (1024).
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     pending = b""
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
+        if not poller.poll(remaining * 1000):
             continue
         chunk = os.read(fd, 65536)
         if not chunk:

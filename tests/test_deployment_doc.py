@@ -1,13 +1,18 @@
 """docs/deployment.md says only what is so: every asgiws flag it names exists, the numbers of its
 examples that depend on each other agree, the proxies' idle timeouts in deploy/ outlast the ping
-interval, and its links lead to files of the repository."""
+interval, its links lead to files of the repository, and what it says of the open-file limit
+is what a real asgiws does at that limit."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import resource
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "deployment.md"
 
 # Flags of other programs in the page's commands: docker run's and systemctl's.
-OTHER_PROGRAMS = {"--ulimit", "--stop-timeout", "--rm", "--now"}
+OTHER_PROGRAMS = {"--ulimit", "--stop-timeout", "--rm", "--now", "--default-ulimit"}
+DEADLINE_S = 30.0  # one step of a real server: start, answer, stop
 
 
 def doc() -> str:
@@ -111,3 +117,81 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     # It exits 0 after ignoring a setting it cannot parse, but says so.
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result
+
+
+def test_open_files_section_names_every_way_to_raise_the_limit() -> None:
+    section = doc().split("## Open files\n", 1)[1].split("\n## ", 1)[0]
+    for how in ("ulimit -n 65536", "ulimit -Hn", "LimitNOFILE=65536", "--ulimit nofile=65536:65536",
+                "/etc/security/limits.conf", "/proc/PID/limits", "fs.nr_open",
+                "--limit-concurrency"):  # fmt: skip
+        assert how in section, how
+    assert "[Open files](#open-files)" in doc()  # the checklist at the top leads here
+
+
+SOFT_LIMIT = 40  # open files the server below may hold: a few dozen connections
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def _upgrade(port: int) -> tuple[socket.socket, str]:
+    """One upgrade: the socket and "101", "reset" or "closed" (what the server did with it)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+    try:
+        sock.sendall(UPGRADE)
+        head = sock.recv(4096)
+    except ConnectionResetError:
+        return sock, "reset"
+    return sock, "101" if head.startswith(b"HTTP/1.1 101 ") else "closed"
+
+
+def _lower_open_files() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT_LIMIT, hard))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="needs uvloop")
+def test_at_the_open_file_limit_asgiws_resets_new_connections_and_keeps_its_own() -> None:
+    """What "Open files" says: asgiws keeps the limit it was given; past it (uvloop) a new
+    connection is reset, the open ones stay, and accepting resumes as connections close."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asgiws", "asgiws.demo:app", "--port", "0", "--loop", "uvloop",
+         "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        preexec_fn=_lower_open_files,
+    )  # fmt: skip
+    held: list[socket.socket] = []
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        assert re.search(rf"Max open files\s+{SOFT_LIMIT}\s", limits), limits
+        outcomes = []
+        for _ in range(SOFT_LIMIT + 20):  # bounded: more than the limit can hold
+            sock, outcome = _upgrade(port)
+            held.append(sock)
+            outcomes.append(outcome)
+        served = outcomes.count("101")
+        assert 0 < served < SOFT_LIMIT, outcomes
+        assert outcomes[:served] == ["101"] * served, outcomes  # the first ones, in order
+        assert set(outcomes[served:]) <= {"reset", "closed"}, outcomes
+        for sock in held[:10]:
+            sock.close()
+        # Accepting resumes as descriptors free up: bounded attempts, the server closes the
+        # first 10 on their TCP FIN as fast as it reads them.
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            sock, outcome = _upgrade(port)
+            held.append(sock)
+            if outcome == "101" or time.monotonic() > deadline:
+                break
+        assert outcome == "101"
+        assert process.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        process.terminate()
+        output, _ = process.communicate(timeout=DEADLINE_S)
+    assert "Traceback" not in output, output
