@@ -235,7 +235,8 @@ def render(merged: dict[str, Any], restarts: int = 0) -> bytes:
         cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
     histogram = HistogramMetricFamily(
         "asgiws_http_request_duration_seconds",
-        "From the request's head to the end of the app's response.",
+        "HTTP request cycles: from the app's start (the request head has come) to the end of "
+        "its call.",
     )
     histogram.add_metric([], cumulative, merged.get("duration_sum", 0.0))
     families.append(histogram)

@@ -3,16 +3,20 @@ a server subprocess can import it too (``--app-dir tests``, ``metrics_app:app``)
 
 HTTP: ``/`` answers 200, ``/boom`` raises (500), ``/block?SECONDS`` blocks the event loop for
 that long and then answers 200, anything else 404. WebSocket: ``/deny`` is refused (403);
-otherwise it echoes, closes with 4000 on the text ``close4000``, raises (1011) on ``boom``.
+otherwise it echoes, closes with 4000 on the text ``close4000``, raises (1011) on ``boom``,
+sends N binary messages of FLOOD_SIZE bytes on ``flood N``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+
+from asgiws.types import Receive, Scope, Send
+
+FLOOD_SIZE = 64 * 1024  # each message of "flood N"
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -45,6 +49,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.close", "code": 4000})
         elif text == "boom":
             raise RuntimeError("boom, as asked")
+        elif text is not None and text.startswith("flood "):
+            for _ in range(int(text[6:])):
+                await send({"type": "websocket.send", "bytes": bytes(FLOOD_SIZE)})
         elif text is not None:
             await send({"type": "websocket.send", "text": text})
         else:

@@ -6,18 +6,23 @@ counter is checked exactly, bytes on the wire included (counted by the client's 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 
 import pytest
 from apps import TIMEOUT, parse_response, read_head
 from conftest import Running, StartServer
-from metrics_app import app
+from metrics_app import FLOOD_SIZE, app
 from prometheus_client.parser import text_string_to_metric_families
 from test_deflate import zip_bomb
 from wire import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, close_frame, http_request, ws_request
 from ws_helpers import wait_until
 
+from asgiws.asyncio.server import Server as CoreServer
+from asgiws.config import Config
 from asgiws.metrics import DURATION_BUCKETS, missing_extra
+from asgiws.supervisor_probes import SupervisorProbes
+from asgiws.types import Receive, Scope, Send
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -303,3 +308,101 @@ async def test_probe_paths(serve: StartServer) -> None:
     # The application's port serves the app, never the metrics.
     close = [("Host", "test"), ("Connection", "close")]
     assert await refused(running, http_request("GET", "/metrics", close)) == 404
+
+
+async def test_send_blocked_by_a_client_that_does_not_read(serve: StartServer) -> None:
+    running, port = await metered(serve)
+    session = Session(running)
+    await session.open()
+    session.send(client_frame(OP_TEXT, "flood 64"))  # 4 MiB, more than the buffers hold
+    core = running.core
+    await wait_until(lambda: any(c._drain is not None for c in core.connections))
+    await session.read_frames(64)
+    samples = await scrape(port)
+    assert value(samples, "asgiws_send_blocked_seconds_total") > 0
+    assert value(samples, "asgiws_websocket_messages_total", direction="out") == 64
+    assert value(samples, "asgiws_websocket_bytes_total", direction="out", compressed="no") == (
+        64 * FLOOD_SIZE
+    )
+    session.close(1000)
+    await session.finish()
+
+
+async def test_lifespan_exceptions_are_counted() -> None:
+    async def failing_shutdown(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("shutdown fails, as asked")
+
+    config = Config(port=0, metrics_port=0, lifespan="on", access_log=False)
+    core = CoreServer(failing_shutdown, config)
+    running = asyncio.ensure_future(core.run(signals=False))
+    await asyncio.wait_for(core.started.wait(), TIMEOUT)
+    assert core.metrics_snapshot()["app_exceptions"]["lifespan"] == 0
+    core.stop()
+    assert await asyncio.wait_for(running, TIMEOUT) == 1  # the lifespan shutdown failed
+    assert core.metrics_snapshot()["app_exceptions"]["lifespan"] == 1
+
+
+async def test_the_supervisor_adds_up_its_workers(serve: StartServer) -> None:
+    running, port = await metered(serve)
+    close = [("Host", "test"), ("Connection", "close")]
+    for _ in range(3):
+        assert await refused(running, http_request("GET", "/", close)) == 200
+    with socket.socket() as unused:  # a worker that answers nothing: left out of the scrape
+        unused.bind(("127.0.0.1", 0))
+        gone = unused.getsockname()[1]
+    # Two "workers" that are the same server: every count doubles.
+    probes = SupervisorProbes(
+        "127.0.0.1",
+        0,
+        workers=lambda: [("1", port), ("2", port), ("3", gone)],
+        ready=lambda: True,
+        restarts=lambda: 2,
+    )
+    await probes.start()
+    try:
+        samples = await scrape(probes.server.port)
+        assert await get(probes.server.port, "/ready") == (200, b"ready\n")
+    finally:
+        probes.close()
+    assert value(samples, "asgiws_http_requests_total", status_class="2xx") == 6
+    assert value(samples, "asgiws_http_request_duration_seconds_count") == 6
+    assert value(samples, "asgiws_worker_restarts_total") == 2
+    workers = {dict(labels)["worker"] for name, labels in samples if name.endswith("lag_seconds")}
+    assert workers == {"1", "2"}
+
+
+async def test_large_frames_read_in_place_are_counted(serve: StartServer) -> None:
+    running, port = await metered(serve)
+    session = Session(running)
+    await session.open()
+    payloads = [bytes([i]) * (1 << 20) for i in range(3)]  # read in place (LargeFrameReader)
+    for payload in payloads:
+        session.send(client_frame(OP_BINARY, payload))
+    await session.read_frames(3)
+    session.close(1000)
+    frames = await session.finish()
+    assert [p for _, p in frames[:3]] == payloads
+    await wait_until(lambda: not running.core.connections)
+    samples = await scrape(port)
+    assert value(samples, "asgiws_websocket_bytes_total", direction="in", compressed="yes") == (
+        session.sent
+    )
+    assert value(samples, "asgiws_websocket_bytes_total", direction="in", compressed="no") == (
+        3 << 20
+    )
+    assert value(samples, "asgiws_websocket_bytes_total", direction="out", compressed="yes") == (
+        len(session.received)
+    )
+
+
+async def test_without_the_extra_the_server_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    core = CoreServer(app, Config(port=0, metrics_port=0, lifespan="off", access_log=False))
+    assert await asyncio.wait_for(core.run(signals=False), TIMEOUT) == 1
+    assert core.startup_error == (
+        "--metrics-port needs prometheus_client: pip install 'asgiws[metrics]'"
+    )

@@ -28,7 +28,7 @@ from ..accesslog import access_format
 from ..config import Config
 from ..headers import static_headers
 from ..limits import ConnectionLimits
-from ..metrics import Metrics, merge, render
+from ..metrics import Metrics, merge, missing_extra, render
 from ..protocol import ServerHeaders
 from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
 from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
@@ -166,6 +166,11 @@ class Server:
 
     async def _serve(self, sockets: list[socket.socket] | None) -> int:
         if self.metrics is not None:
+            missing = missing_extra()  # asgiws.run(metrics_port=...) without the extra
+            if missing is not None:
+                logger.error("%s", missing)
+                self.startup_error = missing
+                return 1
             try:
                 await self._start_probes()
             except OSError as exc:
