@@ -3,22 +3,26 @@
 A server without metrics uses :class:`asgiws.asyncio.connection.ConnectionProtocol` as it is, so
 metrics off costs nothing at all on the hot path: not even an ``if``. With metrics on, the
 server's factory makes :class:`MeteredConnectionProtocol` instead, whose overrides add to the
-server's :class:`asgiws.metrics.Metrics` (plain integer attributes) and call the plain protocol:
+server's :class:`asgiws.metrics.Metrics` (plain integer attributes) and call the plain protocol.
+What runs per message is kept to the least, as the hot path is one message per read:
 
-- per read: wire bytes in (``data_received``, a LargeFrameReader's ``buffer_updated``);
+- per read: wire bytes in, and the messages that read added to the inbox (looked at, after the
+  read, in ``inbox[before:]``: no wrapper around the app's ``receive()``);
+- per ``send()``: a plain function in front of the base ``send`` coroutine, which it returns
+  for the app to await (no second coroutine); it counts the message before it is sent;
 - per write: wire bytes out (a thin wrapper of the transport, counting once the 101 is out);
-- per message: messages and payload bytes in ``receive()`` / ``send()`` (one dict lookup and
-  an increment; the text's length is its byte count when it is ASCII, which
-  ``str.isascii()`` tells without a scan; otherwise it is encoded once to count);
 - per cycle: the access record (sessions by close code, handshake rejections, HTTP requests
   and their duration), app exceptions, and the open connections as they open, upgrade, close;
 - per event: reading paused, and the time a ``send()`` waited for a slow client.
+
+A text's payload size is its length when it is ASCII (``str.isascii()`` reads a flag, it does
+not scan), else its UTF-8 length.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Coroutine, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from ..metrics import Metrics
@@ -30,16 +34,15 @@ if TYPE_CHECKING:
     from .sockets import Listener
 
 
-def payload_size(payload: str | bytes) -> int:
-    """A message payload's size in bytes (UTF-8 for text)."""
-    if type(payload) is str and not payload.isascii():
-        return len(payload.encode("utf-8", "surrogatepass"))
-    return len(payload)
+def payload_size(text: str) -> int:
+    """A text message's payload size in bytes: its UTF-8 length."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class CountingTransport:
     """The connection's transport, counting the bytes written once ``counting`` is set (from
-    the 101 on: the WebSocket's bytes)."""
+    the 101 on: the WebSocket's bytes). Each method the connection uses is written out: a
+    ``__getattr__`` would slow every attribute lookup on it."""
 
     __slots__ = ("counting", "metrics", "transport")
 
@@ -59,8 +62,45 @@ class CountingTransport:
             self.metrics.wire_out += sum(len(part) for part in parts)
         self.transport.writelines(parts)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.transport.set_protocol(protocol)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+
+def count_received(metrics: Metrics, added: list[Any]) -> None:
+    """The messages one read added to a WebSocket's inbox (a Close or a disconnect is none)."""
+    for item in added:
+        if type(item) is dict:
+            text = item.get("text")
+            if text is not None:
+                metrics.messages_in += 1
+                metrics.payload_in += len(text) if text.isascii() else payload_size(text)
+            else:
+                data = item.get("bytes")
+                if data is not None:
+                    metrics.messages_in += 1
+                    metrics.payload_in += len(data)
+
+
+_data_received = ConnectionProtocol.data_received
+_send = ConnectionProtocol.send
 
 
 class MeteredLargeFrameReader(LargeFrameReader):
@@ -69,8 +109,15 @@ class MeteredLargeFrameReader(LargeFrameReader):
     def buffer_updated(self, nbytes: int) -> None:
         owner = self.owner
         assert isinstance(owner, MeteredConnectionProtocol)
-        owner.metrics.wire_in += nbytes
+        metrics = owner.metrics
+        metrics.wire_in += nbytes
+        ws = owner.ws
+        assert ws is not None
+        inbox = ws.inbox
+        before = len(inbox)
         super().buffer_updated(nbytes)
+        if len(inbox) > before:
+            count_received(metrics, inbox[before:])
 
 
 class MeteredConnectionProtocol(ConnectionProtocol):
@@ -91,9 +138,17 @@ class MeteredConnectionProtocol(ConnectionProtocol):
         super().connection_made(counting)
 
     def data_received(self, data: bytes) -> None:
-        if self.ws is not None:
-            self.metrics.wire_in += len(data)
-        super().data_received(data)
+        ws = self.ws
+        if ws is None:
+            _data_received(self, data)
+            return
+        metrics = self.metrics
+        metrics.wire_in += len(data)
+        inbox = ws.inbox  # the app does not run during the read: what is new, this read added
+        before = len(inbox)
+        _data_received(self, data)
+        if len(inbox) > before:
+            count_received(metrics, inbox[before:])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ws is not None:
@@ -127,26 +182,17 @@ class MeteredConnectionProtocol(ConnectionProtocol):
             self.metrics.app_failed(str(scope["type"]))
         super()._app_finished(scope, error, started)
 
-    async def receive(self) -> MutableMapping[str, Any]:
-        message = await super().receive()
-        payload = message.get("text")
-        if payload is None:
-            payload = message.get("bytes")
-        if payload is not None:
-            metrics = self.metrics
-            metrics.messages_in += 1
-            metrics.payload_in += payload_size(payload)
-        return message
-
-    async def send(self, message: MutableMapping[str, Any]) -> None:
-        await super().send(message)
+    # Not a coroutine itself: the app awaits the base send's coroutine that this returns.
+    def send(self, message: MutableMapping[str, Any]) -> Coroutine[Any, Any, None]:
         if message.get("type") == "websocket.send":
-            payload = message.get("text")
-            if payload is None:
-                payload = message.get("bytes")
             metrics = self.metrics
             metrics.messages_out += 1
-            metrics.payload_out += payload_size(payload) if payload is not None else 0
+            text = message.get("text")
+            if text is not None:
+                metrics.payload_out += len(text) if text.isascii() else payload_size(text)
+            else:
+                metrics.payload_out += len(message.get("bytes") or b"")
+        return _send(self, message)
 
     async def _wait_for_room(self) -> None:
         started = self.loop.time()
