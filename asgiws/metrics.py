@@ -64,8 +64,9 @@ class Metrics:
     )
 
     def __init__(self) -> None:
-        self.http_open = 0  # connections before (or without) an upgrade
-        self.websocket_open = 0  # connections after a 101
+        # Connections before (or without) an upgrade, and after a 101, as of the last snapshot.
+        self.http_open = 0
+        self.websocket_open = 0
         self.sessions: dict[int, int] = {}  # by close code
         self.rejections: dict[int, int] = dict.fromkeys(REJECTION_STATUSES, 0)  # by status
         self.http_requests: dict[str, int] = {}  # by status class: "2xx"

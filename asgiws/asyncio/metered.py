@@ -12,8 +12,10 @@ What runs per message is kept to the least, as the hot path is one message per r
   for the app to await (no second coroutine); it counts the message before it is sent;
 - per write: wire bytes out (a thin wrapper of the transport, counting once the 101 is out);
 - per cycle: the access record (sessions by close code, handshake rejections, HTTP requests
-  and their duration), app exceptions, and the open connections as they open, upgrade, close;
-- per event: reading paused, and the time a ``send()`` waited for a slow client.
+  and their duration) and app exceptions;
+- per event: reading paused (the wrapper's ``pause_reading``), and the time a ``send()``
+  waited for a slow client.
+The open connections are not counted at all: a scrape counts the server's connections.
 
 A text's payload size is its length when it is ASCII (``str.isascii()`` reads a flag, it does
 not scan), else its UTF-8 length.
@@ -40,33 +42,49 @@ def payload_size(text: str) -> int:
 
 
 class CountingTransport:
-    """The connection's transport, counting the bytes written once ``counting`` is set (from
-    the 101 on: the WebSocket's bytes). Each method the connection uses is written out: a
-    ``__getattr__`` would slow every attribute lookup on it."""
+    """The connection's transport, counting the WebSocket's bytes written (from the first write
+    after the upgrade on, less the 101's head) and the times reading pauses. Each method the
+    connection uses is written out: a ``__getattr__`` would slow every attribute lookup."""
 
-    __slots__ = ("counting", "metrics", "transport")
+    __slots__ = ("counting", "metrics", "owner", "restarting", "transport")
 
-    def __init__(self, transport: asyncio.Transport, metrics: Metrics) -> None:
+    def __init__(self, transport: asyncio.Transport, owner: MeteredConnectionProtocol) -> None:
         self.transport = transport
-        self.metrics = metrics
-        self.counting = False
+        self.owner: MeteredConnectionProtocol | None = owner
+        self.metrics = owner.metrics
+        self.counting = False  # the 101 is out
+        self.restarting = False  # reading restarts for a LargeFrameReader: no back-pressure
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.counting:
             self.metrics.wire_out += len(data)
+        elif self.owner is not None and self.owner.ws is not None:
+            self._first([data])
         self.transport.write(data)
 
     def writelines(self, parts: Iterable[bytes | bytearray | memoryview]) -> None:
         parts = list(parts)
         if self.counting:
             self.metrics.wire_out += sum(len(part) for part in parts)
+        elif self.owner is not None and self.owner.ws is not None:
+            self._first(parts)
         self.transport.writelines(parts)
+
+    def _first(self, parts: list[bytes | bytearray | memoryview]) -> None:
+        """The first write of the WebSocket phase: the 101's head, and what follows it (small
+        frames are joined to it, see ConnectionProtocol._write)."""
+        self.counting = True
+        first = bytes(parts[0])  # bytes, as the core writes them: no copy
+        end = first.find(b"\r\n\r\n") + 4 if first.startswith(b"HTTP/1.1 101 ") else 0
+        self.metrics.wire_out += sum(len(part) for part in parts) - end
+
+    def pause_reading(self) -> None:
+        if not self.restarting:
+            self.metrics.reading_paused += 1
+        self.transport.pause_reading()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.transport.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         self.transport.resume_reading()
@@ -133,8 +151,7 @@ class MeteredConnectionProtocol(ConnectionProtocol):
         self.metrics = metrics
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.metrics.http_open += 1
-        counting: Any = CountingTransport(transport, self.metrics)  # type: ignore[arg-type]
+        counting: Any = CountingTransport(transport, self)  # type: ignore[arg-type]
         super().connection_made(counting)
 
     def data_received(self, data: bytes) -> None:
@@ -162,25 +179,17 @@ class MeteredConnectionProtocol(ConnectionProtocol):
             count_received(metrics, inbox[before:])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.ws is not None:
-            self.metrics.websocket_open -= 1
-        else:
-            self.metrics.http_open -= 1
         super().connection_lost(exc)
+        transport: Any = self.transport
+        transport.owner = None  # no reference cycle left for the garbage collector to find
 
-    def _step(self) -> None:
-        http = self.ws is None
-        paused = self._read_paused
-        super()._step()
-        if http and self.ws is not None:
-            # The 101 is written: the connection counts as a WebSocket from here on.
-            metrics = self.metrics
-            metrics.http_open -= 1
-            metrics.websocket_open += 1
-            transport: Any = self.transport
-            transport.counting = True
-        if self._read_paused and not paused:
-            self.metrics.reading_paused += 1
+    def _read_large_frames(self) -> None:
+        transport: Any = self.transport
+        transport.restarting = True
+        try:
+            super()._read_large_frames()
+        finally:
+            transport.restarting = False
 
     def cycle_ended(self, record: AccessRecord, duration: float) -> None:
         self.metrics.cycle_ended(record, duration)

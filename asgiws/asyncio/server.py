@@ -324,6 +324,10 @@ class Server:
         metrics = self.metrics
         assert metrics is not None
         metrics.lifespan_exceptions = self.lifespan.exceptions
+        # Counted now rather than as they open, upgrade and close: nothing per connection.
+        websockets = sum(1 for proto in self.connections if proto.ws is not None)
+        metrics.websocket_open = websockets
+        metrics.http_open = len(self.connections) - websockets
         return metrics.snapshot()
 
     def stop(self, code: int | None = None) -> None:
