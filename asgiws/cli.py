@@ -206,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         )
     except LogConfigError as exc:
         fail(str(exc))
+    if config.metrics_port is not None:
+        from asgiws.metrics import missing_extra
+
+        missing = missing_extra()
+        if missing is not None:
+            fail(missing)
     for name in unknown_env_names(os.environ):
         error_logger.warning("ignoring unknown environment variable %s", name)
     if config.reload:

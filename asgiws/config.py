@@ -418,6 +418,21 @@ class Config:
         maximum=9,
     )
 
+    # -- Metrics ---------------------------------------------------------------------------------
+    metrics_port: int | None = option(
+        None,
+        "Serve Prometheus metrics (/metrics) and the probes /ready and /live on this port of "
+        "--metrics-host, never on the application's port (the 'metrics' extra: "
+        "prometheus_client). With --workers the figures of all workers are added up. Unset: "
+        "no metrics, and no cost.",
+        minimum=0,
+        maximum=65535,
+        zero_means="pick a free port",
+    )
+    metrics_host: str = option(
+        "127.0.0.1", "Address the --metrics-port listens on.", metavar="ADDRESS"
+    )
+
 
 def option_fields() -> list[tuple[dataclasses.Field[Any], OptionSpec]]:
     """The fields of :class:`Config` that are options, in declaration order, with their specs."""
@@ -440,6 +455,7 @@ SECTIONS: dict[str, str] = {
     "loop": "Runtime",
     "h11_max_incomplete_event_size": "HTTP",
     "ws_max_size": "WebSocket",
+    "metrics_port": "Metrics",
 }
 
 

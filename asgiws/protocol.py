@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .asgi import ASGIMessage, Headers, Scope
-from .states import ClientDisconnected, HTTPState, Timer, WSState
+from .states import ClientDisconnected, HTTPState, PendingClose, Timer, WSState
 
 __all__ = [
     "AccessRecord",
@@ -181,6 +181,11 @@ class InPlaceReads(SansIOConnection, Protocol):
 
     def received_into(self, nbytes: int) -> bool:
         """``nbytes`` were read into the start of ``read_target()``; True as receive_data."""
+
+    @property
+    def inbox(self) -> list[ASGIMessage | PendingClose]:
+        """The messages waiting for the app, oldest first: looked at, never changed, by
+        ``--metrics-port`` (asgiws.asyncio.metered), which counts what each read added."""
 
 
 class ServerHeaders:

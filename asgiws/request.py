@@ -102,7 +102,10 @@ def open_request(
             max_count=config.max_header_count,
         )
         if problem is not None:
-            raise Refusal(431, problem)
+            # A refused upgrade is a refused handshake (its access line, --metrics-port).
+            if fields is None:
+                upgrading = is_upgrade_request(handshake_fields(headers))
+            raise Refusal(431, problem, websocket=upgrading)
     scope = request_scope(
         target,
         http_version,

@@ -28,6 +28,7 @@ import sys
 
 from ._version import __version__
 from .config import Config
+from .supervisor_probes import SupervisorProbes
 from .worker_process import MSG_BEAT, MSG_FAIL, MSG_LIMIT, MSG_READY, WorkerSpec, beat_interval
 
 logger = logging.getLogger("asgiws.error")
@@ -71,6 +72,7 @@ class Worker:
     reason: str | None = None  # why the start failed, as the worker said
     kill_at: float | None = None  # when a worker asked to stop is killed
     kill_reason: str | None = None  # why the supervisor killed it
+    metrics_port: int | None = None  # its probe listener's port (--metrics-port), once ready
 
     @property
     def pid(self) -> int:
@@ -108,6 +110,12 @@ class Supervisor:
         self.url = url
         # The workers' Config: the inherited socket, no supervisor of their own.
         self.worker_config = dataclasses.replace(config, fd=sock.fileno(), uds=None, workers=1)
+        if config.metrics_port is not None:
+            # Each worker's figures on a free loopback port, which the supervisor's scrapes read.
+            self.worker_config = dataclasses.replace(
+                self.worker_config, metrics_port=0, metrics_host="127.0.0.1"
+            )
+        self.restarts = 0  # workers replaced after they died or reached --limit-max-requests
         self.target = config.workers
         self.healthcheck = config.timeout_worker_healthcheck
         self.tick = beat_interval(self.healthcheck)
@@ -137,7 +145,15 @@ class Supervisor:
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler, sig)
         logger.info("supervisor (pid %d): starting %d workers", os.getpid(), self.target)
+        probes: SupervisorProbes | None = None
         try:
+            try:
+                probes = await self._start_probes()
+            except OSError as exc:
+                where = f"{self.config.metrics_host}:{self.config.metrics_port}"
+                why = exc.strerror or exc
+                logger.error("could not listen on --metrics-port %s: %s", where, why)
+                return 1
             while True:
                 self._reap()
                 self._check_times()
@@ -150,6 +166,8 @@ class Supervisor:
         finally:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
+            if probes is not None:
+                probes.close()
             for worker in list(self.workers.values()):  # only when run() itself failed
                 self._signal(worker, signal.SIGKILL)
                 worker.process.wait()
@@ -263,9 +281,12 @@ class Supervisor:
         for line in lines:
             kind, _, text = line.partition(b" ")
             if kind == MSG_READY:
+                if text.isdigit():
+                    worker.metrics_port = int(text)
                 self._ready(worker)
             elif kind == MSG_LIMIT and worker.state != DRAINING:
                 logger.info("%s reached --limit-max-requests: draining, starting another", worker)
+                self.restarts += 1
                 self._drain(worker, None)
                 self._wake.set()
             elif kind == MSG_FAIL:
@@ -330,6 +351,8 @@ class Supervisor:
         else:
             reason = worker.kill_reason or how
             replaced = "" if worker.retire else "; starting a replacement"
+            if not worker.retire:
+                self.restarts += 1
             logger.warning("%s died (%s)%s", worker, reason, replaced)
 
     def _start_failed(self, worker: Worker | None, reason: str) -> None:
@@ -371,6 +394,37 @@ class Supervisor:
             count,
             "" if count == 1 else "s",
         )
+
+    # -- --metrics-port ----------------------------------------------------------------------------
+
+    async def _start_probes(self) -> SupervisorProbes | None:
+        """The probe listener (None without --metrics-port); OSError when it cannot listen."""
+        config = self.config
+        if config.metrics_port is None:
+            return None
+
+        def scraped() -> list[tuple[str, int]]:
+            return [
+                (str(w.number), w.metrics_port)
+                for w in self.workers.values()
+                if w.metrics_port is not None and w.state != STARTING
+            ]
+
+        def ready() -> bool:
+            return not self.stopping and any(w.state == READY for w in self.workers.values())
+
+        probes = SupervisorProbes(
+            config.metrics_host,
+            config.metrics_port,
+            workers=scraped,
+            ready=ready,
+            restarts=lambda: self.restarts,
+        )
+        await probes.start()
+        host = config.metrics_host
+        shown = f"[{host}]" if ":" in host else host
+        logger.info("metrics on http://%s:%d/metrics", shown, probes.server.port)
+        return probes
 
     # -- asking workers to stop ----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ that pipe (writes below PIPE_BUF bytes are atomic):
 
     beat        every :func:`beat_interval` seconds, from the event loop: a worker whose loop is
                 blocked stops beating (--timeout-worker-healthcheck)
-    ready       listening, the lifespan startup done
+    ready [PORT] listening, the lifespan startup done; PORT: where this worker serves its
+                figures (--metrics-port), for the supervisor's scrapes
     limit       --limit-max-requests reached: draining, to be replaced (not a crash)
     fail TEXT   the start failed, and why: the supervisor gives up when every start fails the
                 same way
@@ -123,6 +124,7 @@ class WorkerServer(Server):
 async def serve_worker(app: ASGIApp, spec: WorkerSpec, channel: Channel) -> int:
     """Serve the inherited socket until told to stop; report ready (or why the start failed)."""
     server = WorkerServer(app, spec.config, channel)
+    server.metrics_worker = str(spec.number)
     loop = asyncio.get_running_loop()
 
     def restart() -> None:
@@ -141,7 +143,9 @@ async def serve_worker(app: ASGIApp, spec: WorkerSpec, channel: Channel) -> int:
     try:
         await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
         if server.started.is_set():
-            channel.send(MSG_READY)
+            # With --metrics-port, the port of this worker's figures (asgiws.supervisor_probes).
+            probes = server.probes
+            channel.send(MSG_READY, str(probes.port) if probes is not None else "")
         status = await running
     finally:
         started.cancel()

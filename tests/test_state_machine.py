@@ -472,7 +472,7 @@ class CoreMachine(RuleBasedStateMachine):
             self.conn = conn = conn.upgraded
             # What came behind the upgrade request is parsed now: a message per 6 bytes at
             # most, behind a websocket.connect not read yet, and a PendingClose or disconnect.
-            assert len(conn.inbox) <= self.held // 6 + 3  # type: ignore[attr-defined]
+            assert len(conn.inbox) <= self.held // 6 + 3
             if self.shutdown_code is not None:
                 self.expected_close = self.shutdown_code  # accepted while shutting down
         out = b"".join(conn.data_to_send())

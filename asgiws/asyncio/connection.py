@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import logs
 from ..http import HTTPConnection
 from ..limits import Slot
-from ..protocol import InPlaceReads, SansIOConnection
+from ..protocol import AccessRecord, InPlaceReads, SansIOConnection
 from ..states import CLOSED_STATES, OPEN, TIMER_NONE, ClientDisconnected
 
 if TYPE_CHECKING:
@@ -117,6 +117,8 @@ class ConnectionProtocol(asyncio.Protocol):
         "transport",
         "ws",
     )
+    # What reads a large frame in place (asgiws.asyncio.metered counts its reads).
+    large_reader = LargeFrameReader
 
     def __init__(self, server: Server, listener: Listener) -> None:
         self.server = server
@@ -206,7 +208,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if ws is None or ws.read_target() is None or transport is None or self._closed:
             return
         self._large = True
-        transport.set_protocol(LargeFrameReader(self))
+        transport.set_protocol(self.large_reader(self))
         if not self._read_paused:
             transport.pause_reading()
             transport.resume_reading()
@@ -214,8 +216,8 @@ class ConnectionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         refused = self.conn.connection_lost()
-        if refused is not None and self.config.access_log:
-            logs.log_access(refused, self.loop.time() - self._opened, self.server.access_format)
+        if refused is not None:
+            self.cycle_ended(refused, self.loop.time() - self._opened)
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
@@ -228,6 +230,11 @@ class ConnectionProtocol(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
         self.server.forget(self)
+
+    def cycle_ended(self, record: AccessRecord, duration: float) -> None:
+        """A request cycle's access record (``duration`` seconds): its access line."""
+        if self.config.access_log:
+            logs.log_access(record, duration, self.server.access_format)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -467,8 +474,7 @@ class ConnectionProtocol(asyncio.Protocol):
         record = self.conn.app_finished(error)
         if record.problem is not None:
             logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
-        if self.config.access_log:
-            logs.log_access(record, self.loop.time() - started, self.server.access_format)
+        self.cycle_ended(record, self.loop.time() - started)
         if scope["type"] == "http":
             self.server.request_done()
         self._task = None

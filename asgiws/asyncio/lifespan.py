@@ -27,6 +27,7 @@ class Lifespan:
         self._failure: str | None = None
         self._unsupported = False
         self._task: asyncio.Task[None] | None = None
+        self.exceptions = 0  # raised by the app's lifespan call (for --metrics-port)
 
     @property
     def supported(self) -> bool:
@@ -70,6 +71,7 @@ class Lifespan:
                 )
             else:
                 self._failure = f"{type(exc).__name__}: {exc}"
+                self.exceptions += 1
                 logger.error("Exception in 'lifespan' protocol", exc_info=exc)
         else:
             if not self._startup_done.is_set():

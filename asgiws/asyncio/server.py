@@ -28,12 +28,15 @@ from ..accesslog import access_format
 from ..config import Config
 from ..headers import static_headers
 from ..limits import ConnectionLimits
+from ..metrics import Metrics, merge, missing_extra, render
 from ..protocol import ServerHeaders
 from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
 from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
 from ..types import ASGIApp
 from .connection import ConnectionProtocol
 from .lifespan import Lifespan, LifespanError
+from .metered import MeteredConnectionProtocol
+from .probes import ProbeServer
 from .sockets import Listener, TLSConfigError, describe_address, make_socket, ssl_context
 from .timers import TimerWheel
 from .tlsinfo import TLSInfo
@@ -114,6 +117,11 @@ class Server:
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             self.request_limit = config.limit_max_requests + jitter
+        # --metrics-port: the figures the connections add to, and the probe listener. Without
+        # it, the connections are the plain ConnectionProtocol and count nothing.
+        self.metrics: Metrics | None = Metrics() if config.metrics_port is not None else None
+        self.probes: ProbeServer | None = None
+        self.metrics_worker = "1"  # the worker label of the per-worker figures
 
     @property
     def read_buffer(self) -> memoryview:
@@ -149,12 +157,28 @@ class Server:
                 # when run() itself is cancelled, the listeners too.
                 for listener in self._listeners:
                     listener.close()
+                if self.probes is not None:
+                    self.probes.close()
                 self._cancel_all()
                 self.lifespan.cancel()
                 self._group = None
                 self._closed.set()
 
     async def _serve(self, sockets: list[socket.socket] | None) -> int:
+        if self.metrics is not None:
+            missing = missing_extra()  # asgiws.run(metrics_port=...) without the extra
+            if missing is not None:
+                logger.error("%s", missing)
+                self.startup_error = missing
+                return 1
+            try:
+                await self._start_probes()
+            except OSError as exc:
+                where = f"{self.config.metrics_host}:{self.config.metrics_port}"
+                message = f"could not listen on --metrics-port {where}: {exc.strerror or exc}"
+                logger.error("%s", message)
+                self.startup_error = message
+                return 1
         try:
             await self.lifespan.startup(self._in_group)
         except LifespanError as exc:
@@ -226,8 +250,12 @@ class Server:
         for sock in sockets:
             shared = Listener(sock, tls is not None, config.uds)
 
-            def factory(shared: Listener = shared) -> ConnectionProtocol:
-                return ConnectionProtocol(self, shared)
+            protocol = ConnectionProtocol if self.metrics is None else MeteredConnectionProtocol
+
+            def factory(
+                shared: Listener = shared, protocol: type[ConnectionProtocol] = protocol
+            ) -> ConnectionProtocol:
+                return protocol(self, shared)
 
             if shared.unix:
                 listener = await self._unix_server(factory, sock, tls)
@@ -260,6 +288,47 @@ class Server:
             except TypeError:
                 pass  # a loop (uvloop) that has no such argument, and removes nothing
         return await self.loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=tls)
+
+    # -- metrics and probes (--metrics-port) ----------------------------------------------------
+
+    async def _start_probes(self) -> None:
+        config = self.config
+        assert self.metrics is not None and config.metrics_port is not None
+        metrics = self.metrics
+
+        def on_lag(seconds: float) -> None:
+            metrics.loop_lag = seconds
+
+        async def text() -> bytes:
+            return render(merge({self.metrics_worker: self.metrics_snapshot()}))
+
+        self.probes = ProbeServer(
+            config.metrics_host,
+            config.metrics_port,
+            metrics=text,
+            ready=self.ready,
+            snapshot=self.metrics_snapshot,
+            on_lag=on_lag,
+        )
+        await self.probes.start()
+        if self.announce:
+            host = config.metrics_host
+            shown = f"[{host}]" if ":" in host else host
+            logger.info("metrics on http://%s:%d/metrics", shown, self.probes.port)
+
+    def ready(self) -> bool:
+        """/ready: serving (the lifespan startup done, listening), and not stopping."""
+        return self.started.is_set() and not self._stop.is_set()
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.lifespan_exceptions = self.lifespan.exceptions
+        # Counted now rather than as they open, upgrade and close: nothing per connection.
+        websockets = sum(1 for proto in self.connections if proto.ws is not None)
+        metrics.websocket_open = websockets
+        metrics.http_open = len(self.connections) - websockets
+        return metrics.snapshot()
 
     def stop(self, code: int | None = None) -> None:
         """Begin a graceful shutdown (what SIGINT and SIGTERM do). WebSockets are closed with
