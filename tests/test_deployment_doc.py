@@ -195,3 +195,49 @@ def test_at_the_open_file_limit_asgiws_resets_new_connections_and_keeps_its_own(
         process.terminate()
         output, _ = process.communicate(timeout=DEADLINE_S)
     assert "Traceback" not in output, output
+
+
+def test_at_the_open_file_limit_asyncio_logs_one_line_naming_the_limit() -> None:
+    """With --loop asyncio, the loop's report of each failed accept() (a traceback per queued
+    connection, every second) becomes one warning naming the limit; the connections wait in
+    the backlog and are served once descriptors free up; nothing is left after SIGTERM."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asgiws", "asgiws.demo:app", "--port", "0", "--loop", "asyncio",
+         "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        preexec_fn=_lower_open_files,
+    )  # fmt: skip
+    held: list[socket.socket] = []
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
+        for _ in range(SOFT_LIMIT + 20):  # bounded: more than the limit can hold
+            sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
+            sock.sendall(UPGRADE)
+            held.append(sock)
+        # The first accept that fails is reported at once (bounded by the line count and by
+        # the socket timeout of the reads below).
+        for _ in range(20):
+            line = process.stdout.readline()
+            lines.append(line)
+            if "cannot accept new connections" in line:
+                break
+        warning = lines[-1]
+        assert "cannot accept new connections" in warning, lines
+        assert f"limit {SOFT_LIMIT}" in warning and "ulimit -n" in warning, warning
+        # The last connections waited in the backlog: freeing descriptors serves one.
+        last = held[-1]
+        for sock in held[:30]:
+            sock.close()
+        assert last.recv(4096).startswith(b"HTTP/1.1 101 ")
+        assert process.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        process.terminate()
+        output, _ = process.communicate(timeout=DEADLINE_S)
+    everything = "".join(lines) + output
+    assert "Traceback" not in everything, everything
+    assert everything.count("cannot accept new connections") <= 2, everything

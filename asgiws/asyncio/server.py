@@ -35,6 +35,7 @@ from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIME
 from ..types import ASGIApp
 from .connection import ConnectionProtocol
 from .lifespan import Lifespan, LifespanError
+from .loop_errors import LoopErrors
 from .metered import MeteredConnectionProtocol
 from .probes import ProbeServer
 from .sockets import Listener, TLSConfigError, describe_address, make_socket, ssl_context
@@ -67,6 +68,7 @@ class Server:
         # Large-frame payload buffers, reused across this server's connections.
         self.pool = BufferPool(SHARED_POOL_COUNT, POOL_LARGEST)
         self.connections: set[ConnectionProtocol] = set()
+        self._loop_errors: LoopErrors | None = None  # installed on start()
         self._read_buffer: memoryview | None = None
         # uvloop's transports write a list of buffers with one writev() and apply flow control.
         self.vectored = type(self.loop).__module__.split(".")[0] == "uvloop"
@@ -239,6 +241,9 @@ class Server:
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
         loop = self.loop
+        if self._loop_errors is None:
+            self._loop_errors = LoopErrors(loop)
+            self._loop_errors.install()
         if self._date_timer is None and self.config.date_header:
             self._tick_date()
         if sockets is None:
@@ -365,6 +370,8 @@ class Server:
         """Stop listening; let HTTP requests finish and close every WebSocket with
         --ws-shutdown-code; cancel what is left after --timeout-graceful-shutdown."""
         self.shutting_down = True
+        if self._loop_errors is not None:
+            self._loop_errors.stopping = True
         for listener in self._listeners:
             listener.close()
         # One loop turn first: a connection accepted just before the listeners closed has its
