@@ -151,21 +151,31 @@ def _lower_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT_LIMIT, hard))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="needs uvloop")
-def test_at_the_open_file_limit_asgiws_resets_new_connections_and_keeps_its_own() -> None:
-    """What "Open files" says: asgiws keeps the limit it was given; past it (uvloop) a new
-    connection is reset, the open ones stay, and accepting resumes as connections close."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asgiws", "asgiws.demo:app", "--port", "0", "--loop", "uvloop",
+def _serve_at_limit(loop: str) -> subprocess.Popen[str]:
+    """The demo on a free port, with --loop ``loop``, at a soft open-file limit of SOFT_LIMIT."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "asgiws", "asgiws.demo:app", "--port", "0", "--loop", loop,
          "--no-access-log"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         preexec_fn=_lower_open_files,
     )  # fmt: skip
+
+
+def _port(process: subprocess.Popen[str]) -> int:
+    """The port from the server's startup line."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    return int(re.search(r"http://127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="needs uvloop")
+def test_at_the_open_file_limit_asgiws_resets_new_connections_and_keeps_its_own() -> None:
+    """What "Open files" says: asgiws keeps the limit it was given; past it (uvloop) a new
+    connection is reset, the open ones stay, and accepting resumes as connections close."""
+    process = _serve_at_limit("uvloop")
     held: list[socket.socket] = []
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
+        port = _port(process)
         limits = Path(f"/proc/{process.pid}/limits").read_text()
         assert re.search(rf"Max open files\s+{SOFT_LIMIT}\s", limits), limits
         outcomes = []
@@ -201,18 +211,12 @@ def test_at_the_open_file_limit_asyncio_logs_one_line_naming_the_limit() -> None
     """With --loop asyncio, the loop's report of each failed accept() (a traceback per queued
     connection, every second) becomes one warning naming the limit; the connections wait in
     the backlog and are served once descriptors free up; nothing is left after SIGTERM."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "asgiws", "asgiws.demo:app", "--port", "0", "--loop", "asyncio",
-         "--no-access-log"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        preexec_fn=_lower_open_files,
-    )  # fmt: skip
+    process = _serve_at_limit("asyncio")
     held: list[socket.socket] = []
     lines: list[str] = []
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
+        port = _port(process)
         for _ in range(SOFT_LIMIT + 20):  # bounded: more than the limit can hold
             sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S)
             sock.sendall(UPGRADE)
