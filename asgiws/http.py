@@ -59,6 +59,7 @@ from .websocket import WebSocketConnection
 
 __all__ = ["HTTPConnection"]
 
+_NOTHING: list[bytes] = []
 _NO_RESPONSE: Final = Response.NONE
 _HELD: Final = Response.HELD
 _STREAMING: Final = Response.STREAMING
@@ -200,7 +201,12 @@ class HTTPConnection:
 
     def data_to_send(self) -> list[bytes]:
         """The buffers to write, in order, taken out of the connection."""
-        return self._reply.take()
+        reply = self._reply  # Responder.take(), inline: called at every step of the I/O layer
+        out = reply.output
+        if not out:
+            return _NOTHING
+        reply.output = []
+        return out
 
     @property
     def status(self) -> int | None:
