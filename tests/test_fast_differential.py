@@ -16,35 +16,18 @@ Profiles, as tests/test_state_machine.py: ``ASGIWS_STATE_MACHINE=long`` runs the
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+import pytest
+from hypothesis import event, given
 from hypothesis import strategies as st
+from profiles import LONG_RUN, profile
 
 from asgiws.config import Config
 from asgiws.http import HTTPConnection
 
-PROFILES = {
-    "ci": settings(
-        max_examples=300,
-        deadline=2000,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    ),
-    "long": settings(
-        max_examples=20000,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    ),
-}
-
-
-def profile() -> settings:
-    chosen = PROFILES[os.environ.get("ASGIWS_STATE_MACHINE", "ci")]
-    examples = os.environ.get("ASGIWS_STATE_MACHINE_EXAMPLES")
-    return settings(chosen, max_examples=int(examples)) if examples else chosen
+SETTINGS = profile(300, 20000)
 
 
 def run(*chunks: bytes) -> tuple[list[Any], bytes, str]:
@@ -185,8 +168,10 @@ def bodies(draw: Any, headers: list[tuple[bytes, bytes]]) -> bytes:
         chunks = draw(st.lists(st.binary(min_size=1, max_size=6), max_size=3))
         ext = draw(st.sampled_from([b"", b";a=1", b" ", b";"]))
         out = b"".join(b"%x%s\r\n%s\r\n" % (len(c), ext, c) for c in chunks)
-        return out + draw(st.sampled_from([b"0\r\n\r\n", b"0\r\nX: 1\r\n\r\n", b"0\r\n", b""]))
-    return draw(st.binary(max_size=8))
+        end: bytes = draw(st.sampled_from([b"0\r\n\r\n", b"0\r\nX: 1\r\n\r\n", b"0\r\n", b""]))
+        return out + end
+    body: bytes = draw(st.binary(max_size=8))
+    return body
 
 
 CLEAN_EXTRA = st.sampled_from(
@@ -218,8 +203,9 @@ def requests(draw: Any) -> bytes:
         headers += draw(st.lists(EXTRA, max_size=4))
         sep = draw(st.sampled_from([b": ", b":", b":  ", b": \t"]))
     headers = draw(st.permutations(headers))
-    head = line + b"\r\n" + b"".join(n + sep + v + b"\r\n" for n, v in headers) + b"\r\n"
-    return head + draw(bodies(headers))
+    head: bytes = line + b"\r\n" + b"".join(n + sep + v + b"\r\n" for n, v in headers) + b"\r\n"
+    body: bytes = draw(bodies(headers))
+    return head + body
 
 
 streams = st.lists(requests(), min_size=1, max_size=3).map(b"".join)
@@ -266,19 +252,22 @@ def mutated(draw: Any) -> bytes:
 
 
 @given(data=streams, cut=st.integers(0, 1000))
-@profile()
+@pytest.mark.timeout(0 if LONG_RUN else 120)
+@SETTINGS
 def test_generated_streams_answer_alike(data: bytes, cut: int) -> None:
     check_alike(data, cut)
 
 
 @given(data=mutated(), cut=st.integers(0, 1000))
-@profile()
+@pytest.mark.timeout(0 if LONG_RUN else 120)
+@SETTINGS
 def test_mutated_requests_answer_alike(data: bytes, cut: int) -> None:
     check_alike(data, cut)
 
 
 @given(data=st.binary(max_size=60), cut=st.integers(0, 1000))
-@profile()
+@pytest.mark.timeout(0 if LONG_RUN else 120)
+@SETTINGS
 def test_garbage_answers_alike(data: bytes, cut: int) -> None:
     check_alike(data, cut)
 
