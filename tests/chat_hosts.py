@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from typing import NoReturn
 
 import pytest
 from lines import DEADLINE_S, OutputLines
+from proxy_stack import free_port, nginx_main
 from test_cli import clean_env
-from test_nginx import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "chat"
@@ -159,16 +158,7 @@ def nginx_config(tmp: Path, hosts: list[Host], port: int) -> str:
     ]:
         assert site.count(old) == (2 if "fail" in old else 1), old
         site = site.replace(old, new)
-    temp = "\n".join(
-        f"    {kind}_temp_path {tmp / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return (
-        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-        f"pid {tmp / 'nginx.pid'};\nerror_log stderr warn;\n"
-        "events { worker_connections 1024; }\n"
-        f"http {{\n    access_log off;\n{temp}\n{textwrap.indent(site, '    ')}\n}}\n"
-    )
+    return nginx_main(tmp, site, 1024)
 
 
 @dataclass

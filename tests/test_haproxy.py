@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trustme
+from proxy_stack import APP, CLIENT_ADDRESS, MIB, echo_and_close, free_port, wait_listening
+from proxy_stack import get as get_from_client
 from test_cli import DEADLINE_S, ServerProcess
-from test_nginx import APP, CLIENT_ADDRESS, MIB, free_port
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -70,23 +68,6 @@ def haproxy_config(tmp: Path, upstream_port: int, http: int, https: int) -> str:
     return config
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    """HAProxy prints nothing when it is ready: try to connect, a bounded number of times."""
-    deadline = time.monotonic() + DEADLINE_S
-    for _ in range(600):
-        if process.poll() is not None:
-            errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise AssertionError(f"haproxy exited {process.returncode}: {errors}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    raise AssertionError("haproxy did not start listening")
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Proxy]:
     (tmp_path / "proxied.py").write_text(APP)
@@ -116,7 +97,7 @@ def stack(tmp_path: Path) -> Iterator[Proxy]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        wait_listening(http, haproxy)
+        wait_listening("haproxy", http, haproxy)
         yield Proxy(http, https, ca, server)
     finally:
         if haproxy is not None:
@@ -128,12 +109,8 @@ def stack(tmp_path: Path) -> Iterator[Proxy]:
 
 
 def get(url: str, **kwargs: Any) -> dict[str, Any]:
-    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, **kwargs)
-    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
-        response = client.get(url, headers=SPOOFED)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
+    """A GET that also sends forged forwarding headers: they must change nothing."""
+    return get_from_client(url, SPOOFED, **kwargs)
 
 
 def test_http_through_haproxy_sees_the_real_client(stack: Proxy) -> None:
@@ -158,14 +135,7 @@ async def test_websocket_through_haproxy(stack: Proxy) -> None:
     ) as ws:
         seen = json.loads(await ws.recv())
         assert seen["client"] == [CLIENT_ADDRESS, 0] and seen["scheme"] == "ws"
-        await ws.send("hello")
-        assert await ws.recv() == "hello"
-        await ws.send(b"\x00\x01\xff")
-        assert await ws.recv() == b"\x00\x01\xff"
-        big = os.urandom(MIB)
-        await ws.send(big)
-        assert await ws.recv() == big
-        await ws.close(4001, "bye")
+        await echo_and_close(ws)  # the app sees the code and reason through the proxy
     assert ws.protocol.close_rcvd is not None
     assert ws.protocol.close_rcvd.code == 4001
     stack.server.wait_for_line(r"disconnect 4001 bye")

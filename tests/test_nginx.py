@@ -9,74 +9,36 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
-import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import trustme
+from proxy_stack import (
+    APP,
+    CLIENT_ADDRESS,
+    MIB,
+    echo_and_close,
+    free_port,
+    get,
+    nginx_main,
+    wait_listening,
+)
 from test_cli import DEADLINE_S, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "nginx.conf"
-CLIENT_ADDRESS = "127.0.0.2"  # Linux routes all of 127/8 to the loopback interface
-MIB = 1024 * 1024
-
-APP = textwrap.dedent(
-    """
-    import json
-
-    def describe(scope):
-        return json.dumps(
-            {"client": scope["client"], "scheme": scope["scheme"], "server": scope["server"]}
-        )
-
-    async def app(scope, receive, send):
-        if scope["type"] == "http":
-            await receive()
-            body = describe(scope).encode()
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": body})
-        elif scope["type"] == "websocket":
-            await receive()
-            await send({"type": "websocket.accept"})
-            await send({"type": "websocket.send", "text": describe(scope)})
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    print("disconnect", message["code"], message.get("reason", ""), flush=True)
-                    return
-                text = message.get("text")
-                if text is not None and text.startswith("close:"):
-                    _, code, reason = text.split(":", 2)
-                    await send({"type": "websocket.close", "code": int(code), "reason": reason})
-                    return
-                await send({"type": "websocket.send", **{k: message[k] for k in ("text", "bytes")
-                            if message.get(k) is not None}})
-    """
-)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not os.environ.get("CI"),
     reason="nginx is not installed (CI installs it: .ci/run)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -108,33 +70,7 @@ def nginx_config(tmp: Path, upstream_port: int, sock: Path, ports: tuple[int, in
     ]:
         assert site.count(old) == 1, old
         site = site.replace(old, new)
-    temp = "\n".join(
-        f"    {kind}_temp_path {tmp / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return (
-        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
-        f"pid {tmp / 'nginx.pid'};\nerror_log stderr warn;\n"
-        "events { worker_connections 256; }\n"
-        f"http {{\n    access_log off;\n{temp}\n{textwrap.indent(site, '    ')}\n}}\n"
-    )
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    """nginx prints nothing when it is ready: try to connect, a bounded number of times."""
-    deadline = time.monotonic() + DEADLINE_S
-    for _ in range(600):
-        if process.poll() is not None:
-            errors = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise AssertionError(f"nginx exited: {errors}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    raise AssertionError("nginx did not start listening")
+    return nginx_main(tmp, site, 256)
 
 
 @pytest.fixture
@@ -155,7 +91,7 @@ def start_nginx(tmp: Path, upstream_port: int, sock: Path) -> tuple[subprocess.P
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    wait_listening(ports[0], process)
+    wait_listening("nginx", ports[0], process)
     return process, Proxy(*ports, ca)
 
 
@@ -185,15 +121,6 @@ def stack(request: pytest.FixtureRequest, app_dir: Path, tmp_path: Path) -> Iter
                 nginx.stderr.close()
         tcp.stop()
         unix.stop()
-
-
-def get(url: str, **kwargs: Any) -> dict[str, Any]:
-    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS, **kwargs)
-    with httpx.Client(transport=transport, timeout=DEADLINE_S) as client:
-        response = client.get(url)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def test_http_through_nginx_sees_the_real_client(stack: Proxy) -> None:
@@ -242,15 +169,7 @@ async def test_websocket_through_nginx(stack: Proxy) -> None:
     ) as ws:
         seen = json.loads(await ws.recv())
         assert seen["client"] == [CLIENT_ADDRESS, 0] and seen["scheme"] == "ws"
-        await ws.send("hello")
-        assert await ws.recv() == "hello"
-        await ws.send(b"\x00\x01\xff")
-        assert await ws.recv() == b"\x00\x01\xff"
-        big = os.urandom(MIB)
-        await ws.send(big)
-        assert await ws.recv() == big
-        # The client closes: the app sees its code and reason through nginx.
-        await ws.close(4001, "bye")
+        await echo_and_close(ws)  # the app sees the code and reason through the proxy
     tcp, _ = stack.servers
     tcp.wait_for_line(r"disconnect 4001 bye")
 

@@ -34,14 +34,12 @@ tried first next time.
 from __future__ import annotations
 
 import enum
-import os
 import re
 import struct
 import zlib
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -51,6 +49,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from profiles import LONG_RUN, profile
 from transitions import TABLES, illegal
 from wire import RFC_KEY, client_frame, ws_request
 
@@ -65,29 +64,6 @@ from asgiws.states import (
     WSState,
 )
 from asgiws.websocket import WebSocketConnection
-
-PROFILES = {
-    "ci": settings(
-        max_examples=80,
-        stateful_step_count=80,
-        deadline=2000,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    ),
-    "long": settings(
-        max_examples=5000,
-        stateful_step_count=100,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    ),
-}
-
-
-def profile() -> settings:
-    chosen = PROFILES[os.environ.get("ASGIWS_STATE_MACHINE", "ci")]
-    examples = os.environ.get("ASGIWS_STATE_MACHINE_EXAMPLES")
-    return settings(chosen, max_examples=int(examples)) if examples else chosen
-
 
 # -- what the client sends ---------------------------------------------------------------------
 
@@ -762,15 +738,9 @@ class CoreMachine(RuleBasedStateMachine):
                 self.conn.next_message()
 
 
-# The quick suite's bound is pytest-timeout's default; a long run has none.
-LONG_RUN = os.environ.get("ASGIWS_STATE_MACHINE", "ci") != "ci" or bool(
-    os.environ.get("ASGIWS_STATE_MACHINE_EXAMPLES")
-)
-
-
 @pytest.mark.timeout(0 if LONG_RUN else 120)
 def test_the_core_as_a_state_machine() -> None:
-    run_state_machine_as_test(CoreMachine, settings=profile())
+    run_state_machine_as_test(CoreMachine, settings=profile(80, 5000, ci_steps=80, long_steps=100))
 
 
 def test_an_accept_during_a_restart_closes_with_the_restart_code() -> None:
