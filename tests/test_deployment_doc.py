@@ -161,6 +161,15 @@ def _serve_at_limit(loop: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _stop(process: subprocess.Popen[str], held: list[socket.socket]) -> str:
+    """Close the client sockets, stop the server, and return the rest of its output."""
+    for sock in held:
+        sock.close()
+    process.terminate()
+    output, _ = process.communicate(timeout=DEADLINE_S)
+    return output
+
+
 def _port(process: subprocess.Popen[str]) -> int:
     """The port from the server's startup line."""
     assert process.stdout is not None
@@ -200,10 +209,7 @@ def test_at_the_open_file_limit_asgiws_resets_new_connections_and_keeps_its_own(
         assert outcome == "101"
         assert process.poll() is None
     finally:
-        for sock in held:
-            sock.close()
-        process.terminate()
-        output, _ = process.communicate(timeout=DEADLINE_S)
+        output = _stop(process, held)
     assert "Traceback" not in output, output
 
 
@@ -238,10 +244,7 @@ def test_at_the_open_file_limit_asyncio_logs_one_line_naming_the_limit() -> None
         assert last.recv(4096).startswith(b"HTTP/1.1 101 ")
         assert process.poll() is None
     finally:
-        for sock in held:
-            sock.close()
-        process.terminate()
-        output, _ = process.communicate(timeout=DEADLINE_S)
+        output = _stop(process, held)
     everything = "".join(lines) + output
     assert "Traceback" not in everything, everything
     assert everything.count("cannot accept new connections") <= 2, everything
