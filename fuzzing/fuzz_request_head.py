@@ -27,6 +27,7 @@ with instrumented(__name__):
     from asgiws.config import Config
     from asgiws.http import HTTPConnection
     from asgiws.protocol import ServerHeaders
+    from asgiws.states import ClientDisconnected
 
 CONFIG = Config(max_queue=4)
 SERVER_HEADERS = ServerHeaders([(b"server", b"asgiws")])
@@ -49,8 +50,10 @@ def outcome(chunks: list[bytes]) -> dict[str, Any]:
         seen["messages"].append(conn.next_message())
         try:
             conn.send({"type": "websocket.accept"})
-        except RuntimeError as exc:  # an upgrade request with a body: 400, and this
-            seen["error"] = str(exc)
+        except (RuntimeError, ClientDisconnected) as exc:
+            # An upgrade request with a body: 400, and a RuntimeError; with a malformed chunked
+            # body the 400 has already closed the connection: ClientDisconnected.
+            seen["error"] = f"{type(exc).__name__}: {exc}"
         ws = conn.upgraded
         if ws is not None:
             written += b"".join(ws.data_to_send())
@@ -95,7 +98,7 @@ def answered_early(head: bytes, rest: bytes) -> bytes:
     conn.receive_data(head)
     scope = conn.next_scope()
     if scope is not None and scope["type"] == "websocket":
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, ClientDisconnected):
             conn.send({"type": "websocket.accept"})
     elif scope is not None:
         conn.send({"type": "http.response.start", "status": 200})
