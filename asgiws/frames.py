@@ -603,6 +603,12 @@ class FrameCodec:
             return bytes((FIN | OP_CLOSE, 0))
         return _frame(FIN | OP_CLOSE, check_close(code, reason))
 
+    def encode_close_reply(self, code: int, reason: str) -> bytes:
+        """The Close frame that echoes a peer's valid Close (RFC 6455 §5.5.1). Its code and
+        reason were checked as the frame came: every code a peer may send may be sent back (see
+        the decision in asgiws.events), and a reason that fitted in its frame fits in ours."""
+        return _frame(FIN | OP_CLOSE, code.to_bytes(2, "big") + reason.encode())
+
 
 def _unchecked_first_bytes() -> bytes:
     """For each first byte of a frame, 1 when a masked frame starting with it passes every

@@ -359,7 +359,7 @@ class WebSocketConnection:
             self._output.append(codec.encode_close(None))
         else:
             # RFC 6455 §5.5.1: echo the Close; its code and reason fit, as they came in one.
-            self._output.append(codec.encode_close(pending.code, pending.reason))
+            self._output.append(codec.encode_close_reply(pending.code, pending.reason))
         self.close_code = pending.code
         # The closing handshake is complete, or the connection is failed: the server closes TCP
         # first (RFC 6455 §7.1.1).

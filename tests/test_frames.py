@@ -662,3 +662,14 @@ def test_large_binary_frame_read_into_the_codecs_buffer() -> None:
         codec.received_into(1)
     # The next frame starts from nothing.
     assert codec.receive_data(masked(0x82, b"x")) == [Message(b"x")]
+
+
+def test_the_close_reply_is_the_checked_close_for_every_code_a_peer_may_send() -> None:
+    """encode_close_reply skips the checks: it may only do so because every code and reason that
+    comes in a valid Close frame passes them."""
+    codec = FrameCodec()
+    codes = [code for code in range(65536) if is_valid_close_code(code)]
+    assert len(codes) == 12 + 2000
+    for code in codes:
+        for reason in ("", "bye", "é" * 61 + "x"):  # 123 bytes of UTF-8: the most that fits
+            assert codec.encode_close_reply(code, reason) == codec.encode_close(code, reason)

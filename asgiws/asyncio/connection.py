@@ -176,10 +176,13 @@ class ConnectionProtocol(asyncio.Protocol):
             slot=slot,
             tls=tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
         )
+        owner.connections.add(self)
         if owner.shutting_down:
             self.conn.shutdown(owner.shutdown_code)
-        owner.connections.add(self)
-        self._step()
+            self._step()
+        else:
+            # A new connection has nothing to write, read or start yet: only its head timer.
+            self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
         if self.conn.receive_data(data):
@@ -255,16 +258,15 @@ class ConnectionProtocol(asyncio.Protocol):
             # serves the socket from here on, with timers of its own.
             self.conn = self.ws = conn = upgraded
             self._timer_epoch = -1
-        transport = self.transport
-        assert transport is not None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        self._batched = 0
+            self._batched = 0  # (only ever counted while a flush is scheduled)
         output = conn.data_to_send()
-        if output and not self._closed:
-            self._write(output)
         if not self._closed:
+            transport: Any = self.transport
+            if output:
+                self._write(output)
             if conn.state in CLOSED_STATES:
                 # Written data is flushed before the socket closes.
                 transport.close()
@@ -279,7 +281,9 @@ class ConnectionProtocol(asyncio.Protocol):
                         transport.pause_reading()
                     else:
                         transport.resume_reading()
-        self._wake()
+        waiter = self._waiter  # _wake(), inline: this runs several times per connection
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if self._task is None:
             scope = conn.next_scope()
             if scope is not None:
@@ -475,7 +479,10 @@ class ConnectionProtocol(asyncio.Protocol):
         if record.problem is not None:
             logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
         self.cycle_ended(record, self.loop.time() - started)
+        server = self.server
         if scope["type"] == "http":
-            self.server.request_done()
-        self._task = None
+            server.request_done()
+        task, self._task = self._task, None
+        if task is not None:
+            server.task_done(task)
         self._step()

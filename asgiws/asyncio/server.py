@@ -218,8 +218,10 @@ class Server:
             coro.close()
             raise RuntimeError("the server is not running: start it with run()")
         task = group.create_task(coro)
+        # The task leaves self.tasks by task_done(), called as its coroutine ends: no done
+        # callback (each is one more loop handle per request). A task cancelled before it ever
+        # ran stays in the set, done: only shutdown's last wait sees it, and it is done.
         self.tasks.add(task)
-        task.add_done_callback(self._task_done)
         return task
 
     def _in_group(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -227,7 +229,8 @@ class Server:
         assert self._group is not None
         return self._group.create_task(coro)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def task_done(self, task: asyncio.Task[None]) -> None:
+        """An app task's coroutine is ending."""
         self.tasks.discard(task)
         if self.shutting_down:
             self._check_drained()
