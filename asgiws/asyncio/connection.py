@@ -18,7 +18,7 @@ from .. import logs
 from ..http import HTTPConnection
 from ..limits import Slot
 from ..protocol import AccessRecord, InPlaceReads, SansIOConnection
-from ..states import CLOSED_STATES, OPEN, TIMER_NONE, ClientDisconnected
+from ..states import CLOSED_STATES, OPEN, TIMER_NONE, WS_CONNECTING, ClientDisconnected
 
 if TYPE_CHECKING:
     from .server import Server
@@ -330,8 +330,17 @@ class ConnectionProtocol(asyncio.Protocol):
         while True:
             conn = self.conn  # again after each wait: an accept may have swapped it
             message = conn.next_message()
-            if conn.state is not OPEN or self._read_paused or conn.timer_epoch != self._timer_epoch:
-                self._step()  # an answered Close, a 100 Continue, room in a full inbox ...
+            state = conn.state
+            if self._closed:
+                pass  # nothing to write or read any more: the app only hears the end
+            elif (
+                (state is not OPEN and state is not WS_CONNECTING)
+                or self._read_paused
+                or conn.timer_epoch != self._timer_epoch
+            ):
+                # An answered Close, a 100 Continue, room in a full inbox ... (An upgrade
+                # request waiting for its accept has nothing to write after websocket.connect.)
+                self._step()
             elif message is None and self._flush is not None:
                 self._flush_now()  # the app has caught up: write its batched answers now
             if message is not None:
@@ -485,4 +494,5 @@ class ConnectionProtocol(asyncio.Protocol):
         task, self._task = self._task, None
         if task is not None:
             server.task_done(task)
-        self._step()
+        if not self._closed:
+            self._step()  # the end of a response, the next request cycle, an error answer
