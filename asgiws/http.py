@@ -38,6 +38,13 @@ from .reassembly import BufferPool
 from .request import Peer, Refusal, open_request
 from .responder import Responder
 from .states import (
+    APP_DONE,
+    APP_NONE,
+    APP_PENDING,
+    APP_RUNNING,
+    CYCLE_HTTP,
+    CYCLE_NONE,
+    CYCLE_WEBSOCKET,
     HTTP,
     HTTP_CLOSED,
     HTTP_NO_TIMER,
@@ -48,9 +55,7 @@ from .states import (
     UPGRADED,
     WS_CONNECTING,
     WS_DENYING,
-    App,
     ClientDisconnected,
-    Cycle,
     HTTPState,
     Response,
     Timer,
@@ -132,8 +137,8 @@ class HTTPConnection:
         self._shutdown: tuple[int, str] | None = None
 
         # The current request cycle.
-        self._cycle = Cycle.NONE
-        self._app = App.NONE
+        self._cycle = CYCLE_NONE
+        self._app = APP_NONE
         self._scope: Scope | None = None  # the cycle's scope, for next_scope() and its record
         self._disconnect_queued = False  # exactly one disconnect per cycle
         self._refused: AccessRecord | None = None  # a request no app saw, for its access line
@@ -188,10 +193,10 @@ class HTTPConnection:
             return refused
         if state is not HTTP_CLOSED:
             self._set_state(HTTP_CLOSED)
-        if self._app is App.NONE or self._app is App.DONE or self._disconnect_queued:
+        if self._app is APP_NONE or self._app is APP_DONE or self._disconnect_queued:
             return refused
         self._disconnect_queued = True
-        if self._cycle is Cycle.WEBSOCKET:
+        if self._cycle is CYCLE_WEBSOCKET:
             self.inbox.append(ws_disconnect(_ABNORMAL))
         else:
             self.inbox.append({"type": "http.disconnect"})
@@ -224,9 +229,9 @@ class HTTPConnection:
 
     def next_scope(self) -> Scope | None:
         """A scope to start the app with, once per request cycle."""
-        if self._app is not App.PENDING:
+        if self._app is not APP_PENDING:
             return None
-        self._app = App.RUNNING
+        self._app = APP_RUNNING
         return self._scope
 
     def next_message(self) -> ASGIMessage | None:
@@ -234,7 +239,7 @@ class HTTPConnection:
         inbox = self.inbox
         if inbox:
             return inbox.pop(0)
-        if self._cycle is Cycle.WEBSOCKET:
+        if self._cycle is CYCLE_WEBSOCKET:
             if self._disconnect_queued:
                 raise ClientDisconnected(
                     "receive() called after 'websocket.disconnect' was delivered"
@@ -262,15 +267,15 @@ class HTTPConnection:
                 if self._reply.body(message, kind):
                     self._finish_http_cycle()
                 return len(self.inbox)
-            if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
+            if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "http.response.start":
             if state is HTTP:
                 self._reply.start(message, kind)
                 return len(self.inbox)
-            if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
+            if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0
-            if state is HTTP_CLOSED and self._cycle is Cycle.HTTP:
+            if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "websocket.accept":
             if state is WS_CONNECTING:
@@ -292,13 +297,13 @@ class HTTPConnection:
                     self._set_state(HTTP_CLOSED)
                     self._queue_ws_disconnect()
                 return 0
-        if self._cycle is Cycle.WEBSOCKET and state is HTTP_CLOSED:
+        if self._cycle is CYCLE_WEBSOCKET and state is HTTP_CLOSED:
             raise ClientDisconnected(f"cannot send {kind!r}: the WebSocket connection is closed")
         raise RuntimeError(f"cannot send {kind!r} in state {state.name}")
 
     def app_finished(self, error: BaseException | None) -> AccessRecord:
         """The app call returned (error None) or raised: finish what it left unfinished."""
-        self._app = App.DONE
+        self._app = APP_DONE
         reply = self._reply
         status = reply.status
         sent = reply.sent
@@ -405,28 +410,28 @@ class HTTPConnection:
         self._reply.method = method
         self.http_version = http_version
         self.path = target.decode("latin-1")  # as sent, until the scope decodes it
-        self._cycle = Cycle.HTTP
+        self._cycle = CYCLE_HTTP
         try:
             scope, upgrade = open_request(
                 method, target, http_version, headers, fields, upgrading, self._peer
             )
         except Refusal as refusal:
             if refusal.websocket:
-                self._cycle = Cycle.WEBSOCKET
+                self._cycle = CYCLE_WEBSOCKET
                 self.path = refusal.path or self.path
             self._scope = refusal.scope  # built before a --limit-* refusal: its client is shown
             self._error_response(refusal.status, refusal.reason, refusal.headers)
             return
         self.path = scope["path"]
         if upgrade is not None:
-            self._cycle = Cycle.WEBSOCKET
+            self._cycle = CYCLE_WEBSOCKET
             self._upgrade = upgrade
             self._set_state(WS_CONNECTING)  # no timer: the app decides how long it takes
             self.inbox.append({"type": "websocket.connect"})
         else:
             self._set_state(HTTP)
         self._scope = scope
-        self._app = App.PENDING
+        self._app = APP_PENDING
 
     def _queue_body(self, body: bytes, more_body: bool) -> None:
         inbox = self.inbox
@@ -440,7 +445,7 @@ class HTTPConnection:
         inbox.append({"type": "http.request", "body": body, "more_body": more_body})
 
     def _finish_http_cycle(self) -> None:
-        if self.state is not HTTP or self._reply.state is not _COMPLETE or self._app is App.RUNNING:
+        if self.state is not HTTP or self._reply.state is not _COMPLETE or self._app is APP_RUNNING:
             return
         if self._shutdown is not None or not self._wire.next_cycle():
             # Connection: close, HTTP/1.0, an unread request body, or shutting down.
@@ -449,8 +454,8 @@ class HTTPConnection:
         self.inbox.clear()
         self._set_state(IDLE)
         self._reply.reset()
-        self._cycle = Cycle.NONE
-        self._app = App.NONE
+        self._cycle = CYCLE_NONE
+        self._app = APP_NONE
         self._scope = None
         self._disconnect_queued = False
         wire = self._wire
@@ -484,12 +489,12 @@ class HTTPConnection:
         """Answer with a short plain-text error naming the problem, and close the connection."""
         reply = self._reply
         reply.error(status, reason, headers)
-        if self._app is App.NONE:
+        if self._app is APP_NONE:
             # Refused before any app saw it: the access line is the core's to give.
             self._refused = self._record(status, None, self._scope)
             self._refused.body_bytes = reply.sent
         self._set_state(HTTP_CLOSED)
-        if self._cycle is Cycle.WEBSOCKET and self._app is not App.NONE:
+        if self._cycle is CYCLE_WEBSOCKET and self._app is not APP_NONE:
             self._queue_ws_disconnect()
 
     def _queue_ws_disconnect(self) -> None:
@@ -502,7 +507,7 @@ class HTTPConnection:
         """The access record of a cycle: from its scope, or from the refused request's head."""
         if scope is not None:
             return AccessRecord.of_scope(scope, status, problem)
-        kind = "websocket" if self._cycle is Cycle.WEBSOCKET else "http"
+        kind = "websocket" if self._cycle is CYCLE_WEBSOCKET else "http"
         method = self._reply.method.decode("latin-1") or "-"
         version = self.http_version.decode("latin-1")
         return AccessRecord(kind, self.client, method, self.path or "-", version, status)

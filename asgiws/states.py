@@ -79,7 +79,8 @@ class Timer(enum.IntEnum):
 
 # The members again, as module names. Before Python 3.12 the enum metaclass has a __getattr__,
 # so every ``WSState.OPEN`` runs Python-level lookup code (about 850 instructions, a sixth of
-# the server's work per echoed message on 3.11); a module global costs one dict lookup.
+# the server's work per echoed message on 3.11); a module global costs one dict lookup. The
+# hot modules use only these (tests/test_states.py checks that).
 IDLE: Final = HTTPState.IDLE
 HTTP: Final = HTTPState.HTTP
 WS_CONNECTING: Final = HTTPState.WS_CONNECTING
@@ -96,6 +97,13 @@ TIMER_KEEP_ALIVE: Final = Timer.KEEP_ALIVE
 TIMER_PING: Final = Timer.PING
 TIMER_PONG: Final = Timer.PONG
 TIMER_CLOSE: Final = Timer.CLOSE
+CYCLE_NONE: Final = Cycle.NONE
+CYCLE_HTTP: Final = Cycle.HTTP
+CYCLE_WEBSOCKET: Final = Cycle.WEBSOCKET
+APP_NONE: Final = App.NONE
+APP_PENDING: Final = App.PENDING
+APP_RUNNING: Final = App.RUNNING
+APP_DONE: Final = App.DONE
 
 # Either phase's end: the I/O layer closes the transport. A tuple, not a frozenset: membership
 # by identity, where a set would call Enum.__hash__, a Python function before 3.12.

@@ -74,3 +74,45 @@ def test_the_checker_sees_the_transitions_of_this_test(legal_transitions: list[o
     conn = HTTPConnection(Config(timeout_handshake=0), client=None, server=None)
     conn.shutdown(1001)
     assert legal_transitions == [(HTTPConnection, HTTPState.IDLE, HTTPState.CLOSED)]
+
+
+# The modules that run for every request, frame and step: in their functions, an enum member is
+# named by its module constant (CYCLE_HTTP), never looked up on its class (Cycle.HTTP). On
+# Python 3.11 that lookup runs the enum metaclass's code: about 900 instructions each, which
+# once added 3 % to every WebSocket handshake.
+HOT_MODULES = (
+    "http", "http11", "responder", "request", "websocket", "frames", "fasthead", "writer",
+    "asgi", "handshake", "protocol", "events", "reassembly", "deflate", "limits", "metrics",
+    "asyncio/connection", "asyncio/server", "asyncio/timers", "asyncio/metered",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("module", HOT_MODULES)
+def test_hot_code_names_enum_members_by_their_module_constants(module: str) -> None:
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import asgiws
+    from asgiws import events, states
+
+    enums = {
+        name
+        for source in (states, events)
+        for name, value in vars(source).items()
+        if inspect.isclass(value) and issubclass(value, enum.Enum)
+    }
+    assert {"Cycle", "App", "HTTPState", "WSState", "Timer", "Opcode", "CloseCode"} <= enums
+    path = Path(asgiws.__file__).parent / f"{module}.py"
+    tree = ast.parse(path.read_text())
+    lookups = [
+        f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}"
+        for function in ast.walk(tree)
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(function)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in enums
+        and node.attr.isupper()
+    ]
+    assert not lookups, lookups
