@@ -72,23 +72,21 @@ _COMPLETE: Final = Response.COMPLETE
 _ABNORMAL: Final = CloseCode.ABNORMAL_CLOSURE.value  # RFC 6455 §7.4.1: to the app only
 
 
-class HTTPConnection:
-    """One HTTP/1.1 connection, until its last request cycle or the 101."""
+class HTTPConnection(Peer):
+    """One HTTP/1.1 connection, until its last request cycle or the 101. It is itself the
+    :class:`~asgiws.request.Peer` its requests are opened with (one object less per connection)."""
 
     # Thousands of these sit idle at once: no per-instance __dict__.
     __slots__ = (
         "_app",
         "_cycle",
         "_disconnect_queued",
-        "_peer",
         "_refused",
         "_reply",
         "_scope",
         "_shutdown",
         "_upgrade",
         "_wire",
-        "client",
-        "config",
         "http_version",
         "inbox",
         "max_queue",
@@ -114,9 +112,14 @@ class HTTPConnection:
         slot: Slot | None = None,
         tls: dict[str, Any] | None = None,
     ) -> None:
+        # What every request on this connection shares (request.Peer's attributes).
         self.config = config
         self.client = client
-        self._peer = Peer(config, client, server, scheme == "https", lifespan_state, slot, tls)
+        self.server = server
+        self.secure = scheme == "https"
+        self.lifespan_state = lifespan_state
+        self.slot = slot  # this connection's place under --limit-* (asgiws.limits)
+        self.tls = tls  # the ASGI TLS extension of a TLS connection, for every scope
         self.server_headers = server_headers or ServerHeaders()
         self.pool = pool  # large-frame buffers, shared by the server's connections
 
@@ -413,7 +416,7 @@ class HTTPConnection:
         self._cycle = CYCLE_HTTP
         try:
             scope, upgrade = open_request(
-                method, target, http_version, headers, fields, upgrading, self._peer
+                method, target, http_version, headers, fields, upgrading, self
             )
         except Refusal as refusal:
             if refusal.websocket:

@@ -30,7 +30,8 @@ __all__ = ["Peer", "Refusal", "open_request"]
 
 class Peer:
     """What every request on one connection shares: the options, both addresses, the scheme,
-    the lifespan state, its place under ``--limit-*`` and its TLS details."""
+    the lifespan state, its place under ``--limit-*`` and its TLS details. An HTTPConnection is
+    one (a subclass); the fuzz targets make their own."""
 
     __slots__ = ("client", "config", "lifespan_state", "secure", "server", "slot", "tls")
 
