@@ -209,7 +209,7 @@ class HTTPConnection(Peer):
 
     def data_to_send(self) -> list[bytes]:
         """The buffers to write, in order, taken out of the connection."""
-        reply = self._reply  # Responder.take(), inline: called at every step of the I/O layer
+        reply = self._reply  # its output taken here, not by a call: this runs at every I/O step
         out = reply.output
         if not out:
             return _NOTHING
@@ -532,9 +532,10 @@ class HTTPConnection(Peer):
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
         reply = self._reply
-        reply.output.append(switching_protocols(upgrade.key, headers, self.server_headers))
         reply.status = 101
-        output = reply.take()
+        output = reply.output  # all of it goes to the WebSocketConnection, the 101 last
+        output.append(switching_protocols(upgrade.key, headers, self.server_headers))
+        reply.output = []
         # Bytes that came right behind the request are the start of the WebSocket stream.
         trailing = self._wire.switch()
         self._upgrade = None  # the handshake's part is over

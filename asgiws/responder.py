@@ -24,7 +24,6 @@ from .states import Response
 
 __all__ = ["Responder"]
 
-_EMPTY: list[bytes] = []
 _NONE = Response.NONE
 _HELD = Response.HELD
 _STREAMING = Response.STREAMING
@@ -57,14 +56,6 @@ class Responder:
         self.state = _NONE
         self.sent = 0
         self.status = None
-
-    def take(self) -> list[bytes]:
-        """The buffers to write, in order, taken out."""
-        out = self.output
-        if not out:
-            return _EMPTY
-        self.output = []
-        return out
 
     # -- the app's HTTP response ---------------------------------------------------------------
 
