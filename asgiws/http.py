@@ -23,6 +23,7 @@ from .asgi import (
     ws_disconnect,
 )
 from .config import Config
+from .fasthead import RequestHead
 from .frames import CloseCode, FrameCodec
 from .handshake import (
     AcceptError,
@@ -31,7 +32,7 @@ from .handshake import (
     accept_headers,
     switching_protocols,
 )
-from .http11 import Wire, bad_request_reason
+from .http11 import CLOSED, END, LAST_END, Wire, bad_request_reason
 from .limits import Slot
 from .protocol import AccessRecord, ServerHeaders
 from .reassembly import BufferPool
@@ -65,6 +66,7 @@ from .websocket import WebSocketConnection
 __all__ = ["HTTPConnection"]
 
 _NOTHING: list[bytes] = []
+Address = tuple[str, int] | list[Any] | None  # (host, port); None on a Unix socket's client
 _NO_RESPONSE: Final = Response.NONE
 _HELD: Final = Response.HELD
 _STREAMING: Final = Response.STREAMING
@@ -78,40 +80,16 @@ class HTTPConnection(Peer):
 
     # Thousands of these sit idle at once: no per-instance __dict__.
     __slots__ = (
-        "_app",
-        "_cycle",
-        "_disconnect_queued",
-        "_refused",
-        "_reply",
-        "_scope",
-        "_shutdown",
-        "_upgrade",
-        "_wire",
-        "http_version",
-        "inbox",
-        "max_queue",
-        "path",
-        "pool",
-        "server_headers",
-        "state",
-        "timer",
-        "timer_epoch",
-        "upgraded",
-    )
+        "_app", "_cycle", "_disconnect_queued", "_refused", "_reply", "_scope", "_shutdown",
+        "_upgrade", "_wire", "http_version", "inbox", "max_queue", "path", "pool",
+        "server_headers", "state", "timer", "timer_epoch", "upgraded",
+    )  # fmt: skip
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        client: tuple[str, int] | list[Any] | None,
-        server: tuple[str, int] | list[Any] | None,
-        scheme: str = "http",
-        server_headers: ServerHeaders | None = None,
-        lifespan_state: dict[str, Any] | None = None,
-        pool: BufferPool | None = None,
-        slot: Slot | None = None,
-        tls: dict[str, Any] | None = None,
-    ) -> None:
+        self, config: Config, *, client: Address, server: Address, scheme: str = "http",
+        server_headers: ServerHeaders | None = None, lifespan_state: dict[str, Any] | None = None,
+        pool: BufferPool | None = None, slot: Slot | None = None, tls: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         # What every request on this connection shares (request.Peer's attributes).
         self.config = config
         self.client = client
@@ -277,8 +255,6 @@ class HTTPConnection(Peer):
                 self._reply.start(message, kind)
                 return len(self.inbox)
             if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
-                return 0
-            if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "websocket.accept":
             if state is WS_CONNECTING:
@@ -368,35 +344,31 @@ class HTTPConnection(Peer):
         if wire.problem is not None and self.state is IDLE:
             self._error_response(400, wire.problem)  # before h11 may read the head otherwise
             return
-        conn = wire.h11()
         while True:
             state = self.state
             if state is HTTP_CLOSED or state is UPGRADED:
                 return
             try:
-                event = conn.next_event()
+                event = wire.next_event()
             except h11.RemoteProtocolError as exc:
                 self._bad_request(exc)
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                self._start_request(
-                    event.method, event.target, event.http_version, list(event.headers)
-                )
-            elif isinstance(event, h11.Data):
+            if event is None:
+                return  # more bytes are needed
+            if type(event) is bytes:
                 if state is HTTP:
-                    self._queue_body(bytes(event.data), more_body=True)
-            elif isinstance(event, h11.EndOfMessage):
+                    self._queue_body(event, more_body=True)
+            elif event is END or event is LAST_END:
                 if state is HTTP:
                     self._queue_body(b"", more_body=False)
-                if conn.their_state is h11.MUST_CLOSE:
-                    # HTTP/1.0 or Connection: close: this was the last request. Bytes behind
-                    # it are not read as another (RFC 9112 §9.6); h11 would call them an error.
-                    return
-            elif isinstance(event, h11.ConnectionClosed):
+                if event is LAST_END:
+                    return  # nothing behind the last request is read
+            elif event is CLOSED:
                 self.connection_lost()
                 return
+            else:
+                assert type(event) is RequestHead
+                self._start_request(event.method, event.target, event.http_version, event.headers)
 
     def _start_request(
         self,
@@ -511,9 +483,8 @@ class HTTPConnection(Peer):
         if scope is not None:
             return AccessRecord.of_scope(scope, status, problem)
         kind = "websocket" if self._cycle is CYCLE_WEBSOCKET else "http"
-        method = self._reply.method.decode("latin-1") or "-"
-        version = self.http_version.decode("latin-1")
-        return AccessRecord(kind, self.client, method, self.path or "-", version, status)
+        method, version = self._reply.method, self.http_version
+        return AccessRecord.of_head(kind, self.client, method, self.path, version, status)
 
     # -- the WebSocket handshake -----------------------------------------------------------------
 

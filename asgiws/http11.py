@@ -14,7 +14,7 @@ every cycle h11 is let go, so the next request may take the fast path again. San
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import h11
 
@@ -27,6 +27,23 @@ from .writer import ResponseWriter, comma_tokens
 # A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
 MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
 _WAITING = (h11.DONE, MIGHT_SWITCH_PROTOCOL)
+
+
+class Marker:
+    """One of the ends :meth:`Wire.next_event` reports."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+END: Final = Marker("END")  # a request's end
+LAST_END: Final = Marker("LAST_END")  # the last request's end: nothing behind it is read
+CLOSED: Final = Marker("CLOSED")  # the client's EOF
 _BODY_DONE = -1  # _body_left once the request's last body bytes are queued for the app
 
 
@@ -170,6 +187,28 @@ class Wire:
                 if event is h11.PAUSED or event is h11.NEED_DATA:
                     break
         return conn
+
+    def next_event(self) -> RequestHead | bytes | Marker | None:
+        """What h11 read next: a request head (``size`` 0), body bytes, :data:`END` of a
+        request, :data:`LAST_END` of the last one (HTTP/1.0 or Connection: close: bytes
+        behind it are not read as another, RFC 9112 §9.6; h11 would call them an error),
+        :data:`CLOSED` (the client's EOF), or None: more bytes are needed. Raises
+        h11.RemoteProtocolError."""
+        conn = self.h11()
+        event = conn.next_event()
+        if event is h11.NEED_DATA or event is h11.PAUSED:
+            return None
+        if isinstance(event, h11.Request):
+            return RequestHead(
+                event.method, event.target, event.http_version, list(event.headers), 0
+            )
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        if isinstance(event, h11.EndOfMessage):
+            return LAST_END if conn.their_state is h11.MUST_CLOSE else END
+        if isinstance(event, h11.ConnectionClosed):
+            return CLOSED
+        raise AssertionError(f"h11 event {event!r}")  # h11 gives a server nothing else
 
     @property
     def paused(self) -> bool:

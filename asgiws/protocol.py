@@ -79,6 +79,14 @@ class AccessRecord:
         record.body_bytes = None
         return record
 
+    @classmethod
+    def of_head(
+        cls, kind: str, client: Any, method: bytes, path: str, version: bytes, status: int | None
+    ) -> AccessRecord:
+        """The record of a request refused before a scope was made: what its head said."""
+        method_text = method.decode("latin-1") or "-"
+        return cls(kind, client, method_text, path or "-", version.decode("latin-1"), status)
+
     @property
     def fields(self) -> tuple[str, Any, str, str, str]:
         """``(kind, client, method, path with its query, http_version)``."""
