@@ -241,6 +241,18 @@ class Wire:
             )
         return self.send(head.event())
 
+    def whole(self, head: ResponseHead, body: bytes) -> bytes | None:
+        """A whole response (its head, then all of its body) in one buffer, when the fast path
+        served the request, the request did not say close and the writer takes it
+        (:meth:`ResponseWriter.whole`); else None, and :meth:`start`, :meth:`data` and
+        :meth:`end` write it."""
+        if not self.fast or self._close:
+            return None
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = ResponseWriter()
+        return writer.whole(head.status, head.reason, head.headers, body)
+
     def data(self, data: bytes) -> bytes:
         """Response body bytes, framed; RuntimeError when the response cannot carry them."""
         if self.fast:

@@ -85,6 +85,14 @@ class Responder:
             response = self._head
             assert response is not None
             self._head = None
+            if not more_body and not head and not self.close:
+                # The common response: its head and all of its body at once, in one buffer.
+                whole = wire.whole(response, body if type(body) is bytes else bytes(body))
+                if whole is not None:
+                    output.append(whole)
+                    self.sent += len(body)
+                    self.state = _COMPLETE
+                    return True
             self.state = _STREAMING
             known = None if more_body or head else len(body)
             output.append(wire.start(complete_head(response, known, close=self.close), method))

@@ -170,6 +170,32 @@ class ResponseWriter:
         lines.append(b"\r\n")
         return b"".join(lines)
 
+    def whole(self, status: int, reason: bytes, headers: Headers, body: bytes) -> bytes | None:
+        """The whole response in one buffer, for the common case, in one pass over the
+        headers: the app sent its head and then all of its body at once, to a GET or POST
+        that did not say close. None (then :meth:`head`, :meth:`data` and :meth:`end` write it)
+        for a 204 or 304, Transfer-Encoding, Connection or Host among the headers, or a
+        Content-Length other than the body's. The bytes are :meth:`head`'s with the
+        Content-Length that ``responses.complete_head`` adds, then the body."""
+        if status in _NO_CONTENT:
+            return None
+        length: bytes | None = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = value  # digits, once (check_fields)
+            elif name == b"transfer-encoding" or name == b"connection" or name == b"host":
+                return None
+        size = len(body)
+        if length is None:
+            end = b"content-length: %d\r\n\r\n" % size
+        elif int(length) == size:
+            end = b"\r\n"
+        else:
+            return None  # the app's error, which data() or end() names
+        self._mode = _DONE
+        lines = b"".join([b"%s: %s\r\n" % header for header in headers])
+        return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
+
     def data(self, data: bytes) -> bytes:
         """Body bytes, framed."""
         mode = self._mode

@@ -138,3 +138,35 @@ def test_a_body_that_does_not_match_its_length_is_the_apps_error() -> None:
     writer.data(b"a")
     with pytest.raises(RuntimeError, match="Too little data for declared Content-Length"):
         writer.end()
+
+
+@SETTINGS
+@given(responses())
+def test_a_whole_response_in_one_buffer_is_what_h11_writes(
+    case: tuple[bytes, bool, int, Headers, list[bytes]],
+) -> None:
+    """ResponseWriter.whole(): the head and the whole body at once, to a request that did not
+    say close. It writes h11's bytes for the headers the app gave plus the Content-Length that
+    responses.complete_head adds when the app gave no framing; or declines (None) and the
+    general path writes them. It declines only where it says it does."""
+    method, _, status, headers, chunks = case
+    body = b"".join(chunks)
+    try:
+        checked = check_fields(headers)
+    except RuntimeError:
+        return  # refused at http.response.start: never reaches a writer
+    names = [name for name, _ in checked]
+    full = list(checked)
+    if status not in (204, 304) and b"content-length" not in names:
+        if b"transfer-encoding" not in names:
+            full.append((b"content-length", b"%d" % len(body)))
+    got = ResponseWriter().whole(status, b"", checked, body)
+    plain = (
+        status not in (204, 304)
+        and not {b"transfer-encoding", b"connection", b"host"} & set(names)
+        and all(int(value) == len(body) for name, value in checked if name == b"content-length")
+    )
+    assert (got is not None) is plain, (status, checked, body)
+    if got is not None and method != b"HEAD":
+        expected, keep_alive = h11_bytes(method, False, status, full, [body])
+        assert (got, True) == (expected, keep_alive), (method, status, headers, body)
