@@ -357,7 +357,9 @@ class Config:
     )
     ws_ping_interval: float = option(
         20.0,
-        "Send a keep-alive ping this long after the last ping when the connection is open.",
+        "Send a keep-alive ping this long after the last one was answered, while the connection "
+        "is open. The first comes at a point within it, spread so that connections opened "
+        "together are not pinged together.",
         unit=SECONDS,
         minimum=0.0,
         zero_means="no pings",

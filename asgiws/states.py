@@ -73,6 +73,10 @@ class Timer(enum.IntEnum):
     HEAD = enum.auto()  # timeout_handshake: a complete request head must arrive
     KEEP_ALIVE = enum.auto()  # timeout_keep_alive: between requests
     PING = enum.auto()  # ws_ping_interval: time to send a keep-alive ping
+    # The first keep-alive ping: due at a point within ws_ping_interval that the I/O layer
+    # picks, so that connections opened together are not pinged together (each later ping
+    # is a PING, one interval after the peer's answer).
+    FIRST_PING = enum.auto()
     PONG = enum.auto()  # ws_ping_timeout: something must arrive after our ping
     CLOSE = enum.auto()  # ws_close_timeout: the closing handshake must finish
 
@@ -95,6 +99,7 @@ TIMER_NONE: Final = Timer.NONE
 TIMER_HEAD: Final = Timer.HEAD
 TIMER_KEEP_ALIVE: Final = Timer.KEEP_ALIVE
 TIMER_PING: Final = Timer.PING
+TIMER_FIRST_PING: Final = Timer.FIRST_PING
 TIMER_PONG: Final = Timer.PONG
 TIMER_CLOSE: Final = Timer.CLOSE
 CYCLE_NONE: Final = Cycle.NONE

@@ -31,6 +31,7 @@ from .states import (
     OPEN,
     REMOTE_CLOSING,
     TIMER_CLOSE,
+    TIMER_FIRST_PING,
     TIMER_NONE,
     TIMER_PING,
     TIMER_PONG,
@@ -102,7 +103,10 @@ class WebSocketConnection:
             self._queue_disconnect(*shutdown)
             return
         if config.ws_ping_interval > 0:
-            self.timer = TIMER_PING
+            # The first ping at a point within the interval (the I/O layer picks it, so that
+            # connections opened together are not all pinged together); the later ones one
+            # interval after the peer's answer.
+            self.timer = TIMER_FIRST_PING
             self.timer_epoch += 1
         if trailing:
             # Bytes that came right behind the request are the start of the WebSocket stream.
@@ -306,7 +310,7 @@ class WebSocketConnection:
         closing handshake's time limit."""
         if timer is not self.timer:
             return
-        if timer is TIMER_PING:
+        if timer is TIMER_PING or timer is TIMER_FIRST_PING:
             self._ping_counter += 1
             self._output.append(self._codec.encode_ping(self._ping_counter.to_bytes(4, "big")))
             self._set_timer(TIMER_PONG if self.config.ws_ping_timeout > 0 else TIMER_PING)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ MAX_FRAME = 64 * 1024 * 1024
 SUBSCRIBED = b"subscribed"  # apps.SUBSCRIBED: what a fanout subscriber is told first
 PICOWS = "picows"  # client names, as results record them
 PYTHON_RAW = "asyncio-raw"
+
+
+# Makes a held connection's client from the window and its payloads (heldload.HeldClient).
+HeldFactory = Callable[["Window", list[bytes]], "StreamClient"]
 
 
 class WrongEcho(Exception):
@@ -349,9 +354,9 @@ def window_result(
     }
 
 
-async def connect(url: str, factory: Any) -> tuple[WSTransport, Any]:
+async def connect(url: str, factory: Any, auto_pong: bool = True) -> tuple[WSTransport, Any]:
     return await asyncio.wait_for(
-        ws_connect(factory, url, max_frame_size=MAX_FRAME, enable_auto_pong=True),
+        ws_connect(factory, url, max_frame_size=MAX_FRAME, enable_auto_pong=auto_pong),
         CONNECT_TIMEOUT,
     )
 
@@ -478,12 +483,14 @@ async def run_handshakes(scenario: Scenario, request: dict[str, Any]) -> dict[st
 
 
 async def open_idle(
-    url: str, count: int, window: Window
+    url: str, count: int, window: Window, held: HeldFactory | None = None
 ) -> tuple[list[WSTransport], list[StreamClient]]:
     """`count` connections, IDLE_OPEN_CONCURRENCY at a time, each with one echo returned.
 
     After the echo every app is back in receive(): from then on the connection is idle (it
-    answers the server's pings, nothing else). A failed connect fails the window.
+    answers the server's pings, nothing else). With `held`, each connection's client is
+    `held(window, payloads)` and picows leaves the pings to it to answer. A failed connect
+    fails the window.
     """
     probe = Scenario("probe", "stream", connections=1, size=32, text=True)
     payload = payloads_for(probe, 0)[:1]
@@ -493,7 +500,14 @@ async def open_idle(
 
     async def open_one() -> None:
         async with gate:
-            transport, client = await connect(url, lambda: StreamClient(window, payload, True, 1))
+            if held is None:
+                transport, client = await connect(
+                    url, lambda: StreamClient(window, payload, True, 1)
+                )
+            else:
+                transport, client = await connect(
+                    url, lambda: held(window, payload), auto_pong=False
+                )
             if client is None:
                 raise ConnectionError(f"upgrade to {url} failed")
             transports.append(transport)

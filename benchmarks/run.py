@@ -29,7 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench_venv, procstat, report, scenarios, wsload
-from benchmarks.servers import SERVERS, Running, Server, ServerFailed
+from benchmarks.servers import SERVERS, Running, Server, ServerFailed, from_tree
 
 REPO = bench_venv.REPO
 LOG_DIR = REPO / ".cache" / "bench-logs"
@@ -79,6 +79,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-install", action="store_true", help="use the bench venv as it is, do not pip"
     )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also run asgiws from the checkout DIR, as server asgiws@NAME (its folder's "
+        "name), with the suite's command line, app and venv (repeatable): before/after runs",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 100:
         parser.error("--rounds must be between 1 and 100")
@@ -95,6 +104,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--connections takes SCENARIO=N, got {item!r}")
         counts[name] = int(value)
     args.connection_counts = counts
+    for tree in args.tree:
+        if not (tree / "asgiws" / "__init__.py").is_file():
+            parser.error(f"--tree {str(tree)!r} is not an asgiws checkout (no asgiws/__init__.py)")
     return args
 
 
@@ -114,7 +126,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def asgiws_source() -> str:
+def asgiws_source(tree: Path = REPO) -> str:
     """The commit asgiws runs from, "+dirty" when asgiws/ has uncommitted changes.
 
     asgiws is installed editable, so each server start runs the tree as it is at that moment.
@@ -122,7 +134,7 @@ def asgiws_source() -> str:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
+            cwd=tree,
             capture_output=True,
             text=True,
             timeout=10,
@@ -130,7 +142,7 @@ def asgiws_source() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "asgiws"],
-            cwd=REPO,
+            cwd=tree,
             capture_output=True,
             text=True,
             timeout=10,
@@ -258,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         connections=args.connection_counts,
     )
     servers = [SERVERS[name] for name in args.servers.split(",")]
+    trees = {from_tree(tree).name: tree for tree in args.tree}
+    servers += [from_tree(tree) for tree in args.tree]
     client = prepare_client(args.client)
     if any(s.kind == "http" for s in chosen):
         client += "; the http scenarios on wrk"
@@ -293,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                         **common,
                         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                         "round": round_,
-                        "asgiws_source": asgiws_source(),
+                        "asgiws_source": asgiws_source(trees.get(server.name, REPO)),
                         "server": server.name,
                         "asgi": server.asgi,
                         "app": server.app,

@@ -111,6 +111,34 @@ SERVERS: dict[str, Server] = {
 }  # fmt: skip
 
 
+# asgiws's command line with another checkout first on sys.path: its asgiws (checked), and its
+# benchmarks/apps.py when it has one (else the suite's, from the current directory).
+_FROM_TREE = """\
+import runpy, sys
+sys.path.insert(0, {tree!r})
+import asgiws
+if not asgiws.__file__.startswith({tree!r} + "/"):
+    sys.exit(f"asgiws imported from {{asgiws.__file__}}, not from {tree}")
+runpy.run_module("asgiws", run_name="__main__", alter_sys=True)
+"""
+
+
+def from_tree(tree: Path) -> Server:
+    """asgiws as in the suite, run from the checkout `tree`: server `asgiws@<its name>`.
+
+    For a before/after run of a change: `run.py --servers asgiws --tree ../before`.
+    """
+    base = SERVERS["asgiws"]
+    launch = _FROM_TREE.format(tree=str(tree.resolve()))
+
+    def argv(python: str, port: int) -> list[str]:
+        command = base.argv(python, port)
+        assert command[1:3] == ["-m", "asgiws"], command
+        return [python, "-c", launch, *command[3:]]
+
+    return Server(f"asgiws@{tree.resolve().name}", argv, base.asgi, base.app, base.packages)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))

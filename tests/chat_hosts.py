@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from cli_process import clean_env
 from lines import DEADLINE_S, OutputLines
 from proxy_stack import free_port, nginx_main
-from test_cli import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "chat"

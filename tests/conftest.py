@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from apps import serving
+from cli_process import Stoppable
 from transitions import legal_transitions  # noqa: F401  (autouse, for every test)
 
 import asgiws
@@ -92,3 +93,13 @@ def restore_logging() -> Iterator[None]:
                 logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Stoppable]]:
+    """The subprocesses a test appends (cli_process.ServerProcess and the like): each is
+    stopped after the test, whatever it did."""
+    started: list[Stoppable] = []
+    yield started
+    for server in started:
+        server.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_cli import DEADLINE_S
+from cli_process import DEADLINE_S
 from websockets.asyncio.client import ClientConnection
 
 CLIENT_ADDRESS = "127.0.0.2"  # Linux routes all of 127/8 to the loopback interface

@@ -6,92 +6,20 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lines import OutputLines
+from cli_process import DEADLINE_S, ServerProcess, clean_env, listening_socket, run_cli
 
 import asgiws
 from asgiws import cli
 from asgiws.config import Config
 from asgiws.options import options
-
-DEADLINE_S = 30.0
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASGIWS_")}
-    env["COLUMNS"] = "200"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m asgiws ARGS`` to completion (for commands that do not start a server)."""
-    return subprocess.run(
-        [sys.executable, "-m", "asgiws", *args],
-        capture_output=True,
-        text=True,
-        env=env if env is not None else clean_env(),
-        cwd=cwd,
-        timeout=60,
-    )
-
-
-class ServerProcess(OutputLines):
-    """An asgiws subprocess whose output (stdout and stderr, merged) is read line by line."""
-
-    what = "the server"
-
-    def __init__(self, *args: str, pass_fds: tuple[int, ...] = (), **env: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "asgiws", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=clean_env(**env),
-            pass_fds=pass_fds,
-        )
-        self._read_lines()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
-
-
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    sock.set_inheritable(True)
-    return sock
-
 
 # -- Help, version, argument errors --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli import DEADLINE_S, ServerProcess
+from cli_process import DEADLINE_S, ServerProcess
 from test_deflate import zip_bomb
 
 MAX_SIZE = 16 * 1024 * 1024

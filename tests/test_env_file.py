@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import ServerProcess, run_cli
+from cli_process import ServerProcess, run_cli
 
 import asgiws
 from asgiws import cli

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import TIMEOUT, quick_serve
+from cli_process import DEADLINE_S, ServerProcess
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, WebSocketException, status
 from fastapi import WebSocket as FastAPIWebSocket
 from frameworks.litestar_app import litestar_app
@@ -28,7 +29,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from test_cli import DEADLINE_S, ServerProcess
 from websockets.asyncio.client import connect as ws_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 

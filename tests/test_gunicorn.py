@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_process import DEADLINE_S, clean_env, stop_process
 from lines import OutputLines
-from test_cli import DEADLINE_S, clean_env
 
 gunicorn_config = pytest.importorskip("gunicorn.config")
 
@@ -87,15 +87,7 @@ class Gunicorn(OutputLines):
         return self.wait_for_count(SERVING, count)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop_process(self.process, signal.SIGQUIT)  # gunicorn's graceful stop
 
 
 @pytest.fixture
@@ -105,11 +97,9 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def started() -> Iterator[list[Gunicorn]]:
-    running: list[Gunicorn] = []
-    yield running
-    for process in running:
-        process.stop()
+def started(servers: list[Gunicorn]) -> list[Gunicorn]:
+    """The gunicorn processes a test starts (conftest's ``servers``: stopped after it)."""
+    return servers
 
 
 def start(started: list[Gunicorn], app_dir: Path, *args: str, workers: int = 2) -> Gunicorn:
@@ -302,20 +292,14 @@ def test_unix_socket_stays_when_a_worker_is_recycled(
 def test_https_and_wss_with_gunicorn_certfile_and_keyfile(
     started: list[Gunicorn], app_dir: Path, tmp_path: Path
 ) -> None:
-    import ssl
-
     import trustme
+    from tls_certs import client_context, write_server_cert
     from websockets.sync.client import connect
 
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.private_key_pem.write_to_path(str(keyfile))
-    for pem in cert.cert_chain_pems:
-        pem.write_to_path(str(certfile), append=True)
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    gunicorn = start(started, app_dir, "--certfile", str(certfile), "--keyfile", str(keyfile))
+    _cert, certfile, keyfile = write_server_cert(ca, tmp_path, "127.0.0.1")
+    context = client_context(ca)
+    gunicorn = start(started, app_dir, "--certfile", certfile, "--keyfile", keyfile)
     port = int(gunicorn.wait_for_line(r"Listening at: https://127\.0\.0\.1:(\d+)")[1])
     workers = gunicorn.serving()
     response = httpx.get(f"https://127.0.0.1:{port}/", verify=context, timeout=DEADLINE_S)

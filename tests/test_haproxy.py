@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import trustme
+from cli_process import DEADLINE_S, ServerProcess
 from proxy_stack import APP, CLIENT_ADDRESS, MIB, echo_and_close, free_port, wait_listening
 from proxy_stack import get as get_from_client
-from test_cli import DEADLINE_S, ServerProcess
+from tls_certs import client_context
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -48,9 +49,7 @@ class Proxy:
     server: ServerProcess
 
     def client_ssl(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
+        return client_context(self.ca)
 
 
 def haproxy_config(tmp: Path, upstream_port: int, http: int, https: int) -> str:

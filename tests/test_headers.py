@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from apps import read_response, respond
-from test_cli import ServerProcess, listening_socket
+from cli_process import ServerProcess, listening_socket
 from wire import RFC_ACCEPT, http_request, ws_request
 
 import asgiws

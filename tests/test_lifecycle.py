@@ -8,12 +8,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import DEADLINE_S, ServerProcess
+from cli_process import DEADLINE_S, ServerProcess
 
 APP = textwrap.dedent(
     """
@@ -73,14 +72,6 @@ APP = textwrap.dedent(
 def app_dir(tmp_path: Path) -> Path:
     (tmp_path / "lifeapp.py").write_text(APP)
     return tmp_path
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def start(servers: list[ServerProcess], app_dir: Path, *args: str) -> tuple[ServerProcess, int]:

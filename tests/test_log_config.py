@@ -13,13 +13,12 @@ import os
 import re
 import signal
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from test_cli import ServerProcess, listening_socket, run_cli
+from cli_process import DEADLINE_S, ServerProcess, listening_socket, run_cli
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -29,17 +28,8 @@ from asgiws.accesslog import FIELDS, AccessFormat
 from asgiws.demo import HEALTH_BYTES
 from asgiws.protocol import AccessRecord
 
-DEADLINE_S = 30.0
 # ISO 8601 with milliseconds and the offset (asgiws.logs.Formatter).
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def serve_and_stop(servers: list[ServerProcess], *args: str, **env: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from cli_process import DEADLINE_S, ServerProcess
 from proxy_stack import (
     APP,
     CLIENT_ADDRESS,
@@ -28,7 +29,6 @@ from proxy_stack import (
     nginx_main,
     wait_listening,
 )
-from test_cli import DEADLINE_S, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 

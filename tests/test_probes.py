@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_process import ServerProcess
 from lines import DEADLINE_S
-from test_cli import ServerProcess
 from test_metrics import Samples, parse, value
 from wire import OP_CLOSE, OP_TEXT, client_frame, close_frame, http_request, ws_request
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from apps import Recorder, respond
-from test_cli import run_cli
+from cli_process import run_cli
 from wire import RFC_KEY, http_request
 
 from asgiws.config import Config

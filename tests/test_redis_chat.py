@@ -41,8 +41,8 @@ from chat_hosts import (
     start_redis,
     unavailable,
 )
+from cli_process import ServerProcess
 from proxy_stack import free_port
-from test_cli import ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from wire import OP_CLOSE, ws_request

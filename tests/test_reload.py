@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import DEADLINE_S, ServerProcess, listening_socket, run_cli
+from cli_process import DEADLINE_S, ServerProcess, listening_socket, run_cli
 
 from asgiws.config import Config
 from asgiws.options import build_config, env_values, options, options_by_name
@@ -46,14 +46,6 @@ RESTART = r"changed: (.*); restarting"
 
 def write_app(directory: Path, answer: str) -> None:
     (directory / "app.py").write_text(APP.format(answer=answer))
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def reloading(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from asgiws.asyncio.timers import TimerWheel
+from asgiws.asyncio.timers import TimerWheel, Within
 
 
 class Handle:
@@ -187,3 +187,70 @@ def test_close_drops_everything(clock: FakeClock) -> None:
     clock.advance(1.0)
     assert owner.fired == []
     assert len(wheel) == 0
+
+
+def test_within_delays_armed_in_one_instant_are_spread_evenly_and_never_late(
+    clock: FakeClock,
+) -> None:
+    # 1,000 connections opened together, their first pings within a 20 s interval: 400 ticks.
+    wheel = TimerWheel(clock, resolution=0.05)
+    owners = [Owner(clock) for _ in range(1000)]
+    start = clock.now
+    latest = wheel.arm(Owner(clock), 20.0)  # where a plain 20 s timer goes
+    ticks = [wheel.arm(owner, Within(20.0)) for owner in owners]
+    assert all(tick <= latest for tick in ticks)  # never later than the interval
+    assert all(tick > start / 0.05 for tick in ticks)  # and not in the past
+    per_tick: dict[int, int] = {}
+    for tick in ticks:
+        per_tick[tick] = per_tick.get(tick, 0) + 1
+    # 2.5 a tick on average; the golden-ratio offsets put 2 to 4 in each (random ones put 7 or
+    # 8 in some, and leave some 30 ticks empty), and use every tick of the interval.
+    assert max(per_tick.values()) == 4
+    assert min(per_tick.values()) == 2
+    assert len(per_tick) == 400
+    assert sorted(per_tick) == list(range(min(per_tick), latest + 1))
+    clock.advance(25.0)
+    assert all(len(owner.fired) == 1 for owner in owners)
+    times = [owner.fired[0][1] for owner in owners]
+    assert all(start < at <= start + 20.0 + 0.05 for at in times)
+    # The loop woke once per bucket: no wake-up fired more than 4 of them.
+    assert len(set(times)) == 400
+
+
+def test_within_delays_are_spread_when_armed_in_bursts(clock: FakeClock) -> None:
+    # 10,000 connections opened 80 per tick for 125 ticks (6.25 s), as in the idle+active
+    # benchmark: armed with the plain interval they would come due 80 per tick, every interval.
+    wheel = TimerWheel(clock, resolution=0.05)
+    ticks: list[int] = []
+    for _ in range(125):
+        ticks.extend(wheel.arm(Owner(clock), Within(20.0)) for _ in range(80))
+        clock.now += 0.05
+    per_tick: dict[int, int] = {}
+    for tick in ticks:
+        per_tick[tick] = per_tick.get(tick, 0) + 1
+    # 10,000 over the 520 ticks in reach (19 a tick on average), at most 27 in one.
+    assert max(per_tick.values()) == 27
+    assert len(per_tick) == 520
+
+
+def test_within_offsets_are_the_same_on_every_wheel(clock: FakeClock) -> None:
+    first, second = TimerWheel(clock), TimerWheel(clock)
+    a = [first.arm(Owner(clock), Within(1.0)) for _ in range(50)]
+    b = [second.arm(Owner(clock), Within(1.0)) for _ in range(50)]
+    assert a == b
+    assert len(set(a)) == 20  # 1 s is 20 ticks, and all of them are used
+    assert repr(Within(1.0)) == "Within(1.0)"
+
+
+def test_plain_delays_between_within_ones_keep_their_deadline(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    start = clock.now
+    plain = Owner(clock)
+    for _ in range(10):
+        wheel.arm(Owner(clock), Within(5.0))
+    wheel.arm(plain, 1.012)
+    clock.advance(1.011)
+    assert plain.fired == []
+    clock.advance(0.06)
+    assert len(plain.fired) == 1
+    assert start + 1.012 <= plain.fired[0][1] <= start + 1.012 + 0.05

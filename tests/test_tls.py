@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import trustme
-from test_cli import run_cli
+from cli_process import run_cli
+from tls_certs import Scopes, client_context, recording_app, write_server_cert
 from websockets.asyncio.client import connect
-
-Scopes = list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -22,42 +20,16 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def cert_files(ca: trustme.CA, tmp_path: Path) -> tuple[str, str]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return str(certfile), str(keyfile)
-
-
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
-
-
-def recording_app(scopes: Scopes) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        scopes.append(scope)
-        if scope["type"] == "http":
-            await receive()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"secure"})
-            return
-        await receive()
-        await send({"type": "websocket.accept"})
-        message = await receive()
-        await send({"type": "websocket.send", "text": message["text"]})
-        await receive()
-
-    return app
+    _cert, certfile, keyfile = write_server_cert(ca, tmp_path)
+    return certfile, keyfile
 
 
 async def test_https_request(serve: Any, ca: trustme.CA, cert_files: tuple[str, str]) -> None:
     scopes: Scopes = []
     certfile, keyfile = cert_files
-    running = await serve(recording_app(scopes), ssl_certfile=certfile, ssl_keyfile=keyfile)
+    running = await serve(
+        recording_app(scopes, b"secure"), ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
     url = f"https://127.0.0.1:{running.port}/"
     async with httpx.AsyncClient(verify=client_context(ca)) as client:
         response = await client.get(url)
@@ -68,7 +40,9 @@ async def test_https_request(serve: Any, ca: trustme.CA, cert_files: tuple[str, 
 async def test_wss_echo(serve: Any, ca: trustme.CA, cert_files: tuple[str, str]) -> None:
     scopes: Scopes = []
     certfile, keyfile = cert_files
-    running = await serve(recording_app(scopes), ssl_certfile=certfile, ssl_keyfile=keyfile)
+    running = await serve(
+        recording_app(scopes, b"secure"), ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
     url = f"wss://127.0.0.1:{running.port}/ws"
     async with connect(url, ssl=client_context(ca)) as ws:
         await ws.send("over TLS")
@@ -80,7 +54,7 @@ async def test_plain_http_to_a_tls_port_gets_no_response(
     serve: Any, cert_files: tuple[str, str]
 ) -> None:
     certfile, keyfile = cert_files
-    running = await serve(recording_app([]), ssl_certfile=certfile, ssl_keyfile=keyfile)
+    running = await serve(recording_app([], b"secure"), ssl_certfile=certfile, ssl_keyfile=keyfile)
     reply = await running.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert not reply.startswith(b"HTTP/1.1 200")
 

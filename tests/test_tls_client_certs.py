@@ -17,12 +17,11 @@ import httpx
 import pytest
 import trustme
 from apps import TIMEOUT, read_response
+from cli_process import run_cli
 from cryptography import x509
-from test_cli import run_cli
+from tls_certs import Scopes, client_context, recording_app, write_server_cert
 from websockets.asyncio.client import connect
 from wire import http_request
-
-Scopes = list[dict[str, Any]]
 
 # RFC 8446 §B.4 and RFC 5289 §3.2: the numbers of the suites these tests negotiate.
 SUITE_NUMBERS = {
@@ -52,14 +51,14 @@ def client_ca() -> trustme.CA:
 def files(ca: trustme.CA, client_ca: trustme.CA, tmp_path: Path) -> dict[str, str]:
     """The server's certificate and key, and the CA file that client certificates are verified
     against."""
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {"cert": tmp_path / "cert.pem", "key": tmp_path / "key.pem", "ca": tmp_path / "ca.pem"}
-    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
-    server.private_key_pem.write_to_path(str(paths["key"]))
-    client_ca.cert_pem.write_to_path(str(paths["ca"]))
-    result = {name: str(path) for name, path in paths.items()}
-    result["server_pem"] = server.cert_chain_pems[0].bytes().decode("ascii")
-    return result
+    server, certfile, keyfile = write_server_cert(ca, tmp_path)
+    client_ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return {
+        "cert": certfile,
+        "key": keyfile,
+        "ca": str(tmp_path / "ca.pem"),
+        "server_pem": server.cert_chain_pems[0].bytes().decode("ascii"),
+    }
 
 
 @pytest.fixture
@@ -68,34 +67,6 @@ def client_cert(client_ca: trustme.CA) -> trustme.LeafCert:
     return client_ca.issue_cert(
         "alice@example.org", common_name="alice", organization_name="Example, Inc."
     )
-
-
-def client_context(
-    ca: trustme.CA, cert: trustme.LeafCert | None = None, *, tls12: bool = False
-) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    if cert is not None:
-        cert.configure_cert(context)
-    if tls12:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def recording_app(scopes: Scopes) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        scopes.append(scope)
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
-        await receive()
-        await send({"type": "websocket.accept"})
-        message = await receive()
-        await send({"type": "websocket.send", "text": message["text"]})
-        await receive()
-
-    return app
 
 
 def tls_options(files: dict[str, str], reqs: int | str = 2, **more: Any) -> dict[str, Any]:

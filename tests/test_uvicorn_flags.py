@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import run_cli
+from cli_process import run_cli
 
 from asgiws import cli
 from asgiws.config import Config

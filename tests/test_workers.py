@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import websockets
+from cli_process import ServerProcess
 from lines import DEADLINE_S
-from test_cli import ServerProcess
 from websockets.asyncio.client import ClientConnection, connect
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -525,7 +525,7 @@ def test_workers_need_an_app_named_by_string_and_no_embedded_server_takes_them()
 
 
 def test_workers_values_and_their_environment_variables() -> None:
-    from test_cli import clean_env, run_cli
+    from cli_process import clean_env, run_cli
 
     from asgiws import cli
 

@@ -375,6 +375,34 @@ async def test_answered_pings_keep_connection_open(serve: Any) -> None:
         writer.close()
 
 
+async def test_first_pings_of_connections_opened_together_are_spread_over_the_interval(
+    serve: Any,
+) -> None:
+    # The server's wheel spreads each connection's first ping over the interval (the golden-
+    # ratio offsets of 8 connections: 0.03 to 0.45 s of 0.5 s); armed with the plain interval
+    # they would all come in the same 50-ms tick.
+    interval = 0.5
+    running = await serve(recording_echo(Recorder()), ws_ping_interval=interval,
+                          ws_ping_timeout=5.0)  # fmt: skip
+    loop = asyncio.get_running_loop()
+    opened = [await raw_open(running) for _ in range(8)]
+    began = loop.time()
+
+    async def first_ping(reader: Any) -> float:
+        got = await read_frame(reader, timeout=3.0)
+        assert got.opcode == OP_PING
+        return loop.time() - began
+
+    try:
+        times = await asyncio.gather(*(first_ping(reader) for reader, _ in opened))
+    finally:
+        for _, writer in opened:
+            writer.close()
+    assert max(times) - min(times) >= 0.25, times
+    # Never later than the interval (plus the wheel's tick and the scheduling of a busy CI).
+    assert max(times) <= interval + 0.05 + 0.5, times
+
+
 async def test_websockets_client_keeps_connection_alive_across_pings(
     serve: Any, caplog: Any
 ) -> None:

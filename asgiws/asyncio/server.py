@@ -31,7 +31,15 @@ from ..limits import ConnectionLimits
 from ..metrics import Metrics, merge, missing_extra, render
 from ..protocol import ServerHeaders
 from ..reassembly import POOL_LARGEST, SHARED_POOL_COUNT, BufferPool
-from ..states import TIMER_CLOSE, TIMER_HEAD, TIMER_KEEP_ALIVE, TIMER_PING, TIMER_PONG, Timer
+from ..states import (
+    TIMER_CLOSE,
+    TIMER_FIRST_PING,
+    TIMER_HEAD,
+    TIMER_KEEP_ALIVE,
+    TIMER_PING,
+    TIMER_PONG,
+    Timer,
+)
 from ..types import ASGIApp
 from .connection import ConnectionProtocol
 from .lifespan import Lifespan, LifespanError
@@ -39,7 +47,7 @@ from .loop_errors import LoopErrors
 from .metered import MeteredConnectionProtocol
 from .probes import ProbeServer
 from .sockets import Listener, TLSConfigError, describe_address, make_socket, ssl_context
-from .timers import TimerWheel
+from .timers import TimerWheel, Within
 from .tlsinfo import TLSInfo
 
 logger = logging.getLogger("asgiws.error")
@@ -89,9 +97,11 @@ class Server:
         self._date_timer: asyncio.TimerHandle | None = None
         # Every connection's timer, in shared buckets (one loop timer), and each Timer's delay.
         self.timers = TimerWheel(self.loop)
-        delays = [0.0] * (max(Timer) + 1)
+        delays: list[float | Within] = [0.0] * (max(Timer) + 1)
         delays[TIMER_HEAD] = config.timeout_handshake
         delays[TIMER_KEEP_ALIVE] = config.timeout_keep_alive
+        # A connection's first ping: the wheel spreads them over the interval (timers.Within).
+        delays[TIMER_FIRST_PING] = Within(config.ws_ping_interval)
         delays[TIMER_PING] = config.ws_ping_interval
         delays[TIMER_PONG] = config.ws_ping_timeout
         delays[TIMER_CLOSE] = config.ws_close_timeout

@@ -8,6 +8,11 @@ the same tick share one bucket: arming is a set insertion, disarming a removal, 
 holds a single timer, for the earliest bucket.
 
 A timer fires between 0 and :data:`RESOLUTION` seconds after its deadline, never before it.
+
+A delay may also be a :class:`Within`: a timer that may come any time up to a limit, but must
+not come together with every other one armed in the same instant (the first keep-alive ping of
+each connection). The wheel picks each such timer's deadline from a low-discrepancy sequence,
+so n of them armed at once fill the buckets in reach evenly; see :class:`Within`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from typing import Protocol
 RESOLUTION = 0.05
 # A loop timer may wake a little before the time it was given (libuv counts milliseconds).
 _EARLY = 0.002
+# 1/phi, the golden ratio's fractional part: the multiples k * _GOLDEN modulo 1 are the most
+# evenly spread sequence there is (each new point splits one of the widest gaps left, in the
+# golden ratio), so any n consecutive ones put at most about n/m + 1 into each of m equal
+# slices of [0, 1).
+_GOLDEN = 0.6180339887498949
 
 
 class Clock(Protocol):
@@ -42,10 +52,43 @@ class Timed(Protocol):
         """The timer armed for ``tick`` is due (disarm it first when no longer wanted)."""
 
 
+class Within:
+    """A delay the wheel chooses in ``(0, longest]``, a different one for each timer armed.
+
+    It is for the first keep-alive ping of a connection (``Timer.FIRST_PING``). Connections
+    opened together (a reconnect storm after a restart or a network cut, a load test) would
+    otherwise all have their first ping due in the same few ticks, and since every later ping
+    is armed for a full interval after the peer's answer, that burst would come back every
+    interval, for as long as the connections live: 10,000 opened within 8 s made some 80
+    pings per 50-ms tick, written in one go while the active connections waited (their p99
+    5.5 ms against 3.5 ms without pings). Spreading each first ping over the whole interval
+    takes the correlation away once, and the later pings, still exactly one interval apart,
+    keep it away; the rate of pings and the ping timeout stay as configured, and no ping
+    comes later than the interval. The alternative, a cap of pings per tick with the rest
+    deferred, cannot absorb a burst that lasts (10,000 due within 8 s at 20 per tick take 25 s
+    to send, the last 17 s late), would delay every other timer of a full bucket (a head or
+    pong timeout is a deadline), and needs a queue the wheel does not have.
+
+    The offsets come from the golden-ratio sequence rather than a random generator: n timers
+    armed in the same instant then land in a bucket each as evenly as whole numbers allow
+    (at most about n/m + 1 in each of the m buckets of the interval, where random offsets put
+    twice the mean in some), the same way on every run; the cost is one float per wheel and
+    an addition per timer, none per connection.
+    """
+
+    __slots__ = ("longest",)
+
+    def __init__(self, longest: float) -> None:
+        self.longest = longest
+
+    def __repr__(self) -> str:
+        return f"Within({self.longest!r})"
+
+
 class TimerWheel:
     """Deadlines in buckets of :data:`RESOLUTION` seconds; one loop timer for the earliest."""
 
-    __slots__ = ("_buckets", "_handle", "_handle_tick", "_ticks", "loop", "resolution")
+    __slots__ = ("_buckets", "_handle", "_handle_tick", "_phase", "_ticks", "loop", "resolution")
 
     def __init__(self, loop: Clock, resolution: float = RESOLUTION) -> None:
         self.loop = loop
@@ -54,17 +97,25 @@ class TimerWheel:
         self._ticks: list[int] = []  # a heap of the ticks that have a bucket
         self._handle: Cancellable | None = None
         self._handle_tick = 0  # the tick the loop timer is set for (0: none)
+        self._phase = 0.0  # the last offset given to a Within delay, as a fraction of it
 
     def __len__(self) -> int:
         """Timers armed (for tests and statistics)."""
         return sum(len(bucket) for bucket in self._buckets.values())
 
-    def arm(self, owner: Timed, delay: float) -> int:
-        """Call ``owner.on_tick(tick)`` ``delay`` seconds from now or a little later.
+    def arm(self, owner: Timed, delay: float | Within) -> int:
+        """Call ``owner.on_tick(tick)`` ``delay`` seconds from now or a little later; for a
+        :class:`Within`, after a delay the wheel picks up to its ``longest``.
 
         Returns the tick, which :meth:`disarm` needs. An owner arms one timer at a time: it
         disarms the last before arming the next.
         """
+        if isinstance(delay, Within):
+            phase = self._phase + _GOLDEN
+            if phase >= 1.0:
+                phase -= 1.0
+            self._phase = phase
+            delay = delay.longest * (1.0 - phase)  # in (0, longest]: never later than it
         tick = math.ceil((self.loop.time() + delay) / self.resolution)
         bucket = self._buckets.get(tick)
         if bucket is None:

@@ -24,6 +24,7 @@ report = importlib.import_module("benchmarks.report")
 scenarios = importlib.import_module("benchmarks.scenarios")
 servers = importlib.import_module("benchmarks.servers")
 wsload = importlib.import_module("benchmarks.wsload")
+run = importlib.import_module("benchmarks.run")
 TARGET = "idle+active p99 latency <= best ASGI peer"
 
 
@@ -136,6 +137,8 @@ def check_result(only: dict[str, Any], client: str) -> None:
     # The server grew by its held connections (a few KiB each), measured from a warm start.
     assert result["rss_held_bytes"] > result["rss_before_bytes"] > 0
     assert 0 < result["bytes_per_conn"] < 256 * 1024
+    # The held connections answered the server's pings themselves, counting them.
+    assert 0 <= result["max_pings_per_slot"] <= result["held_pings"]
 
 
 @pytest.mark.skipif(wsload.compiler() is None, reason="gcc is not installed")
@@ -149,3 +152,51 @@ def test_quick_run_on_the_c_client_holds_every_connection(tmp_path: Path) -> Non
 def test_quick_run_on_the_python_client_holds_every_connection(tmp_path: Path) -> None:
     _done, only = quick_run(tmp_path, "--client", "python")
     check_result(only, "picows")
+
+
+def test_ping_tally_counts_pings_per_slot_inside_the_window() -> None:
+    pytest.importorskip("picows")  # heldload's clients are picows ones (the bench venv has it)
+    heldload = importlib.import_module("benchmarks.heldload")
+    tally = heldload.PingTally()
+    slot = tally.SLOT
+    tally.slots = {100: 3, 101: 80, 102: 5, 200: 7}  # slot 200 is after the window
+    assert tally.between(100 * slot, 150 * slot) == {"held_pings": 88, "max_pings_per_slot": 80}
+    assert tally.between(0.0, 10 * slot) == {"held_pings": 0, "max_pings_per_slot": 0}
+    tally.note()
+    assert sum(tally.slots.values()) == 96
+
+
+def test_a_tree_runs_asgiws_from_that_checkout_or_exits_saying_where_it_came_from(
+    tmp_path: Path,
+) -> None:
+    server = servers.from_tree(REPO)
+    assert server.name == f"asgiws@{REPO.name}"
+    assert (server.asgi, server.app) == (True, "raw")
+    argv = server.argv(sys.executable, 8000)
+    suite = servers.SERVERS["asgiws"].argv(sys.executable, 8000)
+    assert argv[:2] == [sys.executable, "-c"] and argv[3:] == suite[3:]
+    version = subprocess.run([*argv[:3], "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("asgiws "), version
+    # A folder without asgiws: the asgiws found elsewhere is refused, by name.
+    stray = servers.from_tree(tmp_path).argv(sys.executable, 8000)
+    refused = subprocess.run([*stray[:3], "--version"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert f"not from {tmp_path.resolve()}" in refused.stderr
+    with pytest.raises(SystemExit):
+        run.parse_args(["--tree", str(tmp_path)])
+
+
+def test_quick_run_with_a_tree_measures_both_checkouts(tmp_path: Path) -> None:
+    output = tmp_path / "held.jsonl"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--rounds", "1", "--scenarios",
+         "idle+active", "--servers", "asgiws", "--connections", "idle+active=300",
+         "--client", "python", "--tree", str(REPO), "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [json.loads(raw) for raw in output.read_text().splitlines()]
+    assert [line["server"] for line in lines] == ["asgiws", f"asgiws@{REPO.name}"]
+    assert lines[0]["asgiws_source"] == lines[1]["asgiws_source"]
+    for line in lines:
+        check_result(line, "picows")
