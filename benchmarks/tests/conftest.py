@@ -1,0 +1,10 @@
+"""The repository on sys.path, so that these tests import `benchmarks` from any directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
