@@ -21,9 +21,12 @@ import pytest
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.sync.server import ServerConnection, serve
 
-from benchmarks import report, scenarios, servers, wsload  # on sys.path: conftest.py
-
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # so that `benchmarks` imports from any directory
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import report, scenarios, servers, wsload  # noqa: E402
+
 pytestmark = pytest.mark.tooling
 needs_gcc = pytest.mark.skipif(wsload.compiler() is None, reason="gcc is not installed")
 RAW_SERVERS = ["asgiws", "uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto",
