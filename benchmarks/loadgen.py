@@ -730,6 +730,9 @@ def run_wsload(binary: Path, scenario: Scenario, request: dict[str, Any]) -> dic
     if "start" in edges and "end" in edges:
         result.update(window_result(edges["start"], edges["end"], outcome.get("ops", 0), request))
         result["latency_ms"] = outcome.get("latency_ms") or percentiles_ms([])
+    for key in ("payload", "deflate"):  # compressed-*: what the server's 101 agreed
+        if key in outcome:
+            result[key] = outcome[key]
     if not result["ok"]:
         result["error"] = outcome.get("error") or "wsload failed"
         result["wrong_echo"] = bool(outcome.get("wrong_echo"))
@@ -812,14 +815,17 @@ def choose_client(scenario: Scenario, request: dict[str, Any]) -> Path | None:
     """The wsload program for this run, or None for the Python clients.
 
     request["client"]: "auto" (default: wsload when gcc can build it), "wsload" (required:
-    an error without gcc), or "python". The idle scenario always runs in Python.
+    an error without gcc), or "python". The idle scenario always runs in Python; the
+    compressed ones only on wsload.
     """
     wanted = request.get("client", "auto")
+    if scenario.deflate and wanted == "python":  # picows's client has no permessage-deflate
+        raise wsload.BuildFailed(f"{scenario.name} runs on wsload only, not --client python")
     if wanted == "python" or scenario.kind in ("idle", "fanout"):
         return None
     binary = wsload.build()
-    if binary is None and wanted == "wsload":
-        raise wsload.BuildFailed("the wsload client was asked for, but there is no gcc")
+    if binary is None and (wanted == "wsload" or scenario.deflate):
+        raise wsload.BuildFailed(f"{scenario.name} needs the wsload client, but there is no gcc")
     return binary
 
 

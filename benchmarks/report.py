@@ -17,7 +17,8 @@ REFERENCE = "asgiws"
 KIB = 1024
 WS_SCENARIOS = ("echo", "pipelined", "large", "handshakes", "idle")
 HTTP_SCENARIOS = ("http-get", "http-post", "starlette-http", "fastapi-http")
-SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout", "idle+active")
+COMPRESSED_SCENARIOS = ("compressed-32", "compressed-4k")
+SCENARIO_ORDER = (*WS_SCENARIOS, *HTTP_SCENARIOS, "fanout", "idle+active", *COMPRESSED_SCENARIOS)
 # The asgiws server each HTTP scenario measures, and its app ("raw": the raw ASGI app).
 HTTP_REFERENCE = {
     "http-get": ("asgiws", "raw"),
@@ -66,6 +67,11 @@ class Summary:
     bytes_per_conn: float | None
     client_share: float | None
     server_share: float | None
+    # compressed-*: True when every round's 101 accepted permessage-deflate, False when one
+    # did not (then the server is kept out of the target); None in the other scenarios.
+    deflate_negotiated: bool | None = None
+    deflate_extensions: str | None = None  # the first round's Sec-WebSocket-Extensions
+    deflate_ratio: float | None = None  # the server's messages: wire bytes / plain bytes
 
     @property
     def comparable_peer(self) -> bool:
@@ -76,6 +82,30 @@ class Summary:
 def _median(values: Iterable[float | None]) -> float | None:
     present = [value for value in values if value is not None]
     return statistics.median(present) if present else None
+
+
+def deflate_note(deflate: dict[str, Any]) -> str:
+    """What a run's upgrade responses answered to the permessage-deflate offer."""
+    if not deflate.get("negotiated"):
+        return "deflate NOT negotiated (the 101 had no Sec-WebSocket-Extensions)"
+    return f"deflate negotiated ({deflate.get('extensions')})"
+
+
+def _deflate_fields(good: list[dict[str, Any]]) -> dict[str, Any]:
+    offers = [r["deflate"] for r in good if "deflate" in r]
+    if not offers:
+        return {}
+    negotiated = all(d.get("negotiated") for d in offers)
+    ratios = [
+        d["received_wire_bytes"] / d["received_plain_bytes"]
+        for d in offers
+        if d.get("received_plain_bytes")
+    ]
+    return {
+        "deflate_negotiated": negotiated,
+        "deflate_extensions": offers[0].get("extensions") if negotiated else None,
+        "deflate_ratio": _median(ratios),
+    }
 
 
 def summarize(lines: list[dict[str, Any]]) -> list[Summary]:
@@ -111,6 +141,7 @@ def summarize(lines: list[dict[str, Any]]) -> list[Summary]:
                 bytes_per_conn=_median(r.get("bytes_per_conn") for r in good),
                 client_share=_median(r.get("client_cpu_share") for r in good),
                 server_share=_median(r.get("server_cpu_share") for r in good),
+                **_deflate_fields(good),
             )
         )
 
@@ -139,7 +170,8 @@ LEGEND = (
     "ops/server-CPU-s = ops / (utime+stime of the server's process tree over the window); "
     "ratios are server ÷ asgiws (the framework rows: ÷ asgiws with the same framework); "
     "latency is per message (handshakes: per loop; http-*: per request; fanout: from publish "
-    "to the last subscriber)."
+    "to the last subscriber); compressed-*: JSON-like text echoed with permessage-deflate "
+    "where the server negotiated it."
 )
 
 
@@ -167,6 +199,11 @@ def table_rows(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
             notes.append(f"client core full of other load in {s.client_core_saturated} round(s)")
         if not s.asgi:
             notes.append("ceiling, not ASGI")
+        if s.deflate_negotiated is False:
+            notes.append("deflate NOT negotiated: not compared")
+        elif s.deflate_negotiated:
+            ratio = f", echoes at {s.deflate_ratio:.0%} of their size" if s.deflate_ratio else ""
+            notes.append(f"deflate: {s.deflate_extensions}{ratio}")
         idle = s.scenario == "idle"
         rows.append(
             [
@@ -285,7 +322,41 @@ def targets(summaries: list[Summary]) -> list[Target]:
     # idle+active: the active echo clients' p99 with 10,000 idle connections held.
     versus("idle+active p99 latency <= best ASGI peer", "idle+active", "p99", 1.0,
            peers_only=True, lowest=True, label="ms")  # fmt: skip
+    results += [_compressed_target(summaries, scenario) for scenario in COMPRESSED_SCENARIOS]
     return results
+
+
+def _compressed_target(summaries: list[Summary], scenario: str) -> Target:
+    """asgiws against the best ASGI peer that negotiated permessage-deflate; the others are
+    named, with the reason, and left out."""
+    factor = 1.5
+    name = f"{scenario} msgs/CPU-s >= {factor:g}x best ASGI peer with deflate"
+    mine = _get(summaries, scenario, REFERENCE)
+    if mine is None or mine.ops_per_cpu_s is None:
+        return Target(name, "n/a", f"{REFERENCE} not measured in {scenario}")
+    if not mine.deflate_negotiated:
+        return Target(name, "FAIL", f"{REFERENCE} did not negotiate permessage-deflate")
+    peers = [
+        s for s in summaries
+        if s.scenario == scenario and s.rounds and s.comparable_peer and s.ops_per_cpu_s
+    ]  # fmt: skip
+    left_out = [s.server for s in peers if not s.deflate_negotiated]
+    excluded = (
+        f"; excluded: {', '.join(left_out)} (did not negotiate permessage-deflate)"
+        if left_out
+        else ""
+    )
+    compared = [s for s in peers if s.deflate_negotiated]
+    if not compared:
+        return Target(name, "n/a", "no peer measured that negotiated deflate" + excluded)
+    best = max(compared, key=lambda s: float(s.ops_per_cpu_s or 0))
+    value, other = mine.ops_per_cpu_s, float(best.ops_per_cpu_s or 0)
+    return Target(
+        name,
+        "PASS" if value >= other * factor else "FAIL",
+        f"{REFERENCE} {value:,.0f} msgs/CPU-s vs {best.server} {other:,.0f} "
+        f"(ratio {value / other:.2f}, needs >= {factor:g}){excluded}",
+    )
 
 
 def _versus_uvicorn(summaries: list[Summary], scenario: str, metric: str, factor: float) -> Target:

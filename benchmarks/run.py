@@ -54,7 +54,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=",".join(scenarios.DEFAULTS),
-        help="comma-separated, from: " + ", ".join(scenarios.DEFAULTS),
+        help="comma-separated, from: "
+        + ", ".join([*scenarios.DEFAULTS, *scenarios.GROUPS])
+        + " ("
+        + "; ".join(f"{g} = {' + '.join(m)}" for g, m in scenarios.GROUPS.items())
+        + ")",
     )
     parser.add_argument("--duration", type=float, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, help="seconds of traffic before measuring")
@@ -94,15 +98,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in args.servers.split(","):
         if name not in SERVERS:
             parser.error(f"unknown server {name!r}; known: {', '.join(SERVERS)}")
+    known = [*scenarios.DEFAULTS, *scenarios.GROUPS]
     for name in args.scenarios.split(","):
-        if name not in scenarios.DEFAULTS:
-            parser.error(f"unknown scenario {name!r}; known: {', '.join(scenarios.DEFAULTS)}")
+        if name not in known:
+            parser.error(f"unknown scenario {name!r}; known: {', '.join(known)}")
+    args.scenario_names = scenarios.expand(args.scenarios.split(","))
     counts: dict[str, int] = {}
     for item in args.connections:
         name, _, value = item.partition("=")
-        if name not in scenarios.DEFAULTS or not value.isdigit() or int(value) < 1:
+        if name not in known or not value.isdigit() or int(value) < 1:
             parser.error(f"--connections takes SCENARIO=N, got {item!r}")
-        counts[name] = int(value)
+        counts.update(dict.fromkeys(scenarios.expand([name]), int(value)))
     args.connection_counts = counts
     for tree in args.tree:
         if not (tree / "asgiws" / "__init__.py").is_file():
@@ -170,7 +176,9 @@ def measure(
     running: Running | None = None
     loadgen: subprocess.Popen[str] | None = None
     try:
-        running = Running(server, sys.executable, args.server_core, REPO, LOG_DIR)
+        running = Running(
+            server, sys.executable, args.server_core, REPO, LOG_DIR, deflate=scenario.deflate
+        )
         running.wait_ready()
         request = {
             "scenario": scenario.to_json(),
@@ -229,6 +237,8 @@ def progress(round_: int, rounds: int, server: str, scenario: str, r: dict[str, 
     flag += "  client-core-full" if r.get("client_core_saturated") else ""
     if "held" in r:  # idle+active: the idle connections held meanwhile
         flag += f"  {r['held']:,} held, {(r.get('bytes_per_conn') or 0) / 1024:.1f} KiB/conn"
+    if "deflate" in r:  # compressed-*: what the server's 101 answered to the offer
+        flag += "  " + report.deflate_note(r["deflate"])
     return (
         f"{prefix} {r['ops_per_s'] or 0:>10,.0f}/s {r['ops_per_server_cpu_s'] or 0:>10,.0f}"
         f"/CPU-s  p99 {lat.get('p99') or 0:7.2f} ms  server CPU {r['server_cpu_share']:.0%}"
@@ -263,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         reexec_in_venv(argv, install=not args.no_install)
     signal.signal(signal.SIGTERM, _interrupt)
     chosen = scenarios.build(
-        args.scenarios.split(","),
+        args.scenario_names,
         quick=args.quick,
         duration=args.duration,
         warmup=args.warmup,

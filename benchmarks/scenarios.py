@@ -26,6 +26,9 @@ class Scenario:
     app: str | None = None
     # held: echo clients measured while `connections` idle WebSockets are held open.
     active: int = 0
+    # permessage-deflate offered as browsers offer it, servers started with it on, and the
+    # messages JSON-like text (wsload's --json); stream scenarios on wsload only.
+    deflate: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +80,19 @@ DEFAULTS: dict[str, Scenario] = {
         duration=25.0,
         app="raw",
     ),
+    # Echo with permessage-deflate, as a browser runs it: 32-byte and 4 KiB JSON-like text.
+    # On the raw-app ASGI servers (the target's peers); the report keeps any that did not
+    # negotiate deflate out of the comparison.
+    "compressed-32": Scenario(
+        "compressed-32", "stream", connections=100, size=32, text=True, app="raw", deflate=True
+    ),
+    "compressed-4k": Scenario(
+        "compressed-4k", "stream", connections=100, size=4096, text=True, app="raw", deflate=True
+    ),
 }
+
+# Names that stand for several scenarios in --scenarios and --connections.
+GROUPS: dict[str, tuple[str, ...]] = {"compressed": ("compressed-32", "compressed-4k")}
 
 # WebSocket scenarios run on every server but the fastapi variants (which exist for HTTP).
 WS_APPS = ("raw", "starlette", "native")
@@ -95,7 +110,19 @@ QUICK: dict[str, dict[str, Any]] = {
     "fastapi-http": {"duration": 3.0, "warmup": 1.0},
     "fanout": {"connections": 200, "duration": 3.0, "warmup": 1.0},
     "idle+active": {"connections": 1_000, "active": 20, "duration": 3.0, "warmup": 1.0},
+    "compressed-32": {"duration": 3.0, "warmup": 1.0},
+    "compressed-4k": {"duration": 3.0, "warmup": 1.0},
 }
+
+
+def expand(names: list[str]) -> list[str]:
+    """Scenario names with each group replaced by its members, in order, each once."""
+    out: list[str] = []
+    for name in names:
+        for member in GROUPS.get(name, (name,)):
+            if member not in out:
+                out.append(member)
+    return out
 
 
 def applies(scenario: Scenario, server_app: str) -> bool:

@@ -8,9 +8,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds for a server to accept TCP connections
@@ -20,39 +20,49 @@ STARLETTE_APP = "benchmarks.apps:starlette_echo"
 FASTAPI_APP = "benchmarks.apps:fastapi_echo"
 
 
+class Argv(Protocol):
+    """(python, port) -> the command line; with `deflate`, permessage-deflate on."""
+
+    def __call__(self, python: str, port: int, deflate: bool = False) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
-    argv: Callable[[str, int], list[str]]  # (python, port) -> command line
+    argv: Argv
     asgi: bool  # False for the ceilings, which run their own echo, not an ASGI app
     app: str  # "raw", "starlette", "fastapi" or "native"
     packages: tuple[str, ...]  # whose versions the results record
 
 
-def _asgiws(app: str) -> Callable[[str, int], list[str]]:
-    def argv(python: str, port: int) -> list[str]:
+# Compression is off unless a scenario asks for it (`deflate`): then each server runs with
+# its own permessage-deflate defaults (asgiws's and uvicorn's are on; hypercorn and granian
+# have no flag for it). Whether a server then negotiates it is what the client records.
+def _asgiws(app: str) -> Argv:
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [
             python, "-m", "asgiws", app, "--host", HOST, "--port", str(port),
-            "--no-access-log", "--log-level", "warning", "--no-ws-per-message-deflate",
-            "--loop", "uvloop",
+            "--no-access-log", "--log-level", "warning",
+            *(() if deflate else ("--no-ws-per-message-deflate",)), "--loop", "uvloop",
         ]  # fmt: skip
 
     return argv
 
 
-def _uvicorn(ws: str, app: str) -> Callable[[str, int], list[str]]:
-    def argv(python: str, port: int) -> list[str]:
+def _uvicorn(ws: str, app: str) -> Argv:
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [
             python, "-m", "uvicorn", app, "--host", HOST, "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--ws", ws,
-            "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
+            "--ws-per-message-deflate", "true" if deflate else "false", "--no-access-log",
+            "--log-level", "warning",
         ]  # fmt: skip
 
     return argv
 
 
-def _hypercorn(app: str) -> Callable[[str, int], list[str]]:
-    def argv(python: str, port: int) -> list[str]:
+def _hypercorn(app: str) -> Argv:
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [
             python, "-m", "hypercorn", app, "--bind", f"{HOST}:{port}", "--workers", "1",
             "--worker-class", "uvloop", "--log-level", "warning",
@@ -61,8 +71,8 @@ def _hypercorn(app: str) -> Callable[[str, int], list[str]]:
     return argv
 
 
-def _granian(app: str) -> Callable[[str, int], list[str]]:
-    def argv(python: str, port: int) -> list[str]:
+def _granian(app: str) -> Argv:
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [
             python, "-c", "from granian.cli import entrypoint; entrypoint()",
             "--interface", "asgi", "--host", HOST, "--port", str(port), "--workers", "1",
@@ -72,8 +82,8 @@ def _granian(app: str) -> Callable[[str, int], list[str]]:
     return argv
 
 
-def _ceiling(name: str) -> Callable[[str, int], list[str]]:
-    def argv(python: str, port: int) -> list[str]:
+def _ceiling(name: str) -> Argv:
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [python, "-m", "benchmarks.ceilings", name, "--port", str(port)]
 
     return argv
@@ -152,12 +162,21 @@ class ServerFailed(Exception):
 class Running:
     """One started server process (and whatever it forks), pinned to one core."""
 
-    def __init__(self, server: Server, python: str, core: int, cwd: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        server: Server,
+        python: str,
+        core: int,
+        cwd: Path,
+        log_dir: Path,
+        *,
+        deflate: bool = False,
+    ) -> None:
         self.server = server
         self.port = free_port()
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{server.name}-{self.port}.log"
-        command = ["taskset", "-c", str(core), *server.argv(python, self.port)]
+        command = ["taskset", "-c", str(core), *server.argv(python, self.port, deflate)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             # Its own session, so stopping it reaches every process it forked.

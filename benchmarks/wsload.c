@@ -2,7 +2,9 @@
  *
  *   wsload --mode stream --port P [--connections N] [--in-flight K] [--size S]
  *          [--text | --binary] [--warmup S] [--duration S]
+ *          [--json] [--deflate]
  *   wsload --mode handshakes --port P [--connections N] [--size S] ...
+ *   wsload --print-json --size S    the --json messages of S bytes, one a line, and exit
  *   wsload --self-test
  *
  * It only ever connects to 127.0.0.1. Every connection starts with a real RFC 6455 upgrade
@@ -18,6 +20,16 @@
  *   key of its own, and a message goes out with one sendmsg of two pieces, its header and
  *   masked stamp from the connection's buffer and the pooled masked body. Without that, a
  *   1 MiB echo cost the client two more passes over the message than the server's work.
+ * --json: text messages that are JSON objects of exactly S bytes (S >= 32), generated from a
+ *   fixed seed (the same messages every run): ids, timestamps, user names, words; from
+ *   4 KiB on, an array of such items. The stamp is the value of the first field, "seq".
+ * --deflate (stream mode): the upgrade offers permessage-deflate the way browsers do
+ *   (`permessage-deflate; client_max_window_bits`, RFC 7692). When the server accepts, each
+ *   message is compressed with zlib (raw deflate, Z_SYNC_FLUSH, the trailing 00 00 ff ff
+ *   stripped, RSV1 set), with the window and context takeover the response allows; every
+ *   server message with RSV1 is inflated (00 00 ff ff appended) and checked as it inflates.
+ *   When the server declines, the run goes on uncompressed. The result says which, with the
+ *   response's extension header, and the compressed and plain byte counts.
  * handshakes: N workers, each looping: connect, upgrade, one S-byte echo, Close (1000),
  *   wait for the server's Close, wait for the server to end TCP, close. One op is one loop.
  *
@@ -50,6 +62,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define NS_PER_S 1000000000ULL
 #define MS_NS 1000000ULL
@@ -62,6 +75,12 @@
 #define PREMASK_MIN 4096               /* larger messages are sent from pre-masked bodies */
 #define LATENCY_CAP (1u << 25)         /* latency samples kept (256 MiB); more are dropped */
 #define MAX_CONNECTIONS 100000
+#define JSON_MIN 32                    /* --json: the smallest message */
+#define JSON_ITEMS_MIN 256             /* --json: from this size on, an array of items */
+#define JSON_SEED 0x6a736f6e2d736565ULL /* --json: the same messages every run */
+#define STAMP_AT_JSON 8                /* --json: the stamp is the value of "seq" */
+#define INFLATE_CHUNK 16384            /* bytes inflated at a time, checked as they come */
+#define DEFLATE_LEVEL Z_DEFAULT_COMPRESSION /* what browsers use */
 
 static const char GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -78,7 +97,21 @@ static struct {
     double connect_timeout;   /* connect + upgrade (handshakes: the whole loop) */
     double drain_timeout;     /* in-flight echoes after the window (handshakes: loops) */
     double close_timeout;     /* close handshakes at the end of a stream run */
-} opt = {1, 0, 1, 1, 32, 1, 2.0, 10.0, 10.0, 10.0, 2.0};
+    int json;                 /* JSON-like text payloads */
+    int deflate;              /* offer permessage-deflate */
+} opt = {1, 0, 1, 1, 32, 1, 2.0, 10.0, 10.0, 10.0, 2.0, 0, 0};
+
+/* permessage-deflate, over the whole run: what was negotiated, and the bytes it saved. */
+static struct {
+    int decided;              /* the first upgrade response was read */
+    int negotiated;           /* ... and it accepted the offer */
+    int connections;          /* connections that negotiated it */
+    char extensions[256];     /* that response's Sec-WebSocket-Extensions value */
+    int client_no_context, server_no_context, client_bits, server_bits;
+    uint64_t sent_plain, sent_wire;      /* message bytes before and after compression */
+    uint64_t received_plain, received_wire;
+    uint64_t compressed_echoes, plain_echoes; /* server messages with and without RSV1 */
+} dfl;
 
 /* ---- small utilities ------------------------------------------------------------------ */
 
@@ -267,7 +300,25 @@ static void finish(void) {
         if (at > latency_count - 1) at = latency_count - 1;
         printf("%.4f", (double)latencies[at] / 1e6);
     }
-    printf("}}\n");
+    printf("},\"payload\":\"%s\"", opt.json ? "json" : opt.text ? "text" : "binary");
+    if (opt.deflate) {
+        printf(",\"deflate\":{\"offered\":true,\"negotiated\":%s,\"connections\":%d,"
+               "\"extensions\":",
+               dfl.negotiated ? "true" : "false", dfl.connections);
+        if (dfl.negotiated) json_string(stdout, dfl.extensions);
+        else fputs("null", stdout);
+        printf(",\"client_no_context_takeover\":%s,\"server_no_context_takeover\":%s,"
+               "\"client_max_window_bits\":%d,\"server_max_window_bits\":%d,"
+               "\"sent_plain_bytes\":%llu,\"sent_wire_bytes\":%llu,"
+               "\"received_plain_bytes\":%llu,\"received_wire_bytes\":%llu,"
+               "\"compressed_echoes\":%llu,\"plain_echoes\":%llu}",
+               dfl.client_no_context ? "true" : "false", dfl.server_no_context ? "true" : "false",
+               dfl.client_bits, dfl.server_bits, (unsigned long long)dfl.sent_plain,
+               (unsigned long long)dfl.sent_wire, (unsigned long long)dfl.received_plain,
+               (unsigned long long)dfl.received_wire, (unsigned long long)dfl.compressed_echoes,
+               (unsigned long long)dfl.plain_echoes);
+    }
+    printf("}\n");
     fflush(stdout);
 }
 
@@ -288,13 +339,112 @@ static uint64_t pool_n;
 static uint8_t *masked_pool;           /* size > PREMASK_MIN: each body masked with its key */
 static uint8_t (*pool_keys)[4];
 
+static size_t stamp_at;                /* where in a message its stamp is (--json: 8) */
+
 static void mask_bytes(uint8_t *p, size_t n, const uint8_t key[4]);
+
+/* --json: a fixed-seed generator, so that every run (and every server) gets the same text. */
+static uint64_t json_state = JSON_SEED;
+
+static uint64_t json_rng(void) {
+    uint64_t saved = rng_state, r;
+    rng_state = json_state;
+    r = rng();
+    json_state = rng_state;
+    rng_state = saved;
+    return r;
+}
+
+static const char *const WORDS[] = {
+    "alpha", "river", "stone", "market", "signal", "window", "orange", "delta", "quiet",
+    "rapid", "cloud", "ember", "forest", "harbor", "island", "jungle", "kettle", "lemon",
+    "meadow", "north", "ocean", "pepper", "quartz", "rocket", "silver", "tunnel", "umber",
+    "velvet", "winter", "yellow", "zephyr", "bridge", "candle", "dragon", "engine", "falcon",
+    "garden", "hammer", "indigo", "jasper", "kernel", "ladder", "mirror", "nickel", "olive",
+    "planet", "ribbon", "saddle", "timber", "update", "vector", "wagon", "anchor", "binary",
+    "cobalt", "domain", "eagle", "fabric", "glacier", "hollow", "ivory", "jigsaw", "kiwi",
+    "lantern",
+};
+#define WORD() (WORDS[json_rng() % (sizeof WORDS / sizeof *WORDS)])
+static const char *const KINDS[] = {"message", "update", "presence", "typing", "ack", "edit"};
+
+/* Append words (and single spaces) making exactly `k` characters. */
+static size_t json_words(char *out, size_t k) {
+    size_t n = 0;
+    while (n < k) {
+        const char *w = WORD();
+        for (size_t i = 0; w[i] && n < k; i++) out[n++] = w[i];
+        if (n < k) out[n++] = ' ';
+    }
+    return n;
+}
+
+/* One item of a large message, or one field set of a small one (no leading comma). */
+static int json_item(char *out, size_t cap, uint64_t index, int braces) {
+    uint64_t id = json_rng() % 1000000;
+    unsigned long long ts = 1764720000000ULL + index * 1379 + json_rng() % 1000;
+    char text[96];
+    size_t t = json_words(text, 12 + (size_t)(json_rng() % 60));
+    text[t] = 0;
+    return snprintf(out, cap,
+                    "%s\"id\":%llu,\"ts\":%llu,\"user\":\"%s_%llu\",\"kind\":\"%s\","
+                    "\"text\":\"%s\",\"tags\":[\"%s\",\"%s\"],\"score\":%llu.%02llu,"
+                    "\"read\":%s%s",
+                    braces ? "{" : "", (unsigned long long)id, ts, WORD(),
+                    (unsigned long long)(json_rng() % 1000),
+                    KINDS[json_rng() % (sizeof KINDS / sizeof *KINDS)], text, WORD(), WORD(),
+                    (unsigned long long)(json_rng() % 100), (unsigned long long)(json_rng() % 100),
+                    json_rng() & 1 ? "true" : "false", braces ? "}" : "");
+}
+
+/* A JSON object of exactly opt.size bytes into `out`: {"seq":"<16 placeholder>", fields
+   or "items":[...], then a filler field that makes the length exact. */
+static void json_body(uint8_t *out, uint64_t index) {
+    size_t size = opt.size, n = 0, cap = size + 1024;
+    char *b = xrealloc(NULL, cap);
+    n += (size_t)snprintf(b, cap, "{\"seq\":\"%016llu\"", 0ULL);
+    int items = size >= JSON_ITEMS_MIN;
+    if (items) n += (size_t)snprintf(b + n, cap - n, ",\"items\":[");
+    for (int count = 0;; count++) {
+        char item[512];
+        int len = json_item(item, sizeof item, index, items);
+        /* room left for "," item, then "]" and the shortest filler ("}" alone) */
+        if (n + (size_t)len + 1 + (items ? 1 : 0) + 1 > size) break;
+        if (count || !items) b[n++] = ',';
+        memcpy(b + n, item, (size_t)len);
+        n += (size_t)len;
+    }
+    if (items) b[n++] = ']';
+    size_t r = size - n; /* what is left, the closing brace included */
+    if (r >= 9) {        /* ,"note":"...."} */
+        n += (size_t)snprintf(b + n, cap - n, ",\"n\":\"");
+        n += json_words(b + n, r - 8);
+        b[n++] = '"';
+    } else if (r >= 7) { /* ,"n":123} */
+        n += (size_t)snprintf(b + n, cap - n, ",\"n\":");
+        for (size_t i = 0; i < r - 6; i++) b[n++] = (char)('1' + json_rng() % 9);
+    } else {
+        while (n < size - 1) b[n++] = ' ';
+    }
+    b[n++] = '}';
+    if (n != size) {
+        fprintf(stderr, "wsload: --json built %zu bytes for %zu\n", n, size);
+        exit(2);
+    }
+    memcpy(out, b, size);
+    free(b);
+}
 
 static void make_pool(void) {
     static const char alphabet[] =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     pool_n = opt.size > PREMASK_MIN ? 4 : 256;
     pool = xrealloc(NULL, (size_t)pool_n * opt.size);
+    if (opt.json) {
+        stamp_at = STAMP_AT_JSON;
+        for (uint64_t j = 0; j < pool_n; j++) json_body(pool + j * opt.size, j);
+        return;
+    }
     for (size_t i = 0; i < (size_t)pool_n * opt.size; i++) {
         uint64_t r = rng();
         pool[i] = opt.text ? (uint8_t)alphabet[r % (sizeof alphabet - 1)] : (uint8_t)r;
@@ -364,6 +514,9 @@ typedef struct {
     Pending *fifo;
     int fifo_head, fifo_count;
     uint64_t next_counter;
+    /* permessage-deflate, when this connection negotiated it */
+    int deflate, compressed;           /* negotiated; the message being read has RSV1 */
+    z_stream *zout, *zin;
 } Conn;
 
 static Conn *conns;
@@ -497,6 +650,33 @@ static void send_frame(Conn *c, int opcode, const void *a, size_t a_len, const v
     if (!(c->events & EPOLLOUT)) flush(c);
 }
 
+static uint8_t *plain_buf, *zbuf;      /* a message before and after compression */
+static size_t zcap;
+
+/* permessage-deflate (RFC 7692 §7.2.1): compress with a sync flush and strip its
+   00 00 ff ff; a fresh context per message when client_no_context_takeover was agreed. */
+static size_t compress_message(Conn *c, const uint8_t *in, size_t n) {
+    z_stream *z = c->zout;
+    z->next_in = (Bytef *)in;
+    z->avail_in = (uInt)n;
+    size_t out = 0;
+    for (;;) {
+        if (zcap - out < 64) zcap = zcap * 2 + 64, zbuf = xrealloc(zbuf, zcap);
+        z->next_out = zbuf + out;
+        z->avail_out = (uInt)(zcap - out);
+        int rc = deflate(z, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR)
+            fail(0, "connection %d: deflate failed (%d)", c->id, rc);
+        out = zcap - z->avail_out;
+        if (z->avail_out != 0) break;
+    }
+    if (out < 4 || memcmp(zbuf + out - 4, "\0\0\xff\xff", 4) != 0)
+        fail(0, "connection %d: zlib's sync flush did not end in 00 00 ff ff", c->id);
+    if (dfl.client_no_context && deflateReset(z) != Z_OK)
+        fail(0, "connection %d: deflateReset failed", c->id);
+    return out - 4;
+}
+
 static void send_message(Conn *c, uint64_t now) {
     Pending *slot = &c->fifo[(c->fifo_head + c->fifo_count) % opt.in_flight];
     c->fifo_count++;
@@ -507,6 +687,19 @@ static void send_message(Conn *c, uint64_t now) {
     make_stamp(stamp, slot->counter, c->id);
     size_t head = opt.size < STAMP ? opt.size : STAMP;
     int opcode = opt.text ? 1 : 2;
+    if (opt.json || opt.deflate) { /* the whole message composed, then compressed or not */
+        memcpy(plain_buf, body_for(c->id, slot->counter), opt.size);
+        memcpy(plain_buf + stamp_at, stamp, head);
+        if (!c->deflate) {
+            send_frame(c, opcode, plain_buf, opt.size, NULL, 0);
+            return;
+        }
+        size_t n = compress_message(c, plain_buf, opt.size);
+        dfl.sent_plain += opt.size;
+        dfl.sent_wire += n;
+        send_frame(c, opcode | 0x40, zbuf, n, NULL, 0); /* RSV1: a compressed message */
+        return;
+    }
     if (!masked_pool) {
         send_frame(c, opcode, stamp, head, body_for(c->id, slot->counter) + head,
                    opt.size - head);
@@ -547,8 +740,11 @@ static void on_connected(Conn *c) {
     int n = snprintf(request, sizeof request,
                      "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     opt.port, key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     opt.port, key,
+                     opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                   "client_max_window_bits\r\n"
+                                 : "");
     c->state = ST_UPGRADING;
     memcpy(reserve(c, (size_t)n), request, (size_t)n);
     c->wlen += (size_t)n;
@@ -564,6 +760,103 @@ static int token_in(const char *value, size_t len, const char *token) {
 
 static void on_open(Conn *c, uint64_t now);
 
+typedef struct {
+    int client_no_context, server_no_context, client_bits, server_bits;
+} Deflate;
+
+/* A server's answer to the offer (RFC 7692 §7.1): permessage-deflate and its parameters,
+   each at most once; client_max_window_bits only with a value, since it was offered bare. */
+static void parse_extensions(Conn *c, const char *v, size_t len, Deflate *d) {
+    char text[256];
+    if (len >= sizeof text) fail(0, "connection %d: Sec-WebSocket-Extensions too long", c->id);
+    memcpy(text, v, len);
+    text[len] = 0;
+    *d = (Deflate){0, 0, 15, 15};
+    int seen[4] = {0}, part = 0;
+    for (char *save, *tok = strtok_r(text, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+        while (*tok == ' ' || *tok == '\t') tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = 0;
+        if (part++ == 0) {
+            if (strcasecmp(tok, "permessage-deflate") != 0)
+                fail(0, "connection %d: the server chose an extension never offered: %.*s",
+                     c->id, (int)(len < 64 ? len : 64), v);
+            continue;
+        }
+        char *eq = strchr(tok, '='), *value = NULL;
+        if (eq) {
+            value = eq + 1;
+            for (char *q = eq; q > tok && (q[-1] == ' ' || q[-1] == '\t');) *--q = 0;
+            *eq = 0;
+            while (*value == ' ' || *value == '\t') value++;
+            size_t vl = strlen(value);
+            if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') value[vl - 1] = 0, value++;
+        }
+        static const char *const NAMES[] = {"client_no_context_takeover",
+                                            "server_no_context_takeover",
+                                            "client_max_window_bits", "server_max_window_bits"};
+        int which = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcasecmp(tok, NAMES[i]) == 0) which = i;
+        if (which < 0 || seen[which]++ || (which < 2) != (value == NULL))
+            fail(0, "connection %d: bad permessage-deflate parameter in the response: %.*s",
+                 c->id, (int)(len < 64 ? len : 64), v);
+        if (which == 0) d->client_no_context = 1;
+        else if (which == 1) d->server_no_context = 1;
+        else {
+            char *stop;
+            long bits = strtol(value, &stop, 10);
+            if (*stop || bits < 8 || bits > 15)
+                fail(0, "connection %d: %s=%s is not 8 to 15", c->id, NAMES[which], value);
+            /* zlib's raw deflate has no 256-byte window: its smallest is 2^9. */
+            if (which == 2 && bits == 8)
+                fail(0, "connection %d: the server asked for client_max_window_bits=8, "
+                     "which zlib cannot compress with", c->id);
+            if (which == 2) d->client_bits = (int)bits;
+            else d->server_bits = (int)bits;
+        }
+    }
+}
+
+/* Record what this connection agreed; every connection of a run must agree the same. */
+static void deflate_decided(Conn *c, int negotiated, const Deflate *d, const char *v, size_t len) {
+    if (!dfl.decided) {
+        dfl.decided = 1;
+        dfl.negotiated = negotiated;
+        if (negotiated) {
+            size_t n = len < sizeof dfl.extensions - 1 ? len : sizeof dfl.extensions - 1;
+            memcpy(dfl.extensions, v, n);
+            dfl.extensions[n] = 0;
+            dfl.client_no_context = d->client_no_context;
+            dfl.server_no_context = d->server_no_context;
+            dfl.client_bits = d->client_bits;
+            dfl.server_bits = d->server_bits;
+        }
+    } else if (negotiated != dfl.negotiated ||
+               (negotiated && (d->client_no_context != dfl.client_no_context ||
+                               d->server_no_context != dfl.server_no_context ||
+                               d->client_bits != dfl.client_bits ||
+                               d->server_bits != dfl.server_bits))) {
+        fail(0, "connection %d: the server answered the deflate offer differently from the "
+             "first connection (%s, then %.*s)", c->id,
+             dfl.negotiated ? dfl.extensions : "declined",
+             negotiated ? (int)(len < 64 ? len : 64) : 8, negotiated ? v : "declined");
+    }
+    if (!negotiated) return;
+    dfl.connections++;
+    c->deflate = 1;
+    if (!c->zout) {
+        c->zout = xrealloc(NULL, sizeof *c->zout);
+        c->zin = xrealloc(NULL, sizeof *c->zin);
+        memset(c->zout, 0, sizeof *c->zout);
+        memset(c->zin, 0, sizeof *c->zin);
+        if (deflateInit2(c->zout, DEFLATE_LEVEL, Z_DEFLATED, -d->client_bits, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK ||
+            inflateInit2(c->zin, -15) != Z_OK) /* a larger window inflates any smaller one */
+            fail(0, "connection %d: zlib could not be initialised", c->id);
+    }
+}
+
 /* Check the response head; return the bytes it took, 0 while it is incomplete. */
 static size_t upgrade_response(Conn *c) {
     const uint8_t *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
@@ -577,7 +870,10 @@ static size_t upgrade_response(Conn *c) {
     if (head < 13 || memcmp(c->rbuf, "HTTP/1.1 101", 12) != 0 ||
         (c->rbuf[12] != ' ' && c->rbuf[12] != '\r'))
         fail(0, "connection %d: upgrade refused: %s", c->id, SHOWN);
-    int got_accept = 0, got_upgrade = 0, got_connection = 0;
+    int got_accept = 0, got_upgrade = 0, got_connection = 0, got_extensions = 0;
+    Deflate agreed = {0, 0, 15, 15};
+    const char *ext = "";
+    size_t ext_len = 0;
     const char *p = memchr(c->rbuf, '\n', head);
     const char *stop = (const char *)c->rbuf + head;
     while (p && p + 1 < stop) {
@@ -602,8 +898,12 @@ static size_t upgrade_response(Conn *c) {
             } else if (NAME_IS("connection")) {
                 got_connection = token_in(v, v_len, "upgrade");
             } else if (NAME_IS("sec-websocket-extensions")) {
-                fail(0, "connection %d: the server chose extensions the client never offered: "
-                     "%.*s", c->id, (int)(v_len < 64 ? v_len : 64), v);
+                if (!opt.deflate || got_extensions)
+                    fail(0, "connection %d: the server chose extensions the client never "
+                         "offered: %.*s", c->id, (int)(v_len < 64 ? v_len : 64), v);
+                parse_extensions(c, v, v_len, &agreed);
+                got_extensions = 1;
+                ext = v, ext_len = v_len;
             }
 #undef NAME_IS
         }
@@ -615,6 +915,7 @@ static size_t upgrade_response(Conn *c) {
                                                                   : "Connection: Upgrade",
              SHOWN);
 #undef SHOWN
+    if (opt.deflate) deflate_decided(c, got_extensions, &agreed, ext, ext_len);
     c->state = ST_OPEN;
     on_open(c, now_ns());
     return head + 4;
@@ -644,23 +945,77 @@ static void wrong_byte(Conn *c, uint64_t at, uint8_t got, uint8_t sent) {
          opt.size, got, sent);
 }
 
-/* Compare a piece of an echo with what was sent, at the message's current offset. */
+/* Compare a piece of an echo with what was sent, at the message's current offset: the
+   stamp's bytes at [stamp_at, stamp_at + STAMP), the pooled body's everywhere else. */
 static void check(Conn *c, const uint8_t *p, size_t n) {
     uint64_t off = c->offset;
     if (off + n > opt.size)
         fail(1, "wrong echo on connection %d: more than the %zu bytes sent", c->id, opt.size);
+    uint64_t stamp_end = stamp_at + STAMP < opt.size ? stamp_at + STAMP : opt.size;
     size_t i = 0;
-    size_t head = opt.size < STAMP ? opt.size : STAMP;
-    for (; i < n && off + i < head; i++)
-        if (p[i] != (uint8_t)c->stamp[off + i]) wrong_byte(c, off + i, p[i], (uint8_t)c->stamp[off + i]);
-    if (i < n && memcmp(p + i, c->body + off + i, n - i) != 0) {
-        for (; i < n; i++)
-            if (p[i] != c->body[off + i]) wrong_byte(c, off + i, p[i], c->body[off + i]);
+    while (i < n) {
+        uint64_t at = off + i;
+        if (at >= stamp_at && at < stamp_end) {
+            if (p[i] != (uint8_t)c->stamp[at - stamp_at])
+                wrong_byte(c, at, p[i], (uint8_t)c->stamp[at - stamp_at]);
+            i++;
+            continue;
+        }
+        uint64_t run_end = at < stamp_at ? stamp_at : opt.size;
+        size_t len = (size_t)(run_end - at) < n - i ? (size_t)(run_end - at) : n - i;
+        if (memcmp(p + i, c->body + at, len) != 0)
+            for (size_t j = 0; j < len; j++)
+                if (p[i + j] != c->body[at + j]) wrong_byte(c, at + j, p[i + j], c->body[at + j]);
+        i += len;
     }
     c->offset = off + n;
 }
 
+/* A piece of a compressed message: inflated, and each inflated piece checked. */
+static void inflate_piece(Conn *c, const uint8_t *p, size_t n) {
+    static uint8_t out[INFLATE_CHUNK];
+    z_stream *z = c->zin;
+    z->next_in = (Bytef *)p;
+    z->avail_in = (uInt)n;
+    for (;;) {
+        z->next_out = out;
+        z->avail_out = sizeof out;
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        size_t got = sizeof out - z->avail_out;
+        if (got) check(c, out, got);
+        if (rc == Z_STREAM_END) { /* a final block: the next message starts afresh */
+            inflateReset(z);
+            if (!z->avail_in) break;
+            continue;
+        }
+        if (rc == Z_BUF_ERROR) break; /* no progress possible: all input taken */
+        if (rc != Z_OK)
+            fail(1, "wrong echo on connection %d: the compressed message does not inflate "
+                 "(%s)", c->id, z->msg ? z->msg : "zlib error");
+        if (z->avail_in == 0 && z->avail_out != 0) break;
+    }
+}
+
+/* Payload bytes of a data frame, as they arrive. */
+static void data_piece(Conn *c, const uint8_t *p, size_t n) {
+    if (!c->compressed) {
+        check(c, p, n);
+        return;
+    }
+    dfl.received_wire += n;
+    inflate_piece(c, p, n);
+}
+
 static void message_end(Conn *c) {
+    if (c->compressed) { /* RFC 7692 §7.2.2: the stripped tail back, then the end */
+        inflate_piece(c, (const uint8_t *)"\0\0\xff\xff", 4);
+        if (dfl.server_no_context && inflateReset(c->zin) != Z_OK)
+            fail(0, "connection %d: inflateReset failed", c->id);
+        dfl.compressed_echoes++;
+        dfl.received_plain += c->offset;
+    } else if (opt.deflate) {
+        dfl.plain_echoes++;
+    }
     if (c->offset != opt.size)
         fail(1, "wrong echo on connection %d: %llu bytes back, %zu sent", c->id,
              (unsigned long long)c->offset, opt.size);
@@ -692,9 +1047,12 @@ static void on_control(Conn *c) {
 
 static void frame_start(Conn *c, uint8_t b0, uint64_t len) {
     int opcode = b0 & 15;
-    if (b0 & 0x70)
-        fail(0, "connection %d: RSV bits set (0x%02x) though no extension was negotiated", c->id,
-             b0);
+    /* RSV1 marks a compressed message, on its first frame only (RFC 7692 §6). */
+    int rsv1 = c->deflate && (b0 & 0x70) == 0x40 && (opcode == 1 || opcode == 2);
+    if ((b0 & 0x70) && !rsv1)
+        fail(0, "connection %d: RSV bits set (0x%02x) %s", c->id, b0,
+             c->deflate ? "where permessage-deflate allows none"
+                        : "though no extension was negotiated");
     if (c->close_seen) fail(0, "connection %d: a frame after the server's close frame", c->id);
     if (opcode >= 8) {
         if (opcode > 10) fail(0, "connection %d: reserved opcode %d", c->id, opcode);
@@ -706,6 +1064,7 @@ static void frame_start(Conn *c, uint8_t b0, uint64_t len) {
     } else if (opcode <= 2) {
         if (c->in_message) fail(1, "connection %d: a new message inside a fragmented one", c->id);
         message_start(c, opcode);
+        c->compressed = rsv1;
     } else {
         fail(0, "connection %d: reserved opcode %d", c->id, opcode);
     }
@@ -748,7 +1107,7 @@ static void consume(Conn *c) {
         }
         size_t n = avail < c->left ? avail : (size_t)c->left;
         if (c->opcode >= 8) memcpy(c->ctrl + c->ctrl_len, p, n), c->ctrl_len += n;
-        else check(c, p, n);
+        else data_piece(c, p, n);
         pos += n;
         c->left -= n;
         if (c->left == 0) frame_end(c);
@@ -996,19 +1355,22 @@ static void usage(const char *why) {
     fprintf(stderr,
             "wsload: %s\nusage: wsload --mode stream|handshakes --port P [--connections N] "
             "[--in-flight K] [--size S] [--text|--binary] [--warmup S] [--duration S] "
-            "[--connect-timeout S] [--drain-timeout S] [--close-timeout S]\n"
-            "       wsload --self-test\n",
+            "[--connect-timeout S] [--drain-timeout S] [--close-timeout S] [--json] [--deflate]\n"
+            "       wsload --print-json --size S\n       wsload --self-test\n",
             why);
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    int have_mode = 0;
+    int have_mode = 0, print_json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--self-test")) return self_test();
         if (!strcmp(a, "--text")) { opt.text = 1; continue; }
         if (!strcmp(a, "--binary")) { opt.text = 0; continue; }
+        if (!strcmp(a, "--json")) { opt.json = 1; continue; }
+        if (!strcmp(a, "--deflate")) { opt.deflate = 1; continue; }
+        if (!strcmp(a, "--print-json")) { print_json = opt.json = opt.text = 1; continue; }
         if (i + 1 >= argc) usage("an option lacks its value");
         const char *v = argv[++i];
         if (!strcmp(a, "--mode")) {
@@ -1027,8 +1389,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--close-timeout")) opt.close_timeout = parse_number(a, v, 0.001, 3600);
         else usage("unknown option");
     }
-    if (!have_mode || !opt.port) usage("--mode and --port are required");
+    if (!print_json && (!have_mode || !opt.port)) usage("--mode and --port are required");
     if (!opt.stream) opt.in_flight = 1;
+    if (opt.json && (!opt.text || opt.size < JSON_MIN || opt.size > PREMASK_MIN))
+        usage("--json takes --text and a --size from 32 to 4096");
+    if (opt.deflate && (!opt.stream || opt.size > PREMASK_MIN))
+        usage("--deflate takes --mode stream and a --size up to 4096");
 
     /* Die with the parent; never outlive the hard deadline; no SIGPIPE. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -1052,6 +1418,16 @@ int main(int argc, char **argv) {
     server_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 
     make_pool();
+    if (print_json) { /* the messages as sent, but with "seq" still its placeholder */
+        for (uint64_t j = 0; j < pool_n; j++) {
+            fwrite(pool + j * opt.size, 1, opt.size, stdout);
+            putchar('\n');
+        }
+        return 0;
+    }
+    plain_buf = xrealloc(NULL, opt.size);
+    zcap = deflateBound(NULL, (uLong)opt.size) + 64;
+    zbuf = xrealloc(NULL, zcap);
     conns = xrealloc(NULL, (size_t)opt.connections * sizeof *conns);
     memset(conns, 0, (size_t)opt.connections * sizeof *conns);
     size_t rcap = opt.size > 4096 ? 256 * 1024 : 64 * 1024;

@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "wsload.c"
 BUILD_DIR = HERE.parent / ".cache" / "wsload"
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror")
+LIBS = ("-lz",)  # zlib, for permessage-deflate (Debian: zlib1g-dev)
 BUILD_TIMEOUT = 120.0  # seconds for gcc
 NAME = "wsload"  # how results name this client
 
@@ -47,7 +48,7 @@ def compiler() -> str | None:
 
 def binary_path(directory: Path = BUILD_DIR) -> Path:
     digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update(" ".join(CFLAGS).encode())
+    digest.update(" ".join((*CFLAGS, *LIBS)).encode())
     return directory / f"wsload-{digest.hexdigest()[:16]}"
 
 
@@ -67,7 +68,7 @@ def build(directory: Path = BUILD_DIR) -> Path | None:
     try:
         try:
             done = subprocess.run(
-                [gcc, *CFLAGS, "-o", temporary, str(SOURCE)],
+                [gcc, *CFLAGS, "-o", temporary, str(SOURCE), *LIBS],
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT,
@@ -76,9 +77,12 @@ def build(directory: Path = BUILD_DIR) -> Path | None:
             message = f"gcc did not finish building {SOURCE.name} in {exc.timeout} s"
             raise BuildFailed(message) from None
         if done.returncode != 0:
+            output = (done.stderr or done.stdout).strip()
+            hint = ""
+            if "zlib.h" in output or "-lz" in output:
+                hint = " (it needs zlib's headers and library: Debian package zlib1g-dev)"
             raise BuildFailed(
-                f"gcc could not build {SOURCE.name} (exit {done.returncode}):\n"
-                + (done.stderr or done.stdout).strip()
+                f"gcc could not build {SOURCE.name}{hint} (exit {done.returncode}):\n{output}"
             )
         os.chmod(temporary, 0o755)
         os.replace(temporary, target)
@@ -99,6 +103,7 @@ def command(binary: Path, scenario: Scenario, port: int) -> list[str]:
         "--connections", str(scenario.connections), "--in-flight", str(scenario.in_flight),
         "--size", str(scenario.size), "--text" if text else "--binary",
         "--warmup", repr(float(scenario.warmup)), "--duration", repr(float(scenario.duration)),
+        *(("--json", "--deflate") if scenario.deflate else ()),
     ]  # fmt: skip
 
 

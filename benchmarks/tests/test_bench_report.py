@@ -87,7 +87,11 @@ HTTP_TARGET_NAMES = [
     "fanout deliveries/CPU-s >= 1.5x best ASGI peer",
 ]
 HELD_TARGET_NAMES = ["idle+active p99 latency <= best ASGI peer"]
-ALL_TARGET_NAMES = TARGET_NAMES + HTTP_TARGET_NAMES + HELD_TARGET_NAMES
+COMPRESSED_TARGET_NAMES = [
+    "compressed-32 msgs/CPU-s >= 1.5x best ASGI peer with deflate",
+    "compressed-4k msgs/CPU-s >= 1.5x best ASGI peer with deflate",
+]
+ALL_TARGET_NAMES = TARGET_NAMES + HTTP_TARGET_NAMES + HELD_TARGET_NAMES + COMPRESSED_TARGET_NAMES
 
 
 # --- synthetic results lines ---------------------------------------------------------------
@@ -381,6 +385,8 @@ def test_order_is_scenario_order_then_servers_as_first_seen() -> None:
         *report.HTTP_SCENARIOS,
         "fanout",
         "idle+active",
+        "compressed-32",
+        "compressed-4k",
     ) == report.SCENARIO_ORDER
 
 
@@ -422,8 +428,8 @@ def test_median_property(rounds: list[tuple[bool, int]]) -> None:
 def test_every_target_is_judged_in_this_order() -> None:
     results = report.targets(report.summarize(full_run(rounds=3)))
     assert [t.name for t in results] == ALL_TARGET_NAMES
-    # No http, fanout or idle+active scenario in that run: their targets say so.
-    assert [t.verdict for t in results] == ["PASS"] * 6 + ["n/a"] * 10
+    # No http, fanout, idle+active or compressed scenario in that run: their targets say so.
+    assert [t.verdict for t in results] == ["PASS"] * 6 + ["n/a"] * 12
 
 
 def test_nothing_measured_gives_n_a_everywhere() -> None:
