@@ -141,8 +141,8 @@ def from_tree(tree: Path) -> Server:
     base = SERVERS["asgiws"]
     launch = _FROM_TREE.format(tree=str(tree.resolve()))
 
-    def argv(python: str, port: int) -> list[str]:
-        command = base.argv(python, port)
+    def argv(python: str, port: int, deflate: bool = False) -> list[str]:
+        command = base.argv(python, port, deflate)
         assert command[1:3] == ["-m", "asgiws"], command
         return [python, "-c", launch, *command[3:]]
 
