@@ -358,7 +358,7 @@ class Config:
     ws_ping_interval: float = option(
         20.0,
         "Send a keep-alive ping this long after the last one was answered, while the connection "
-        "is open. The first comes at a point within it, spread so that connections opened "
+        "is open. The first comes in its last three quarters, spread so that connections opened "
         "together are not pinged together.",
         unit=SECONDS,
         minimum=0.0,

@@ -9,10 +9,11 @@ holds a single timer, for the earliest bucket.
 
 A timer fires between 0 and :data:`RESOLUTION` seconds after its deadline, never before it.
 
-A delay may also be a :class:`Within`: a timer that may come any time up to a limit, but must
-not come together with every other one armed in the same instant (the first keep-alive ping of
-each connection). The wheel picks each such timer's deadline from a low-discrepancy sequence,
-so n of them armed at once fill the buckets in reach evenly; see :class:`Within`.
+A delay may also be a :class:`Within`: a timer that may come any time in the last three
+quarters of an interval, but must not come together with every other one armed in the same
+instant (the first keep-alive ping of each connection). The wheel picks each such timer's
+deadline from a low-discrepancy sequence, so n of them armed at once fill the buckets in reach
+evenly; see :class:`Within`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Timed(Protocol):
 
 
 class Within:
-    """A delay the wheel chooses in ``(0, longest]``, a different one for each timer armed.
+    """A delay the wheel chooses in ``(longest / 4, longest]``, a different one for each timer
+    armed.
 
     It is for the first keep-alive ping of a connection (``Timer.FIRST_PING``). Connections
     opened together (a reconnect storm after a restart or a network cut, a load test) would
@@ -68,6 +70,15 @@ class Within:
     deferred, cannot absorb a burst that lasts (10,000 due within 8 s at 20 per tick take 25 s
     to send, the last 17 s late), would delay every other timer of a full bucket (a head or
     pong timeout is a deadline), and needs a queue the wheel does not have.
+
+    No first ping comes before a quarter of the interval. A connection that has just opened has just
+    shown it is alive, and a ping in its first instants is answered in the middle of whatever
+    the client is sending: Autobahn|Testsuite's client answers at once even when it is half-way
+    through writing a frame (cases 6.4.3 and 6.4.4 send one text frame in chops a second
+    apart), and the Pong's bytes then land inside that frame's payload, which fails with 1007.
+    A quarter of the interval (5 s by default) is past every such case, and a burst is still
+    spread over three quarters of it: 10,000 connections opened over 6.25 s come due at most
+    36 in a tick, against 27 over the whole interval and 80 with no spread.
 
     The offsets come from the golden-ratio sequence rather than a random generator: n timers
     armed in the same instant then land in a bucket each as evenly as whole numbers allow
@@ -105,7 +116,8 @@ class TimerWheel:
 
     def arm(self, owner: Timed, delay: float | Within) -> int:
         """Call ``owner.on_tick(tick)`` ``delay`` seconds from now or a little later; for a
-        :class:`Within`, after a delay the wheel picks up to its ``longest``.
+        :class:`Within`, after a delay the wheel picks between a quarter of its ``longest`` and
+        all of it.
 
         Returns the tick, which :meth:`disarm` needs. An owner arms one timer at a time: it
         disarms the last before arming the next.
@@ -115,7 +127,9 @@ class TimerWheel:
             if phase >= 1.0:
                 phase -= 1.0
             self._phase = phase
-            delay = delay.longest * (1.0 - phase)  # in (0, longest]: never later than it
+            # In (longest / 4, longest]: never later than the interval, nor sooner than a
+            # quarter of it.
+            delay = delay.longest * (1.0 - 0.75 * phase)
         tick = math.ceil((self.loop.time() + delay) / self.resolution)
         bucket = self._buckets.get(tick)
         if bucket is None:

@@ -138,7 +138,7 @@ class Hub:
                 delay = min(delay * 2, BACKOFF_MAX_S)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8
 
 
 def describe(error: BaseException) -> str:
