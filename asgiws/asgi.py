@@ -52,7 +52,6 @@ def request_scope(
     target: bytes,
     http_version: bytes,
     headers: Headers,
-    *,
     root_path: str,
     client: Any,
     server: Any,
@@ -85,7 +84,7 @@ def request_scope(
     return scope
 
 
-def make_http_scope(scope: Scope, method: bytes, *, secure: bool) -> None:
+def make_http_scope(scope: Scope, method: bytes, secure: bool) -> None:
     scope["type"] = "http"
     scope["asgi"] = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
     scope["method"] = method.decode("ascii")
@@ -93,7 +92,7 @@ def make_http_scope(scope: Scope, method: bytes, *, secure: bool) -> None:
         scope["scheme"] = "https"
 
 
-def make_websocket_scope(scope: Scope, subprotocols: list[str], *, secure: bool) -> None:
+def make_websocket_scope(scope: Scope, subprotocols: list[str], secure: bool) -> None:
     scope["type"] = "websocket"
     scope["asgi"] = {"version": ASGI_VERSION, "spec_version": WS_SPEC_VERSION}
     scope["scheme"] = "wss" if secure else "ws"

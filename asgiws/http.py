@@ -86,7 +86,7 @@ class HTTPConnection(Peer):
     )  # fmt: skip
 
     def __init__(
-        self, config: Config, *, client: Address, server: Address, scheme: str = "http",
+        self, config: Config, client: Address, server: Address, scheme: str = "http",
         server_headers: ServerHeaders | None = None, lifespan_state: dict[str, Any] | None = None,
         pool: BufferPool | None = None, slot: Slot | None = None, tls: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
@@ -199,7 +199,6 @@ class HTTPConnection(Peer):
         """The response status sent in this cycle (101 once accepted)."""
         return self._reply.status
 
-    @property
     def reading_paused(self) -> bool:
         """True while the I/O layer should stop reading: the app is behind, or h11 is paused."""
         # Bytes behind the current request (a pipelined request, early WebSocket frames) wait

@@ -137,9 +137,9 @@ class SansIOConnection(Protocol):
     def timer_epoch(self) -> int:
         """Changes whenever ``timer`` is set, even to the same kind (re-arm it)."""
 
-    @property
     def reading_paused(self) -> bool:
-        """True while the I/O layer should not read: the app is behind."""
+        """True while the I/O layer should not read: the app is behind. (A method, not a
+        property: the I/O layer asks at every step, and a call is cheaper.)"""
 
     @property
     def upgraded(self) -> InPlaceReads | None:

@@ -107,15 +107,11 @@ def open_request(
             if fields is None:
                 upgrading = is_upgrade_request(handshake_fields(headers))
             raise Refusal(431, problem, websocket=upgrading)
+    # Positional calls here: CPython 3.11 does not specialize a call with keywords.
     scope = request_scope(
-        target,
-        http_version,
-        headers,
-        root_path=config.root_path,
-        client=peer.client,
-        server=peer.server,
-        lifespan_state=peer.lifespan_state,
-    )
+        target, http_version, headers, config.root_path, peer.client, peer.server,
+        peer.lifespan_state,
+    )  # fmt: skip
     if fields is None:
         fields = handshake_fields(headers)
         upgrading = is_upgrade_request(fields)
@@ -136,9 +132,9 @@ def open_request(
             ) from None
         if config.ws_allowed_origins:
             _check_origin(fields.get(b"origin"), config, scope["path"])
-        make_websocket_scope(scope, upgrade.subprotocols, secure=secure)
+        make_websocket_scope(scope, upgrade.subprotocols, secure)
     else:
-        make_http_scope(scope, method, secure=secure)
+        make_http_scope(scope, method, secure)
     if peer.slot is not None:
         # After the proxy headers: the client they name is the one counted.
         over = peer.slot.admit(scope["client"])

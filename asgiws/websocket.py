@@ -222,7 +222,6 @@ class WebSocketConnection:
         self._output = []
         return out
 
-    @property
     def reading_paused(self) -> bool:
         """True while the app has ``max_queue`` unread messages: TCP pushes back on the peer.
         Never after our Close: what comes then is not queued, and the peer's Close must be

@@ -504,7 +504,7 @@ class CoreMachine(RuleBasedStateMachine):
             self.read(read)
 
     def _can_read(self) -> bool:
-        return bool(self.pending) and not self.closed and not self.conn.reading_paused
+        return bool(self.pending) and not self.closed and not self.conn.reading_paused()
 
     @precondition(lambda self: self._can_read())
     @rule(size=READ_SIZES)
@@ -695,10 +695,10 @@ class CoreMachine(RuleBasedStateMachine):
             return
         inbox = len(ws.inbox)
         if ws.state is WSState.OPEN or ws.state is WSState.REMOTE_CLOSING:
-            assert ws.reading_paused is (inbox >= self.config.max_queue)
+            assert ws.reading_paused() is (inbox >= self.config.max_queue)
         else:
             # RFC 6455 §7.1.1: after our Close, the peer's is read whatever the app does.
-            assert not ws.reading_paused or ws.state is WSState.CLOSED
+            assert not ws.reading_paused() or ws.state is WSState.CLOSED
 
     @invariant()
     def a_timer_bounds_every_wait_on_the_peer(self) -> None:

@@ -110,6 +110,25 @@ def test_rearm_moves_the_timer(clock: FakeClock) -> None:
     assert [t for t, _ in owner.fired] == [second]
 
 
+def test_arm_replacing_a_tick_moves_the_timer_in_one_call(clock: FakeClock) -> None:
+    wheel = TimerWheel(clock, resolution=0.05)
+    owner, neighbour = Owner(clock), Owner(clock)
+    first = wheel.arm(owner, 0.5)
+    assert wheel.arm(neighbour, 0.5) == first  # the same bucket, which must keep it
+    second = wheel.arm(owner, 3.0, replaces=first)
+    assert second != first
+    assert len(wheel) == 2
+    clock.advance(1.0)
+    assert owner.fired == []
+    assert [t for t, _ in neighbour.fired] == [first]
+    clock.advance(2.1)
+    assert [t for t, _ in owner.fired] == [second]
+    # A tick that has fired already, or was never armed, is nothing to replace.
+    third = wheel.arm(owner, 0.5, replaces=second)
+    assert wheel.arm(owner, 0.5, replaces=third + 1000) == third
+    assert len(wheel) == 1  # (the stray arm above put the owner in the same bucket again)
+
+
 def test_owners_in_one_bucket_share_one_loop_timer(clock: FakeClock) -> None:
     wheel = TimerWheel(clock, resolution=0.05)
     owners = [Owner(clock) for _ in range(100)]

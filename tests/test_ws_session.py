@@ -493,14 +493,26 @@ async def test_messages_before_close_are_answered_before_the_close(serve: Any) -
     ]
 
 
-async def test_peer_close_answered_when_app_does_not_read(serve: Any) -> None:
+@pytest.mark.parametrize(
+    "ahead",
+    [
+        pytest.param(b"", id="close-alone"),
+        # The app waits in receive() when a message and the Close come in one read: it is
+        # woken for the message and reads no further.
+        pytest.param(b"last", id="behind-a-message"),
+    ],
+)
+async def test_peer_close_answered_when_app_does_not_read(serve: Any, ahead: bytes) -> None:
     release = asyncio.Event()
     recorder = Recorder()
+    before = [{"type": "websocket.receive", "text": ahead.decode()}] if ahead else []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         recorder.note("accepted")
+        for _ in before:
+            recorder.message(await receive())
         await release.wait()
         recorder.message(await receive())
 
@@ -508,15 +520,16 @@ async def test_peer_close_answered_when_app_does_not_read(serve: Any) -> None:
     reader, writer = await raw_open(running)
     try:
         await recorder.wait_for(lambda: "accepted" in recorder.notes)
-        writer.write(close_frame(1000))
-        answer = await next_data_frame(reader)
-        assert answer.opcode == OP_CLOSE
+        writer.write((frame(OP_TEXT, ahead) if ahead else b"") + close_frame(1000))
+        answer = await next_data_frame(reader)  # at --ws-close-timeout
+        assert (answer.opcode, answer.payload) == (OP_CLOSE, b"\x03\xe8")
         assert await wait_eof(reader) == b""
     finally:
         writer.close()
+    assert recorder.messages == before
     release.set()
-    await recorder.wait_for(lambda: recorder.messages)
-    assert recorder.messages == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+    await recorder.wait_for(lambda: len(recorder.messages) == len(before) + 1)
+    assert recorder.messages[-1] == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
 
 
 @pytest.mark.parametrize(

@@ -165,17 +165,13 @@ class ConnectionProtocol(asyncio.Protocol):
         tls = owner.tls
         ssl_object = transport.get_extra_info("ssl_object") if tls is not None else None
         lifespan = owner.lifespan
+        # Positional: CPython 3.11 does not specialize a call with keywords (client, server,
+        # scheme, server_headers, lifespan_state, pool, slot, tls).
         self.conn = HTTPConnection(
-            self.config,
-            client=client,
-            server=server,
-            scheme=listener.scheme,
-            server_headers=owner.server_headers,
-            lifespan_state=lifespan.state if lifespan.supported else None,
-            pool=owner.pool,
-            slot=slot,
-            tls=tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
-        )
+            self.config, client, server, listener.scheme, owner.server_headers,
+            lifespan.state if lifespan.supported else None, owner.pool, slot,
+            tls.of(ssl_object) if tls is not None and ssl_object is not None else None,
+        )  # fmt: skip
         owner.connections.add(self)
         if owner.shutting_down:
             self.conn.shutdown(owner.shutdown_code)
@@ -185,12 +181,24 @@ class ConnectionProtocol(asyncio.Protocol):
             self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.receive_data(data):
-            if len(data) >= LARGE_READ and self.ws is not None and not self._large:
-                self._read_large_frames()  # when a large binary frame is arriving
+        conn = self.conn
+        if conn.receive_data(data):
+            if conn is self.ws:
+                if self._waiter is not None and conn.state is not OPEN:
+                    # The peer's Close (or a failure) while the app waits in receive(): that
+                    # steps as soon as it runs, this loop iteration, and answers the Close first
+                    # when nothing is ahead of it. Stepping here too would arm --ws-close-timeout
+                    # only for the answer to disarm it.
+                    self._wake()
+                    return
+                if len(data) >= LARGE_READ and not self._large:
+                    self._read_large_frames()  # when a large binary frame is arriving
             self._step()
         else:
-            self._wake()  # The hot path: messages for the app and nothing else to do.
+            # The hot path: messages for the app and nothing else to do (_wake(), inline).
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def after_read(self, busy: bool) -> None:
         """A LargeFrameReader's read went in: ``busy`` as receive_data() returned it."""
@@ -266,7 +274,10 @@ class ConnectionProtocol(asyncio.Protocol):
         if not self._closed:
             transport: Any = self.transport
             if output:
-                self._write(output)
+                if len(output) == 1:
+                    transport.write(output[0])
+                else:
+                    self._write(output)
             if conn.state in CLOSED_STATES:
                 # Written data is flushed before the socket closes.
                 transport.close()
@@ -274,7 +285,7 @@ class ConnectionProtocol(asyncio.Protocol):
             else:
                 if conn.timer_epoch != self._timer_epoch:
                     self._arm_timer()
-                paused = conn.reading_paused
+                paused = conn.reading_paused()
                 if paused is not self._read_paused:
                     self._read_paused = paused
                     if paused:
@@ -297,14 +308,15 @@ class ConnectionProtocol(asyncio.Protocol):
     def _arm_timer(self) -> None:
         conn = self.conn
         self._timer_epoch = conn.timer_epoch
-        timers = self.server.timers
-        if self._timer_tick:
-            timers.disarm(self, self._timer_tick)
-            self._timer_tick = 0
         kind = conn.timer
+        tick = self._timer_tick
         if kind is not TIMER_NONE:
             self._timer_kind = kind
-            self._timer_tick = timers.arm(self, self.server.timer_delays[kind])
+            server = self.server
+            self._timer_tick = server.timers.arm(self, server.timer_delays[kind], tick)
+        elif tick:
+            self.server.timers.disarm(self, tick)
+            self._timer_tick = 0
 
     def on_tick(self, tick: int) -> None:
         """The server's TimerWheel: our timer is due."""

@@ -114,14 +114,19 @@ class TimerWheel:
         """Timers armed (for tests and statistics)."""
         return sum(len(bucket) for bucket in self._buckets.values())
 
-    def arm(self, owner: Timed, delay: float | Within) -> int:
+    def arm(self, owner: Timed, delay: float | Within, replaces: int = 0) -> int:
         """Call ``owner.on_tick(tick)`` ``delay`` seconds from now or a little later; for a
         :class:`Within`, after a delay the wheel picks between a quarter of its ``longest`` and
         all of it.
 
         Returns the tick, which :meth:`disarm` needs. An owner arms one timer at a time: it
-        disarms the last before arming the next.
+        disarms the last before arming the next, or passes its tick as ``replaces`` (one call
+        where a connection moves from one timer to the next).
         """
+        if replaces:
+            old = self._buckets.get(replaces)
+            if old is not None:
+                old.discard(owner)
         if isinstance(delay, Within):
             phase = self._phase + _GOLDEN
             if phase >= 1.0:
