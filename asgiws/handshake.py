@@ -280,8 +280,10 @@ def upgrade_request(method: bytes, http_version: bytes, fields: Fields) -> Upgra
     """Validate an upgrade request (HandshakeError says why not) and keep its offers."""
     key = validate_upgrade(method, http_version, fields)
     offers = fields.get(b"sec-websocket-extensions")
-    lengths = fields.get(b"content-length") or ()
-    body = b"transfer-encoding" in fields or any(v.strip().lstrip(b"0") for v in lengths)
+    lengths = fields.get(b"content-length")
+    body = b"transfer-encoding" in fields or (
+        lengths is not None and any(v.strip().lstrip(b"0") for v in lengths)
+    )
     return Upgrade(
         key,
         parse_subprotocols(fields),

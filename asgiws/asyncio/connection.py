@@ -155,7 +155,8 @@ class ConnectionProtocol(asyncio.Protocol):
         if not listener.unix:
             # One system call each: the local address only where the listener cannot tell it.
             peer = transport.get_extra_info("peername")
-            client = (str(peer[0]), int(peer[1])) if peer else None
+            # (host, port): a TCP peer's name is a str and an int already; IPv6 adds two more.
+            client = peer[:2] if peer else None
             if server is None:
                 local = transport.get_extra_info("sockname")
                 server = (str(local[0]), int(local[1])) if local else None

@@ -25,13 +25,11 @@ class Lifespan:
         self._startup_done = asyncio.Event()
         self._shutdown_done = asyncio.Event()
         self._failure: str | None = None
-        self._unsupported = False
+        # Whether requests get the lifespan state: not with "off", nor once the app has shown
+        # it does not speak lifespan ("auto"). An attribute: every connection reads it.
+        self.supported = mode != "off"
         self._task: asyncio.Task[None] | None = None
         self.exceptions = 0  # raised by the app's lifespan call (for --metrics-port)
-
-    @property
-    def supported(self) -> bool:
-        return self.mode != "off" and not self._unsupported
 
     async def startup(
         self, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]
@@ -47,7 +45,7 @@ class Lifespan:
             raise LifespanError(f"lifespan startup failed: {self._failure}")
 
     async def shutdown(self) -> None:
-        if self._task is None or self._unsupported:
+        if self._task is None or not self.supported:
             return
         await self._inbox.put({"type": "lifespan.shutdown"})
         await self._shutdown_done.wait()
@@ -65,7 +63,7 @@ class Lifespan:
         except Exception as exc:  # KeyboardInterrupt, SystemExit, cancellation: propagate
             if not self._startup_done.is_set() and self.mode == "auto":
                 # 'auto': an app without lifespan support raises on the unknown scope type.
-                self._unsupported = True
+                self.supported = False
                 logger.info(
                     "ASGI 'lifespan' protocol appears unsupported (%s: %s)", type(exc).__name__, exc
                 )
@@ -78,7 +76,7 @@ class Lifespan:
                 if self.mode == "on":
                     self._failure = "the app returned before completing startup"
                 else:
-                    self._unsupported = True
+                    self.supported = False
         finally:
             self._startup_done.set()
             self._shutdown_done.set()
