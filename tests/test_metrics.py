@@ -59,20 +59,27 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def frames_in(data: bytes) -> list[tuple[int, bytes]]:
-    """The (opcode, payload) of each whole server frame in ``data`` (servers never mask)."""
-    found = []
-    while len(data) >= 2:
-        length, pos = data[1] & 0x7F, 2
+def frame_spans(data: bytes | bytearray) -> list[tuple[int, int, int]]:
+    """(opcode, payload start, payload end) of each whole server frame in ``data`` (servers
+    never mask), found by their headers alone: no payload is copied."""
+    spans = []
+    pos = 0
+    while len(data) - pos >= 2:
+        length, start = data[pos + 1] & 0x7F, pos + 2
         if length == 126:
-            (length,), pos = struct.unpack("!H", data[2:4]), 4
+            ((length,), start) = struct.unpack_from("!H", data, pos + 2), pos + 4
         elif length == 127:
-            (length,), pos = struct.unpack("!Q", data[2:10]), 10
-        if len(data) < pos + length:
+            ((length,), start) = struct.unpack_from("!Q", data, pos + 2), pos + 10
+        if len(data) < start + length:
             break
-        found.append((data[0] & 0x0F, data[pos : pos + length]))
-        data = data[pos + length :]
-    return found
+        spans.append((data[pos] & 0x0F, start, start + length))
+        pos = start + length
+    return spans
+
+
+def frames_in(data: bytes | bytearray) -> list[tuple[int, bytes]]:
+    """The (opcode, payload) of each whole server frame in ``data``."""
+    return [(opcode, bytes(data[start:end])) for opcode, start, end in frame_spans(data)]
 
 
 class Session:
@@ -81,13 +88,30 @@ class Session:
     def __init__(self, running: Running) -> None:
         self.running = running
         self.sent = 0
-        self.received = b""
+        self.received = bytearray()
         self.closing = False  # our Close is sent
 
-    async def open(self, path: str = "/ws", extra: list[tuple[str, str]] | None = None) -> None:
-        self.reader, self.writer = await asyncio.open_connection(
-            self.running.host, self.running.port
-        )
+    async def open(
+        self,
+        path: str = "/ws",
+        extra: list[tuple[str, str]] | None = None,
+        receive_buffer: int | None = None,
+    ) -> None:
+        """``receive_buffer``: the client socket's SO_RCVBUF, set before it connects (which
+        also stops the kernel from growing it), for a client that must fill up quickly."""
+        sock = None
+        if receive_buffer is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(
+                sock, (self.running.host, self.running.port)
+            )
+            self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        else:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.running.host, self.running.port
+            )
         self.writer.write(ws_request(path, extra=extra))
         head = await read_head(self.reader)
         assert head.status == 101, head
@@ -98,7 +122,7 @@ class Session:
 
     async def read_frames(self, count: int) -> None:
         """Read until ``count`` whole frames have come in all."""
-        while len(frames_in(self.received)) < count:
+        while len(frame_spans(self.received)) < count:
             chunk = await asyncio.wait_for(self.reader.read(65536), TIMEOUT)
             assert chunk, "the server closed early"
             self.received += chunk
@@ -111,7 +135,7 @@ class Session:
             if not chunk:
                 break
             self.received += chunk
-            closed = any(op == OP_CLOSE for op, _ in frames_in(self.received))
+            closed = any(op == OP_CLOSE for op, _, _ in frame_spans(self.received))
             if answer and closed and not self.closing:
                 self.close(1000)
         self.writer.close()
@@ -313,16 +337,19 @@ async def test_probe_paths(serve: StartServer) -> None:
 async def test_send_blocked_by_a_client_that_does_not_read(serve: StartServer) -> None:
     running, port = await metered(serve)
     session = Session(running)
-    await session.open()
-    session.send(client_frame(OP_TEXT, "flood 64"))  # 4 MiB, more than the buffers hold
+    # 16 MiB to a client that reads nothing into a 64 KiB receive buffer: more than the kernel
+    # holds on the server's side too (its send buffer grows to tcp_wmem's largest, 4 MiB by
+    # default), so send() must wait for room whatever the machine's settings.
+    await session.open(receive_buffer=64 * 1024)
+    session.send(client_frame(OP_TEXT, "flood 256"))
     core = running.core
     await wait_until(lambda: any(c._drain is not None for c in core.connections))
-    await session.read_frames(64)
+    await session.read_frames(256)
     samples = await scrape(port)
     assert value(samples, "asgiws_send_blocked_seconds_total") > 0
-    assert value(samples, "asgiws_websocket_messages_total", direction="out") == 64
+    assert value(samples, "asgiws_websocket_messages_total", direction="out") == 256
     assert value(samples, "asgiws_websocket_bytes_total", direction="out", compressed="no") == (
-        64 * FLOOD_SIZE
+        256 * FLOOD_SIZE
     )
     session.close(1000)
     await session.finish()
