@@ -34,7 +34,7 @@ from .handshake import (
 )
 from .http11 import CLOSED, END, LAST_END, Wire, bad_request_reason
 from .limits import Slot
-from .protocol import AccessRecord, ServerHeaders
+from .protocol import UNCHANGED, AccessRecord, ServerHeaders
 from .reassembly import BufferPool
 from .request import Peer, Refusal, open_request
 from .responder import Responder
@@ -251,8 +251,9 @@ class HTTPConnection(Peer):
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "http.response.start":
             if state is HTTP:
-                self._reply.start(message, kind)
-                return len(self.inbox)
+                reply = self._reply
+                reply.start(message, kind)
+                return UNCHANGED if not reply.output else len(self.inbox)  # held
             if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
         elif kind == "websocket.accept":

@@ -21,18 +21,23 @@ changing together with ``timer_epoch``), and ``timeout(timer)`` is called when i
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .asgi import ASGIMessage, Headers, Scope
 from .states import ClientDisconnected, HTTPState, PendingClose, Timer, WSState
 
 __all__ = [
+    "UNCHANGED",
     "AccessRecord",
     "ClientDisconnected",
     "InPlaceReads",
     "SansIOConnection",
     "ServerHeaders",
 ]
+
+
+# What send() returns when the message left nothing to write, no state or timer to act on.
+UNCHANGED: Final = -1
 
 
 class AccessRecord:
@@ -166,7 +171,9 @@ class SansIOConnection(Protocol):
 
     def send(self, message: ASGIMessage) -> int:
         """One message from the app (RuntimeError when it is not allowed now). Returns how
-        many messages still wait for the app, so that the I/O layer can batch its writes."""
+        many messages still wait for the app, so that the I/O layer can batch its writes, or
+        ``UNCHANGED`` (-1): nothing for the I/O layer to do (an HTTP response start, held
+        until its body comes)."""
 
     def app_finished(self, error: BaseException | None) -> AccessRecord:
         """The app call returned (``error`` None) or raised. The cycle's access record."""

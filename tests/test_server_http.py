@@ -49,6 +49,29 @@ async def test_keep_alive_two_requests_on_one_connection(serve: Any) -> None:
     assert first.text == second.text
 
 
+async def test_keep_alive_timeout_counts_from_the_last_response(serve: Any) -> None:
+    # The keep-alive timer is armed lazily (asyncio/connection.py, _arm_timer): the tick armed
+    # after the first response still comes at its time, and must then arm the rest of the
+    # timeout counted from the second response instead of closing.
+    running = await serve(http_hello, timeout_keep_alive=0.4)
+    loop = asyncio.get_running_loop()
+    reader, writer = await open_raw(running)
+    try:
+        writer.write(http_request("GET", "/a"))
+        assert (await read_response(reader)).body == b"/a"
+        await asyncio.sleep(0.25)  # most of the timeout, on the timer of the first response
+        writer.write(http_request("GET", "/b"))
+        assert (await read_response(reader)).body == b"/b"
+        answered = loop.time()
+        assert await wait_eof(reader) == b""
+        idle = loop.time() - answered
+    finally:
+        writer.close()
+    # Closed one timeout after the second response (the wheel fires up to 50 ms late), not at
+    # the first response's deadline, 0.15 s after the second.
+    assert 0.4 - 0.01 <= idle < 0.4 + 1.0, idle
+
+
 async def test_keep_alive_raw_two_requests(serve: Any) -> None:
     running = await serve(http_hello)
     reader, writer = await open_raw(running)

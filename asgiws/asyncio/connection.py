@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from .. import logs
 from ..http import HTTPConnection
 from ..limits import Slot
-from ..protocol import AccessRecord, InPlaceReads, SansIOConnection
+from ..protocol import UNCHANGED, AccessRecord, InPlaceReads, SansIOConnection
 from ..states import CLOSED_STATES, OPEN, TIMER_NONE, WS_CONNECTING, ClientDisconnected
+from .timers import Within
 
 if TYPE_CHECKING:
     from .server import Server
@@ -97,6 +98,7 @@ class ConnectionProtocol(asyncio.Protocol):
         "_batched",
         "_closed",
         "_drain",
+        "_due_tick",
         "_flush",
         "_large",
         "_opened",
@@ -134,6 +136,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[object] | None = None  # the app waits in send()
         self._timer_tick = 0  # the server's TimerWheel tick of our timer; 0: none armed
         self._timer_kind = TIMER_NONE
+        self._due_tick = 0  # the tick the timer of that kind is due at (_arm_timer)
         self._timer_epoch = -1
         self._read_paused = False
         self._write_paused = False
@@ -307,25 +310,40 @@ class ConnectionProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def _arm_timer(self) -> None:
+        """Arm the timer the connection asks for, lazily. A tick already armed that comes no
+        later than the new deadline stays (when it comes, on_tick arms the rest), and a timer
+        no longer wanted is left to come to nothing: a keep-alive connection's requests, each
+        clearing the keep-alive timer and setting it again, then touch the wheel about once
+        per timeout instead of twice per request."""
         conn = self.conn
         self._timer_epoch = conn.timer_epoch
-        kind = conn.timer
+        kind = self._timer_kind = conn.timer
+        if kind is TIMER_NONE:
+            return
+        server = self.server
+        delay = server.timer_delays[kind]
+        timers = server.timers
         tick = self._timer_tick
-        if kind is not TIMER_NONE:
-            self._timer_kind = kind
-            server = self.server
-            self._timer_tick = server.timers.arm(self, server.timer_delays[kind], tick)
-        elif tick:
-            self.server.timers.disarm(self, tick)
-            self._timer_tick = 0
+        if isinstance(delay, Within):
+            self._timer_tick = self._due_tick = timers.arm(self, delay, tick)
+            return
+        due = self._due_tick = timers.tick_for(delay)
+        if not tick or tick > due:
+            self._timer_tick = timers.arm_tick(self, due, tick)
 
     def on_tick(self, tick: int) -> None:
-        """The server's TimerWheel: our timer is due."""
+        """The server's TimerWheel: our timer is due, or the tick of an earlier one came."""
         if tick != self._timer_tick:
             return
         self._timer_tick = 0
+        kind = self._timer_kind
+        if kind is TIMER_NONE:
+            return  # no longer wanted (see _arm_timer)
+        if tick < self._due_tick:
+            self._timer_tick = self.server.timers.arm_tick(self, self._due_tick)  # the rest
+            return
         self._timer_epoch = -1
-        self.conn.timeout(self._timer_kind)
+        self.conn.timeout(kind)
         self._step()
 
     def shutdown(self) -> None:
@@ -387,7 +405,7 @@ class ConnectionProtocol(asyncio.Protocol):
                     self.transport.write(output[0])  # type: ignore[union-attr]
                 else:
                     self._write(output)
-        else:
+        elif waiting != UNCHANGED:
             self._step()
         if self._write_paused and not self._closed:
             await self._wait_for_room()

@@ -123,10 +123,6 @@ class TimerWheel:
         disarms the last before arming the next, or passes its tick as ``replaces`` (one call
         where a connection moves from one timer to the next).
         """
-        if replaces:
-            old = self._buckets.get(replaces)
-            if old is not None:
-                old.discard(owner)
         if isinstance(delay, Within):
             phase = self._phase + _GOLDEN
             if phase >= 1.0:
@@ -136,6 +132,18 @@ class TimerWheel:
             # quarter of it.
             delay = delay.longest * (1.0 - 0.75 * phase)
         tick = math.ceil((self.loop.time() + delay) / self.resolution)
+        return self.arm_tick(owner, tick, replaces)
+
+    def tick_for(self, delay: float) -> int:
+        """The tick a timer of ``delay`` seconds armed now would get (see :meth:`arm_tick`)."""
+        return math.ceil((self.loop.time() + delay) / self.resolution)
+
+    def arm_tick(self, owner: Timed, tick: int, replaces: int = 0) -> int:
+        """:meth:`arm` for a tick already known (:meth:`tick_for`); returns it."""
+        if replaces:
+            old = self._buckets.get(replaces)
+            if old is not None:
+                old.discard(owner)
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = set()
