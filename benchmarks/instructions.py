@@ -1,15 +1,17 @@
-"""Server instructions per echoed message and per handshake loop, counted by callgrind.
+"""Server instructions per echoed message, handshake loop and HTTP request, by callgrind.
 
-Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--python PATH]
+Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--requests N]
+                                         [--server NAME ...] [--python PATH]
                                          [--tree DIR ...] [--repeat N] [--json]
 
 Wall-clock figures on this shared 2-core VM move by ±10 % from run to run; the number of
 instructions the server executes for a fixed amount of work barely moves. This tool starts
 asgiws as the suite does (`servers.SERVERS["asgiws"]`: the raw echo app of apps.py, uvloop, no
-access log, no compression offered; only its ping and head timers are a day, see `server_argv`)
-under `valgrind --tool=callgrind`, drives it with a small bounded Python client on 127.0.0.1
-(wsload.c runs for a time, not a count), and reads callgrind's counters (the `summary:` line
-of each dump: what ran since the last zero or dump) around two measured windows only:
+access log, no compression offered; only its ping, head and keep-alive timers are a day, see
+`server_argv`) under `valgrind --tool=callgrind`, drives it with a small bounded Python client
+on 127.0.0.1 (instructions_client.py; wsload.c and wrk run for a time, not a count), and reads
+callgrind's counters (the `summary:` line of each dump: what ran since the last zero or dump)
+around the measured windows only:
 
 1. echo: C connections (default 10), one 32-byte text message in flight each. Warm-up
    echoes first; then, with the client idle, `callgrind_control --zero`; then exactly N
@@ -20,19 +22,33 @@ of each dump: what ran since the last zero or dump) around two measured windows 
    suite's handshake scenario does: TCP connect, upgrade (a fresh key, 101 and
    Sec-WebSocket-Accept checked), one 32-byte text echo, Close 1000, the server's Close, wait
    for the server to end TCP. Loops run one at a time.
+3. http-get: `--http-connections` keep-alive connections (default 10), one request in flight
+   each; `--warmup-requests` `GET /` on each, zero, exactly `--requests` (default 5,000,
+   spread over the connections), dump. Each response is checked: status 200, a Content-Length
+   and exactly that many bytes, the body "ok", the connection kept alive.
+4. http-post: on the same connections, the same with `POST /` and a 1,024-byte body
+   (Content-Length): the raw app reads it all and answers 200 "ok", 400 had it read another
+   length. Then the connections close (the client's FIN, then the server's).
+
+`--requests 0` leaves out 3 and 4. `--server NAME` (repeatable) counts a peer of servers.py
+instead of, or as well as, asgiws: uvicorn (httptools, uvloop, the same copied app) with its
+own suite command line, its keep-alive timeout a day too (`PEER_FLAGS`). A peer gets the HTTP
+windows only, run from this checkout; it is labelled by its name and package versions, its
+interpreter is `--python`, else the suite's `.cache/bench-venv` when it exists, else this one.
+With two or more servers or trees, the comparison lines give each against the first.
 
 Then 5 s with no traffic, dumped too: the instructions per second the server spends on its
 clock (the Date header's tick, timer-wheel ticks). That work is in every window's count in
 proportion to the window's wall-clock length, which is what still moves between runs (by
 about 0.1-0.3 % of the handshake figure, less of the echo one).
 
-Startup, imports and first-use costs fall outside both windows, so nothing is subtracted.
+Startup, imports and first-use costs fall outside every window, so nothing is subtracted.
 The server runs with PYTHONHASHSEED=0 and the client's keys, masks and payloads come from a
 seeded generator, so two runs feed the server the same bytes. The server is pinned to one core
 and the client to the other (as in the suite); under valgrind the server is far slower than
 the client, so each time it polls, every connection's next message is already there.
 
-`--tree DIR` (repeatable) runs the server from another checkout with the same harness, app
+`--tree DIR` (repeatable) runs asgiws from another checkout with the same harness, app
 and client: its `asgiws` is imported from DIR (checked before the run), by `--python` when
 given, else DIR's `.venv/bin/python` when it has one, else this interpreter. Each tree's
 commit is printed with its figures; with two or more trees, the change against the first.
@@ -45,24 +61,16 @@ session, killed with its parent) is always killed at the end, on error and on Ct
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import ctypes
-import hashlib
 import json
 import os
 import random
-import re
-import select
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -71,39 +79,52 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.servers import HOST, RAW_APP, SERVERS, free_port
+from benchmarks import bench_venv
+from benchmarks.instructions_callgrind import Callgrind
+from benchmarks.instructions_client import (
+    BODY_SIZE,
+    Connection,
+    Deadline,
+    Failed,
+    HttpConnection,
+    echo_phase,
+    handshake_loop,
+    http_phase,
+    http_request,
+    spread,
+)
+from benchmarks.servers import RAW_APP, SERVERS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 APP_MODULE = "instructions_echo_app"  # the harness's apps.py, copied so every tree runs it
-START_TIMEOUT = 120.0  # seconds for the server under valgrind to accept connections
-IO_TIMEOUT = 30.0  # seconds for any one socket operation (valgrind is slow, not this slow)
-CONTROL_TIMEOUT = 60.0  # seconds for one callgrind_control call
-SETTLE = 0.5  # seconds of client silence before each zero and dump
-IDLE = 5.0  # seconds of the idle window after the handshakes
-SIZE = 32  # bytes per echoed message, as in the suite's echo and handshake scenarios
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+IDLE = 5.0  # seconds of the idle window at the end
 SEED = 6455
-FAR_TIMEOUT = 86_400  # seconds: no ping or head timeout comes due in a run (server_argv)
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-PR_SET_PDEATHSIG = 1
-
-
-class Failed(Exception):
-    """A measurement could not be made: the server, the client or callgrind failed."""
+FAR_TIMEOUT = 86_400  # seconds: no ping, head or keep-alive timeout comes due in a run
+# The peers instructions.py runs (HTTP windows only), and the flags that push their timers
+# as far away as server_argv pushes asgiws's: uvicorn closes an idle keep-alive connection
+# after 5 s by default.
+PEER_FLAGS: dict[str, tuple[str, ...]] = {
+    name: ("--timeout-keep-alive", str(FAR_TIMEOUT))
+    for name in ("uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto")
+}
 
 
 # ---- command line -------------------------------------------------------------------------
 
 
-def positive(text: str) -> int:
+def count(text: str, least: int = 0) -> int:
     try:
         value = int(text.replace("_", "").replace(",", ""))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def positive(text: str) -> int:
+    return count(text, 1)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -121,7 +142,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--warmup-handshakes", type=positive, default=50, help="loops before")
     parser.add_argument(
-        "--python", help="the server's interpreter (default: TREE/.venv/bin/python, else this)"
+        "--requests",
+        type=count,
+        default=5_000,
+        help="measured keep-alive GET / requests, then as many POST / with a 1 KiB body "
+        "(0: no HTTP windows)",
+    )
+    parser.add_argument(
+        "--http-connections", type=positive, default=10, help="keep-alive HTTP connections"
+    )
+    parser.add_argument(
+        "--warmup-requests", type=positive, default=50, help="requests per connection before"
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        choices=["asgiws", *PEER_FLAGS],
+        default=argparse.SUPPRESS,
+        help="server to count (repeatable; default asgiws). A peer (uvicorn with httptools "
+        "and uvloop, as in servers.py) gets the HTTP windows only: no echo or handshakes",
+    )
+    parser.add_argument(
+        "--python",
+        help="the server's interpreter (default for asgiws: TREE/.venv/bin/python, else this; "
+        "for a peer: the suite's .cache/bench-venv when there is one, else this)",
     )
     parser.add_argument(
         "--tree",
@@ -129,9 +173,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         default=[],
         metavar="DIR",
-        help="checkout to run asgiws from (repeatable, for before/after; default: this one)",
+        help="checkout to run asgiws from (repeatable, for before/after; default: this one; "
+        "asgiws only)",
     )
-    parser.add_argument("--repeat", type=positive, default=1, help="runs per tree")
+    parser.add_argument("--repeat", type=positive, default=1, help="runs per tree or peer")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.add_argument(
@@ -140,288 +185,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep callgrind's files here")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
+    args.server = list(dict.fromkeys(getattr(args, "server", None) or ["asgiws"]))
     if args.connections > args.echoes:
         parser.error("--connections must not exceed --echoes")
-    if args.connections > 1000:
-        parser.error("--connections is at most 1000")
+    if args.connections > 1000 or args.http_connections > 1000:
+        parser.error("--connections and --http-connections are at most 1000")
+    if args.requests and args.http_connections > args.requests:
+        parser.error("--http-connections must not exceed --requests")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.tree and "asgiws" not in args.server:
+        parser.error("--tree runs asgiws from a checkout: it needs --server asgiws")
+    if args.requests == 0 and args.server != ["asgiws"]:
+        parser.error("a peer has only the HTTP windows: --requests must not be 0")
     if not args.tree:
         args.tree = [REPO]
     return args
 
 
-# ---- callgrind's output -------------------------------------------------------------------
-
-
-def parse_counts(text: str) -> dict[str, int]:
-    """Event name -> count from a callgrind output file's `events:` and `summary:` lines.
-
-    `summary:` is what the program executed since the last zero or dump. `totals:`, the sum
-    of the file's cost lines, stands in only when a file has no summary: after
-    `callgrind_control --zero` it also carries a fixed few million instructions from before
-    the zero (measured: 3.9M with ten connections open, the same at 2,000 and 20,000 echoes,
-    where the summary grows in proportion), so it is not the window's count.
-    """
-    events: list[str] | None = None
-    found: dict[str, list[int]] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        if key == "events":
-            events = value.split()
-        elif key in ("summary", "totals"):
-            try:
-                found[key] = [int(number) for number in value.split()]
-            except ValueError:
-                raise ValueError(f"not a count: {line!r}") from None
-    counts = found.get("summary", found.get("totals"))
-    if events is None or counts is None:
-        raise ValueError("not a callgrind output file: no events: and summary: lines")
-    if len(counts) > len(events):
-        raise ValueError(f"{len(counts)} counts for {len(events)} events")
-    # Trailing zero counts may be left out.
-    return {name: counts[i] if i < len(counts) else 0 for i, name in enumerate(events)}
-
-
-def dump_trigger(text: str) -> str | None:
-    """What made callgrind write this file (`desc: Trigger: ...`), if it says."""
-    match = re.search(r"^desc: Trigger: (.*)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else None
-
-
-# ---- the client: frames, upgrade, echo ---------------------------------------------------
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    if n == 0:
-        return b""
-    repeated = (key * (n // 4 + 1))[:n]
-    value = int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")
-    return value.to_bytes(n, "big")
-
-
-def client_frame(opcode: int, payload: bytes, rng: random.Random) -> bytes:
-    """One masked, final frame as a client sends it."""
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    key = rng.randbytes(4)
-    return head + key + mask(payload, key)
-
-
-def parse_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
-    """(opcode, payload) of each complete server frame at the front; consumed from buffer."""
-    while len(buffer) >= 2:
-        first, second = buffer[0], buffer[1]
-        if second & 0x80:
-            raise Failed("the server sent a masked frame")
-        if not first & 0x80:
-            raise Failed("the server fragmented a 32-byte message")
-        length, offset = second & 0x7F, 2
-        if length == 126:
-            if len(buffer) < 4:
-                return
-            (length,), offset = struct.unpack_from("!H", buffer, 2), 4
-        elif length == 127:
-            if len(buffer) < 10:
-                return
-            (length,), offset = struct.unpack_from("!Q", buffer, 2), 10
-        if len(buffer) < offset + length:
-            return
-        payload = bytes(buffer[offset : offset + length])
-        del buffer[: offset + length]
-        yield first & 0x0F, payload
-
-
-def upgrade_request(port: int, key: str) -> bytes:
-    return (
-        f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def check_upgrade(head: bytes, key: str) -> None:
-    """Status 101, Upgrade, Connection and the right Sec-WebSocket-Accept; no extensions."""
-    lines = head.decode("latin-1").split("\r\n")
-    if not re.fullmatch(r"HTTP/1\.1 101( .*)?", lines[0]):
-        raise Failed(f"upgrade refused: {lines[0]!r}")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
-    expected = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    if fields.get("sec-websocket-accept") != expected:
-        raise Failed(f"wrong Sec-WebSocket-Accept {fields.get('sec-websocket-accept')!r}")
-    if fields.get("upgrade", "").lower() != "websocket":
-        raise Failed("upgrade response lacks Upgrade: websocket")
-    if "upgrade" not in fields.get("connection", "").lower():
-        raise Failed("upgrade response lacks Connection: Upgrade")
-    if "sec-websocket-extensions" in fields:
-        raise Failed("the server chose an extension the client never offered")
-
-
-def payload_for(connection: int, counter: int) -> bytes:
-    """32 ASCII bytes, different per connection and message, same in every run."""
-    stamp = f"{counter:08x}{connection:08x}".encode()
-    return stamp + b"0123456789abcdef"[: SIZE - len(stamp)]
-
-
-class Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def left(self, cap: float = IO_TIMEOUT) -> float:
-        remaining = self.at - time.monotonic()
-        if remaining <= 0:
-            raise Failed("the run's --timeout passed")
-        return min(remaining, cap)
-
-
-class Connection:
-    """One client WebSocket over a blocking socket; every read has a timeout."""
-
-    def __init__(self, number: int, port: int, rng: random.Random, deadline: Deadline) -> None:
-        self.number = number
-        self.rng = rng
-        self.deadline = deadline
-        self.buffer = bytearray()
-        self.sock = socket.create_connection((HOST, port), timeout=deadline.left())
-        try:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            key = base64.b64encode(rng.randbytes(16)).decode()
-            self.sock.sendall(upgrade_request(port, key))
-            while b"\r\n\r\n" not in self.buffer:
-                if len(self.buffer) > 16384:
-                    raise Failed("upgrade response head longer than 16 KiB")
-                self.receive()
-            end = self.buffer.index(b"\r\n\r\n")
-            check_upgrade(bytes(self.buffer[:end]), key)
-            del self.buffer[: end + 4]
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def receive(self) -> None:
-        self.sock.settimeout(self.deadline.left())
-        try:
-            chunk = self.sock.recv(65536)
-        except TimeoutError:
-            raise Failed(f"connection {self.number}: no data from the server in time") from None
-        if not chunk:
-            raise Failed(f"connection {self.number}: the server closed the connection")
-        self.buffer += chunk
-
-    def send(self, opcode: int, payload: bytes) -> None:
-        self.sock.settimeout(self.deadline.left())
-        self.sock.sendall(client_frame(opcode, payload, self.rng))
-
-    def frames(self) -> Iterator[tuple[int, bytes]]:
-        """Frames already received; pings answered, pongs skipped."""
-        for opcode, payload in parse_frames(self.buffer):
-            if opcode == OP_PING:
-                self.send(OP_PONG, payload)
-            elif opcode != OP_PONG:
-                yield opcode, payload
-
-    def next_frame(self) -> tuple[int, bytes]:
-        while True:
-            for frame in self.frames():
-                return frame
-            self.receive()
-
-    def expect_echo(self, payload: bytes) -> None:
-        opcode, data = self.next_frame()
-        if opcode != OP_TEXT or data != payload:
-            raise Failed(f"connection {self.number}: wrong echo {opcode:#x} {data[:40]!r}")
-
-    def close(self) -> None:
-        """Close 1000, the server's Close, then wait for the server to end TCP."""
-        try:
-            self.send(OP_CLOSE, struct.pack("!H", 1000))
-            opcode, data = self.next_frame()
-            if opcode != OP_CLOSE or data[:2] != struct.pack("!H", 1000):
-                raise Failed(f"connection {self.number}: expected Close 1000, got {data[:2]!r}")
-            if not self.buffer:
-                self.sock.settimeout(self.deadline.left())
-                try:
-                    if not self.sock.recv(65536):
-                        return
-                except TimeoutError:
-                    raise Failed(f"connection {self.number}: TCP still open") from None
-            raise Failed(f"connection {self.number}: data after the server's Close")
-        finally:
-            self.sock.close()
-
-
-def echo_phase(connections: list[Connection], counts: list[int], first: int) -> int:
-    """Each connection echoes counts[i] messages, one in flight; returns the echoes done."""
-    remaining = list(counts)
-    counters = [first] * len(connections)
-    by_fd = {conn.sock.fileno(): i for i, conn in enumerate(connections)}
-    outstanding: dict[int, bytes] = {}
-    for i, conn in enumerate(connections):
-        if remaining[i]:
-            outstanding[i] = payload_for(i, counters[i])
-            conn.send(OP_TEXT, outstanding[i])
-    done = 0
-    deadline = connections[0].deadline
-    while outstanding:
-        waiting = [connections[i].sock for i in outstanding]
-        ready, _, _ = select.select(waiting, [], [], deadline.left())
-        if not ready:
-            raise Failed(f"no echo from the server in {IO_TIMEOUT:.0f} s")
-        for sock in ready:
-            i = by_fd[sock.fileno()]
-            conn = connections[i]
-            conn.receive()
-            for opcode, data in conn.frames():
-                expected = outstanding.pop(i, None)
-                if opcode != OP_TEXT or data != expected:
-                    raise Failed(f"connection {i}: wrong echo {opcode:#x} {data[:40]!r}")
-                done += 1
-                remaining[i] -= 1
-                counters[i] += 1
-                if remaining[i]:
-                    outstanding[i] = payload_for(i, counters[i])
-                    conn.send(OP_TEXT, outstanding[i])
-    return done
-
-
-def handshake_loop(number: int, port: int, rng: random.Random, deadline: Deadline) -> None:
-    conn = Connection(number, port, rng, deadline)
-    payload = payload_for(number, 0)
-    try:
-        conn.send(OP_TEXT, payload)
-        conn.expect_echo(payload)
-    except BaseException:
-        conn.sock.close()
-        raise
-    conn.close()
-
-
-def spread(total: int, parts: int) -> list[int]:
-    """total split into `parts` whole counts that differ by at most one."""
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-# ---- the server under callgrind -----------------------------------------------------------
+# ---- the server: which one, its command line ----------------------------------------------
 
 
 @dataclass
 class Target:
-    tree: Path
+    tree: Path  # asgiws's checkout; for a peer, this one (the harness and its app)
     python: str
-    commit: str = "unknown"
-    asgiws_file: str = ""
+    commit: str = "unknown"  # asgiws's commit; for a peer, the harness's
+    asgiws_file: str = ""  # empty for a peer
+    server: str = "asgiws"
+    versions: str = ""  # a peer's packages and versions, as servers.py lists them
+
+    @property
+    def label(self) -> str:
+        return self.commit if self.server == "asgiws" else self.server
+
+    def argv(self, port: int) -> list[str]:
+        if self.server == "asgiws":
+            return server_argv(self.python, port)
+        return peer_argv(self.server, self.python, port)
 
 
 def git_commit(tree: Path) -> str:
@@ -474,177 +275,133 @@ def resolve_target(tree: Path, python: str | None) -> Target:
     return Target(tree, python, git_commit(tree), str(where))
 
 
+_PEER_PROBE = """\
+import importlib, importlib.metadata, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(", ".join(f"{n} {importlib.metadata.version(n)}" for n in sys.argv[1:]))
+"""
+
+
+def resolve_peer(name: str, python: str | None) -> Target:
+    """A peer of servers.py, run from this checkout (its app); checks its packages import."""
+    if python is None:
+        own = bench_venv.python()
+        python = str(own) if own.exists() else sys.executable
+    elif os.sep in python:
+        python = os.path.abspath(python)
+    else:
+        python = shutil.which(python) or python
+    packages = SERVERS[name].packages
+    try:
+        found = subprocess.run(
+            [python, "-c", _PEER_PROBE, *packages],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Failed(f"cannot run {python}: {exc}") from None
+    if found.returncode != 0:
+        raise Failed(f"{python} cannot import {', '.join(packages)}:\n{found.stderr}")
+    return Target(REPO, python, git_commit(REPO), "", name, found.stdout.strip())
+
+
 def server_argv(python: str, port: int) -> list[str]:
     """The suite's asgiws command line, with the app taken from the harness's copy.
 
-    One change: the keep-alive ping interval and the request-head timeout are a day. Under
+    One change: the keep-alive ping interval, the request-head timeout and the HTTP
+    keep-alive timeout are a day. Under
     valgrind the server runs some 50 times slower, so the default 20 s and 10 s timers fire
     inside a window or not depending on how fast the machine was that minute: ten pings moved
     the echo figure by 0.15 %, and the timer wheel's ticks for the (long disarmed) head
     timeouts of connections 10 s old moved the handshake figure by up to 0.6 %. At full speed
-    both are a negligible share per message or loop. The code path stays the same: each
-    connection still arms and disarms both timers; they only never come due.
+    both are a negligible share per message or loop. The 5 s keep-alive timeout would close
+    an HTTP connection left idle between two windows. The code path stays the same: each
+    connection still arms and disarms its timers; they only never come due.
     """
-    argv = SERVERS["asgiws"].argv(python, port)
-    argv = [f"{APP_MODULE}:echo" if part == RAW_APP else part for part in argv]
+    far = str(FAR_TIMEOUT)
     return [
-        *argv, "--ws-ping-interval", str(FAR_TIMEOUT), "--timeout-handshake", str(FAR_TIMEOUT),
+        *_with_copied_app(SERVERS["asgiws"].argv(python, port)),
+        "--ws-ping-interval", far, "--timeout-handshake", far, "--timeout-keep-alive", far,
     ]  # fmt: skip
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def peer_argv(name: str, python: str, port: int) -> list[str]:
+    """servers.py's command line for a peer, with the copied app and its far timers."""
+    return [*_with_copied_app(SERVERS[name].argv(python, port)), *PEER_FLAGS[name]]
 
 
-class Callgrind:
-    """asgiws under callgrind, in its own session; `zero()` and `dump()` bound a window."""
-
-    def __init__(self, target: Target, workdir: Path, core: int | None) -> None:
-        self.workdir = workdir
-        self.out = workdir / "callgrind.out"
-        self.log_path = workdir / "server.log"
-        self.port = free_port()
-        app_dir = workdir / "app"
-        app_dir.mkdir()
-        shutil.copyfile(HERE / "apps.py", app_dir / f"{APP_MODULE}.py")
-        command = [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}",
-            *server_argv(target.python, self.port),
-        ]  # fmt: skip
-        if core is not None:
-            command = ["taskset", "-c", str(core), *command]
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(app_dir),
-            "PYTHONHASHSEED": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=target.tree, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        self.dumps = 0
-        self.window_start = 0.0  # when the counts were last zeroed or dumped
-        self.window = 0.0  # seconds the last dump covered
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise Failed(f"the server exited ({self.process.returncode}):\n{self.log_tail()}")
-
-    def wait_ready(self, deadline: Deadline) -> None:
-        until = time.monotonic() + min(START_TIMEOUT, deadline.left(START_TIMEOUT))
-        while time.monotonic() < until:
-            self.check_alive()
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.settimeout(1.0)
-                if probe.connect_ex((HOST, self.port)) == 0:
-                    return
-            time.sleep(0.25)
-        raise Failed(f"the server did not listen within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
-
-    def control(self, *options: str) -> None:
-        self.check_alive()
-        argv = ["callgrind_control", *options, str(self.process.pid)]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=CONTROL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise Failed(f"{' '.join(options)}: callgrind_control did not answer") from None
-        if done.returncode != 0 or "OK" not in done.stdout:
-            raise Failed(f"callgrind_control {' '.join(options)}: {done.stdout}{done.stderr}")
-
-    def zero(self) -> None:
-        time.sleep(SETTLE)
-        self.control("--zero")
-        self.window_start = time.monotonic()
-
-    def dump(self, label: str) -> dict[str, int]:
-        """Write the counts since the last zero or dump; return them."""
-        time.sleep(SETTLE)
-        self.control(f"--dump={label}")
-        now = time.monotonic()
-        self.window, self.window_start = now - self.window_start, now
-        self.dumps += 1
-        path = Path(f"{self.out}.{self.dumps}")
-        for _ in range(100):  # written before callgrind_control returns; a bounded recheck
-            if path.exists():
-                text = path.read_text(errors="replace")
-                if "\ntotals:" in text:
-                    break
-            time.sleep(0.1)
-        else:
-            raise Failed(f"callgrind wrote no complete {path.name}")
-        trigger = dump_trigger(text) or ""
-        if label not in trigger:
-            raise Failed(f"{path.name} was written for {trigger!r}, not for {label!r}")
-        return parse_counts(text)
-
-    def stop(self) -> None:
-        """SIGKILL to the whole session (the counts are already written); always reaps."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
+def _with_copied_app(argv: list[str]) -> list[str]:
+    if RAW_APP not in argv:
+        raise Failed(f"the command line does not run {RAW_APP}: {argv}")
+    return [f"{APP_MODULE}:echo" if part == RAW_APP else part for part in argv]
 
 
 # ---- one measurement -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Result:
+    """One run's counts; a window that did not run (a peer's echo, --requests 0) is None."""
+
     tree: str
     commit: str
+    server: str
+    versions: str  # a peer's packages; empty for asgiws (its commit says)
     python: str
     asgiws_file: str
     run: int
     echoes: int
     connections: int
-    echo_instructions: int
+    echo_instructions: int | None = None
+    echo_seconds: float | None = None  # wall-clock length of each window
     handshakes: int
-    handshake_instructions: int
-    echo_seconds: float  # wall-clock length of each window
-    handshake_seconds: float
+    handshake_instructions: int | None = None
+    handshake_seconds: float | None = None
+    requests: int  # in each HTTP window, GET and POST
+    http_connections: int
+    post_body: int = BODY_SIZE
+    get_instructions: int | None = None
+    get_seconds: float | None = None
+    post_instructions: int | None = None
+    post_seconds: float | None = None
     idle_instructions: int  # with no client traffic, over idle_seconds
     idle_seconds: float
     seconds: float  # the whole run
-    echo_per_message: float = field(init=False)
-    handshake_per_loop: float = field(init=False)
+    echo_per_message: float | None = field(init=False)
+    handshake_per_loop: float | None = field(init=False)
+    get_per_request: float | None = field(init=False)
+    post_per_request: float | None = field(init=False)
     idle_per_second: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.echo_per_message = self.echo_instructions / self.echoes
-        self.handshake_per_loop = self.handshake_instructions / self.handshakes
+        self.echo_per_message = _per(self.echo_instructions, self.echoes)
+        self.handshake_per_loop = _per(self.handshake_instructions, self.handshakes)
+        self.get_per_request = _per(self.get_instructions, self.requests)
+        self.post_per_request = _per(self.post_instructions, self.requests)
         self.idle_per_second = self.idle_instructions / self.idle_seconds
 
+    @property
+    def label(self) -> str:
+        return self.commit if self.server == "asgiws" else self.server
 
-def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Result:
-    started = time.monotonic()
-    deadline = Deadline(args.timeout)
+
+def _per(total: int | None, n: int) -> float | None:
+    return None if total is None or n == 0 else total / n
+
+
+def _window(server: Callgrind, label: str) -> tuple[int, float]:
+    return server.dump(label)["Ir"], round(server.window, 1)
+
+
+def websocket_windows(
+    server: Callgrind, args: argparse.Namespace, deadline: Deadline, log: Any
+) -> dict[str, Any]:
     rng = random.Random(SEED)
-    cores = os.cpu_count() or 1
-    server_core = args.server_core if cores > 1 else None
-    with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="instr-")))
-        server = Callgrind(target, workdir, server_core)
-        stack.callback(server.stop)
-        log(f"  starting asgiws under callgrind (port {server.port}) ...")
-        server.wait_ready(deadline)
-
-        log(f"  echo: {args.connections} connections, warm-up ...")
-        connections: list[Connection] = []
+    log(f"  echo: {args.connections} connections, warm-up ...")
+    connections: list[Connection] = []
+    try:
         for i in range(args.connections):
             connections.append(Connection(i, server.port, rng, deadline))
-            stack.callback(connections[-1].sock.close)
         warm = args.warmup_echoes
         echo_phase(connections, [warm] * args.connections, 0)
         server.zero()
@@ -652,18 +409,75 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         done = echo_phase(connections, spread(args.echoes, args.connections), warm)
         if done != args.echoes:
             raise Failed(f"{done} echoes instead of {args.echoes}")
-        echo, echo_seconds = server.dump("echo")["Ir"], server.window
+        echo, echo_seconds = _window(server, "echo")
         for conn in connections:
             conn.close()
+    finally:
+        for conn in connections:
+            conn.sock.close()
 
-        log(f"  handshakes: {args.warmup_handshakes} warm-up loops ...")
-        for i in range(args.warmup_handshakes):
-            handshake_loop(i, server.port, rng, deadline)
-        server.zero()
-        log(f"  handshakes: {args.handshakes:,} measured loops ...")
-        for i in range(args.handshakes):
-            handshake_loop(i, server.port, rng, deadline)
-        handshake, handshake_seconds = server.dump("handshakes")["Ir"], server.window
+    log(f"  handshakes: {args.warmup_handshakes} warm-up loops ...")
+    for i in range(args.warmup_handshakes):
+        handshake_loop(i, server.port, rng, deadline)
+    server.zero()
+    log(f"  handshakes: {args.handshakes:,} measured loops ...")
+    for i in range(args.handshakes):
+        handshake_loop(i, server.port, rng, deadline)
+    handshake, handshake_seconds = _window(server, "handshakes")
+    return {
+        "echo_instructions": echo, "echo_seconds": echo_seconds,
+        "handshake_instructions": handshake, "handshake_seconds": handshake_seconds,
+    }  # fmt: skip
+
+
+def http_windows(
+    server: Callgrind, args: argparse.Namespace, deadline: Deadline, log: Any
+) -> dict[str, Any]:
+    """GET / then POST / with a 1 KiB body, each: warm-up, zero, exactly --requests, dump."""
+    figures: dict[str, Any] = {}
+    count, warm = args.http_connections, args.warmup_requests
+    connections: list[HttpConnection] = []
+    try:
+        for i in range(count):
+            connections.append(HttpConnection(i, server.port, deadline))
+        for method, size, key in (("GET", 0, "get"), ("POST", BODY_SIZE, "post")):
+            request = http_request(server.port, method, size)
+            log(f"  http-{key}: {count} keep-alive connections, {warm} warm-up requests each ...")
+            http_phase(connections, [warm] * count, request)
+            server.zero()
+            log(f"  http-{key}: {args.requests:,} measured requests ...")
+            done = http_phase(connections, spread(args.requests, count), request)
+            if done != args.requests:
+                raise Failed(f"{done} {method} requests instead of {args.requests}")
+            figures[f"{key}_instructions"], figures[f"{key}_seconds"] = _window(
+                server, f"http-{key}"
+            )
+        for conn in connections:
+            conn.close()
+    finally:
+        for conn in connections:
+            conn.sock.close()
+    return figures
+
+
+def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Result:
+    started = time.monotonic()
+    deadline = Deadline(args.timeout)
+    cores = os.cpu_count() or 1
+    server_core = args.server_core if cores > 1 else None
+    asgiws = target.server == "asgiws"
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="instr-")))
+        app_dir = workdir / "app"
+        app_dir.mkdir()
+        shutil.copyfile(HERE / "apps.py", app_dir / f"{APP_MODULE}.py")
+        server = Callgrind(target.argv, target.tree, app_dir, workdir, server_core)
+        stack.callback(server.stop)
+        log(f"  starting {target.server} under callgrind (port {server.port}) ...")
+        server.wait_ready(deadline)
+        figures = websocket_windows(server, args, deadline, log) if asgiws else {}
+        if args.requests:
+            figures.update(http_windows(server, args, deadline, log))
         # Work that follows the clock, not the traffic (the Date header's tick, timer-wheel
         # ticks): its rate shows how much of a window's count the window's length decides.
         time.sleep(IDLE)
@@ -672,52 +486,84 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
             for path in workdir.glob("callgrind.out.*"):
-                tag = target.commit.replace("+", "-")
+                tag = target.label.replace("+", "-")
                 shutil.copyfile(path, args.keep / f"{tag}-run{run}-{path.name}")
     return Result(
-        tree=str(target.tree), commit=target.commit, python=target.python,
-        asgiws_file=target.asgiws_file, run=run, echoes=args.echoes,
-        connections=args.connections, echo_instructions=echo, handshakes=args.handshakes,
-        handshake_instructions=handshake, echo_seconds=round(echo_seconds, 1),
-        handshake_seconds=round(handshake_seconds, 1), idle_instructions=idle,
+        tree=str(target.tree), commit=target.commit, server=target.server,
+        versions=target.versions, python=target.python, asgiws_file=target.asgiws_file,
+        run=run, echoes=args.echoes if asgiws else 0, connections=args.connections,
+        handshakes=args.handshakes if asgiws else 0, requests=args.requests,
+        http_connections=args.http_connections, idle_instructions=idle,
         idle_seconds=round(idle_seconds, 2), seconds=round(time.monotonic() - started, 1),
+        **figures,
     )  # fmt: skip
 
 
 # ---- output ---------------------------------------------------------------------------------
 
+FIGURES = (
+    ("echo_per_message", "echo"),
+    ("handshake_per_loop", "handshake"),
+    ("get_per_request", "http-get"),
+    ("post_per_request", "http-post"),
+)
 
-def summary_lines(results: list[Result]) -> list[str]:
-    lines: list[str] = []
-    for result in results:
-        lines += [
-            f"{result.commit} run {result.run} ({result.tree}, {result.seconds:.0f} s):",
+
+def result_lines(result: Result) -> list[str]:
+    where = result.tree if result.server == "asgiws" else result.versions
+    lines = [f"{result.label} run {result.run} ({where}, {result.seconds:.0f} s):"]
+    if result.echo_per_message is not None:
+        lines.append(
             f"  echo: {result.echo_per_message:,.0f} instructions per message "
             f"({result.echoes:,} echoes over {result.connections} connections, "
-            f"{result.echo_instructions:,} in all, {result.echo_seconds:.0f} s)",
+            f"{result.echo_instructions:,} in all, {result.echo_seconds:.0f} s)"
+        )
+    if result.handshake_per_loop is not None:
+        lines.append(
             f"  handshake: {result.handshake_per_loop:,.0f} per loop "
             f"({result.handshakes:,} loops, {result.handshake_instructions:,} in all, "
-            f"{result.handshake_seconds:.0f} s)",
-            f"  idle: {result.idle_per_second:,.0f} per second with no traffic "
-            f"(clock-driven work; part of every window's count)",
-        ]
-    for attr, name in (("echo_per_message", "echo"), ("handshake_per_loop", "handshake")):
-        by_commit: dict[str, list[float]] = {}
+            f"{result.handshake_seconds:.0f} s)"
+        )
+    if result.get_per_request is not None:
+        lines.append(
+            f"  http-get: {result.get_per_request:,.0f} instructions per request "
+            f"({result.requests:,} keep-alive GET / over {result.http_connections} "
+            f"connections, {result.get_instructions:,} in all, {result.get_seconds:.0f} s)"
+        )
+    if result.post_per_request is not None:
+        lines.append(
+            f"  http-post: {result.post_per_request:,.0f} per request "
+            f"({result.requests:,} POST / with {result.post_body:,} bytes, "
+            f"{result.post_instructions:,} in all, {result.post_seconds:.0f} s)"
+        )
+    lines.append(
+        f"  idle: {result.idle_per_second:,.0f} per second with no traffic "
+        f"(clock-driven work; part of every window's count)"
+    )
+    return lines
+
+
+def summary_lines(results: list[Result]) -> list[str]:
+    lines = [line for result in results for line in result_lines(result)]
+    for attr, name in FIGURES:
+        by_run: dict[tuple[str, str], list[float]] = {}
         for result in results:
-            by_commit.setdefault(f"{result.commit} {result.tree}", []).append(getattr(result, attr))
-        for key, values in by_commit.items():
+            value = getattr(result, attr)
+            if value is not None:
+                by_run.setdefault((result.label, result.tree), []).append(value)
+        for (label, _), values in by_run.items():
             if len(values) > 1:
                 low, high = min(values), max(values)
                 lines.append(
-                    f"{name} spread over {len(values)} runs of {key.split()[0]}: "
+                    f"{name} spread over {len(values)} runs of {label}: "
                     f"{100 * (high - low) / low:.2f} %"
                 )
-        if len(by_commit) > 1:
-            means = {key: sum(v) / len(v) for key, v in by_commit.items()}
-            (first_key, first), *others = means.items()
-            for key, value in others:
+        means = {key: sum(v) / len(v) for key, v in by_run.items()}
+        if len(means) > 1:
+            ((first_label, _), first), *others = means.items()
+            for (label, _), value in others:
                 lines.append(
-                    f"{name}: {key.split()[0]} vs {first_key.split()[0]}: "
+                    f"{name}: {label} vs {first_label}: "
                     f"{value:,.0f} vs {first:,.0f} ({100 * (value - first) / first:+.2f} %)"
                 )
     return lines
@@ -743,10 +589,16 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(0, {args.client_core})
     results: list[Result] = []
     try:
-        targets = [resolve_target(tree, args.python) for tree in args.tree]
+        targets: list[Target] = []
+        for name in args.server:
+            if name == "asgiws":
+                targets += [resolve_target(tree, args.python) for tree in args.tree]
+            else:
+                targets.append(resolve_peer(name, args.python))
         for target in targets:
+            where = target.tree if target.server == "asgiws" else target.versions
             for run in range(1, args.repeat + 1):
-                log(f"{target.commit} ({target.tree}), run {run} of {args.repeat}:")
+                log(f"{target.label} ({where}), run {run} of {args.repeat}:")
                 results.append(measure(target, args, run, log))
     except Failed as exc:
         print(f"instructions.py: {exc}", file=sys.stderr)
