@@ -251,7 +251,7 @@ class Wire:
         writer = self._writer
         if writer is None:
             writer = self._writer = ResponseWriter()
-        return writer.whole(head.status, head.reason, head.headers, body)
+        return writer.whole(head.status, head.reason, head.headers, body, head.lines, head.length)
 
     def data(self, data: bytes) -> bytes:
         """Response body bytes, framed; RuntimeError when the response cannot carry them."""

@@ -206,21 +206,34 @@ class InPlaceReads(SansIOConnection, Protocol):
 class ServerHeaders:
     """Headers added to every response (``date``, ``server``), kept fresh by the I/O layer."""
 
-    __slots__ = ("_lines", "_lines_of", "headers")
+    __slots__ = ("_lines", "_lines_of", "_own_lines", "headers")
 
     def __init__(self, headers: Headers | None = None) -> None:
         self.headers: Headers = headers if headers is not None else [(b"server", b"asgiws")]
         self._lines = b""
+        self._own_lines: bytes | None = None
         self._lines_of: Headers | None = None
+
+    def _encode(self) -> None:
+        headers = self._lines_of = self.headers
+        self._lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        own = all(name == b"server" or name == b"date" for name, _ in headers)
+        self._own_lines = self._lines if own else None
 
     @property
     def lines(self) -> bytes:
         """The headers as field lines, each ending in CRLF, encoded once per change."""
-        headers = self.headers
-        if headers is not self._lines_of:
-            self._lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
-            self._lines_of = headers
+        if self.headers is not self._lines_of:
+            self._encode()
         return self._lines
+
+    @property
+    def own_lines(self) -> bytes | None:
+        """:attr:`lines` when the headers are only ``server`` and ``date`` (an app that sets
+        neither gets all of them, unmerged); None when ``--header`` added others."""
+        if self.headers is not self._lines_of:
+            self._encode()
+        return self._own_lines
 
     def merged(self, headers: Headers) -> Headers:
         """``headers`` and, behind them, the server's headers the app did not set itself."""

@@ -15,7 +15,7 @@ import h11
 
 from .asgi import ASGIMessage, Headers, check_headers, reason_phrase
 from .protocol import ServerHeaders
-from .writer import check_fields
+from .writer import check_fields, plain_lines
 
 
 @dataclasses.dataclass(slots=True)
@@ -26,6 +26,10 @@ class ResponseHead:
     status: int
     headers: Headers
     reason: bytes
+    # For the common head (writer.plain_lines): the header block as it goes out, server
+    # headers included, and the app's Content-Length value; None otherwise.
+    lines: bytes | None = None
+    length: bytes | None = None
 
     def event(self) -> h11.Response:
         return h11.Response(status_code=self.status, headers=self.headers, reason=self.reason)
@@ -41,16 +45,31 @@ def response_start(
     """The response head of ``http.response.start`` (or, with ``denial``, of
     ``websocket.http.response.start``, which always closes the connection and is never 101)."""
     status = message.get("status")
+    if type(status) is not int or not 200 <= status <= 599:
+        status = _checked_status(status, kind)
+    raw = message.get("headers", [])
+    own = server.own_lines
+    if own is not None and not denial:
+        plain = plain_lines(raw)
+        if plain is not None:
+            # The common head, checked in one pass; it sets neither server nor date, so all
+            # of the server's headers follow it.
+            block, length = plain
+            extra = server.headers
+            return ResponseHead(status, [*raw, *extra], reason_phrase(status), block + own, length)
+    headers = check_fields(check_headers(raw, kind))
+    if denial and all(name != b"connection" for name, _ in headers):
+        headers = [*headers, (b"connection", b"close")]
+    return ResponseHead(status, server.merged(headers), reason_phrase(status))
+
+
+def _checked_status(status: object, kind: str) -> int:
     # RFC 9110 §15: three digits, 1xx to 5xx; and a 1xx (informational) response is the
     # server's to send (100 Continue), never the app's final answer.
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
         note = " (informational)" if isinstance(status, int) and 100 <= status < 200 else ""
         raise RuntimeError(f"invalid status in {kind!r}: {status!r}{note} (use 200-599)")
-    status = int(status)
-    headers = check_fields(check_headers(message.get("headers", []), kind))
-    if denial and all(name != b"connection" for name, _ in headers):
-        headers = [*headers, (b"connection", b"close")]
-    return ResponseHead(status, server.merged(headers), reason_phrase(status))
+    return int(status)  # an IntEnum such as http.HTTPStatus.OK
 
 
 def body_of(message: ASGIMessage, kind: str) -> bytes | bytearray | memoryview:

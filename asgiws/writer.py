@@ -31,11 +31,23 @@ from typing import Final
 from ._abnf import TOKEN_BYTES
 from .asgi import Headers
 
-__all__ = ["ResponseWriter", "check_fields", "comma_tokens"]
+__all__ = ["ResponseWriter", "check_fields", "comma_tokens", "plain_lines"]
 
 _FIELD_NAME: Final = re.compile(TOKEN_BYTES)
 # h11's field-value: runs of bytes that are neither NUL nor white space, separated by SP / HTAB.
-_FIELD_VALUE: Final = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+_VALUE: Final = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+_FIELD_VALUE: Final = re.compile(_VALUE)
+# The field lines of the common response (plain_lines): names already lower-case tokens, values
+# as above (so no CR or LF: a line cannot hide another), at most one Content-Length of digits,
+# and none of the headers the server frames with or adds itself.
+_PLAIN_LINES: Final = re.compile(
+    rb"(?:(?:content-length: [0-9]{1,20}"
+    rb"|(?!(?:content-length|transfer-encoding|connection|host|server|date):)"
+    + TOKEN_BYTES.replace(b"A-Z", b"")
+    + rb": "
+    + _VALUE
+    + rb")\r\n)*"
+)
 _DIGITS: Final = re.compile(rb"[0-9]+")
 _MAX_DIGITS: Final = 20  # h11's limit on a Content-Length value
 _NO_CONTENT: Final = (204, 304)
@@ -83,6 +95,41 @@ def check_fields(headers: Headers) -> Headers:
             saw_coding = True
         out.append((name, value))
     return out
+
+
+def plain_lines(headers: object) -> tuple[bytes, bytes | None] | None:
+    """The common response's headers as field lines, each ending in CRLF, and its Content-Length
+    value (None when the app gave none), in one check for the whole block: a list of
+    (bytes, bytes) pairs that check_fields would pass unchanged, with no Transfer-Encoding,
+    Connection, Host, Server or Date and at most one Content-Length. None sends the headers the
+    general way (check_headers, check_fields, ServerHeaders.merged), which also names a
+    mistake."""
+    if type(headers) is not list:
+        return None
+    try:
+        lines = [
+            b"%s: %s\r\n" % (name, value)
+            for name, value in headers
+            if type(name) is bytes and type(value) is bytes
+        ]
+    except (TypeError, ValueError):
+        return None  # not pairs
+    if len(lines) != len(headers):
+        return None
+    block = b"".join(lines)
+    if _PLAIN_LINES.fullmatch(block) is None:
+        return None
+    if b"content-length: " not in block:
+        return block, None
+    # Values hold no LF, so after one only a name can begin.
+    probe = b"\n" + block
+    at = probe.find(b"\ncontent-length: ")
+    if at < 0:
+        return block, None  # the words were inside a value
+    if probe.find(b"\ncontent-length: ", at + 1) >= 0:
+        return None  # two of them: check_fields decides
+    start = at + 17
+    return block, probe[start : probe.index(b"\r", start)]
 
 
 def comma_tokens(headers: Headers, name: bytes) -> list[bytes]:
@@ -166,25 +213,36 @@ class ResponseWriter:
                 first = [h for h in headers if h[0] == b"host"]
                 headers = first + [h for h in headers if h[0] != b"host"]
                 break
-        lines.extend([b"%s: %s\r\n" % h for h in headers])
+        lines.extend([b"%s: %s\r\n" % (name, value) for name, value in headers])
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def whole(self, status: int, reason: bytes, headers: Headers, body: bytes) -> bytes | None:
+    def whole(
+        self,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        body: bytes,
+        lines: bytes | None = None,
+        length: bytes | None = None,
+    ) -> bytes | None:
         """The whole response in one buffer, for the common case, in one pass over the
         headers: the app sent its head and then all of its body at once, to a GET or POST
         that did not say close. None (then :meth:`head`, :meth:`data` and :meth:`end` write it)
         for a 204 or 304, Transfer-Encoding, Connection or Host among the headers, or a
         Content-Length other than the body's. The bytes are :meth:`head`'s with the
-        Content-Length that ``responses.complete_head`` adds, then the body."""
+        Content-Length that ``responses.complete_head`` adds, then the body. ``lines`` and
+        ``length``: the header block and Content-Length that plain_lines found, when it did
+        (``headers`` is then not read)."""
         if status in _NO_CONTENT:
             return None
-        length: bytes | None = None
-        for name, value in headers:
-            if name == b"content-length":
-                length = value  # digits, once (check_fields)
-            elif name == b"transfer-encoding" or name == b"connection" or name == b"host":
-                return None
+        if lines is None:
+            for name, value in headers:
+                if name == b"content-length":
+                    length = value  # digits, once (check_fields)
+                elif name == b"transfer-encoding" or name == b"connection" or name == b"host":
+                    return None
+            lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
         size = len(body)
         if length is None:
             end = b"content-length: %d\r\n\r\n" % size
@@ -193,7 +251,6 @@ class ResponseWriter:
         else:
             return None  # the app's error, which data() or end() names
         self._mode = _DONE
-        lines = b"".join([b"%s: %s\r\n" % header for header in headers])
         return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
 
     def data(self, data: bytes) -> bytes:

@@ -56,7 +56,7 @@ from wire import RFC_KEY, client_frame, ws_request
 from asgiws.config import Config
 from asgiws.events import is_sendable_close_code, is_valid_close_code
 from asgiws.http import HTTPConnection
-from asgiws.protocol import ClientDisconnected, SansIOConnection, ServerHeaders
+from asgiws.protocol import UNCHANGED, ClientDisconnected, SansIOConnection, ServerHeaders
 from asgiws.states import (
     CLOSED_STATES,
     HTTPState,
@@ -629,12 +629,18 @@ class CoreMachine(RuleBasedStateMachine):
         self.app_bytes += payload_size(message)
         self.app_messages += 1
         before = len(self.conn.inbox)  # type: ignore[attr-defined]
+        epoch, state = self.conn.timer_epoch, self.conn.state
         try:
             waiting = self.conn.send(message)
         except (RuntimeError, ClientDisconnected):
             pass  # documented: an app mistake, or the connection is closed
         else:
-            assert type(waiting) is int and waiting >= 0
+            assert type(waiting) is int and waiting >= UNCHANGED
+            if waiting == UNCHANGED:
+                # Nothing for the I/O layer to do: nothing to write, no timer to act on.
+                assert self.conn.data_to_send() == []
+                assert (self.conn.timer_epoch, self.conn.state) == (epoch, state)
+                assert message.get("type") == "http.response.start"
         assert len(self.conn.inbox) <= before + 1  # type: ignore[attr-defined]
         self.step()
 

@@ -170,3 +170,93 @@ def test_a_whole_response_in_one_buffer_is_what_h11_writes(
     if got is not None and method != b"HEAD":
         expected, keep_alive = h11_bytes(method, False, status, full, [body])
         assert (got, True) == (expected, keep_alive), (method, status, headers, body)
+
+
+# -- plain_lines: the one-pass check of the common response's headers --------------------------
+
+_NAMES = [
+    b"content-type", b"content-length", b"x-a", b"Content-Type", b"transfer-encoding",
+    b"connection", b"host", b"server", b"date", b"dates", b"x y", b"", b"x:y", b"hosts",
+]  # fmt: skip
+_VALUES = [
+    b"text/plain", b"2", b"0012", b"5, 5", b"", b" lead", b"trail ", b"a\x00b", b"a\rb",
+    b"a\nb", b"content-length: 5", b"a\tb", b"chunked", b"x" * 30, b"-1", b"\x7f",
+]  # fmt: skip
+
+
+_PLAIN_NAMES = [b"content-type", b"x-a", b"content-length", b"cache-control", b"x-dated"]
+_PLAIN_VALUES = [b"text/plain", b"2", b"no-cache", b"a b", b"18", b""]
+
+
+@st.composite
+def header_lists(draw: st.DrawFn) -> list[object]:
+    pairs: list[object] = []
+    for _ in range(draw(st.integers(0, 5))):
+        # Mostly names and values the fast check takes, so that it is taken often.
+        wild = draw(st.integers(0, 9)) == 0  # one pair in ten: any bytes at all
+        names = st.binary(max_size=8) if wild else st.sampled_from(_PLAIN_NAMES * 6 + _NAMES)
+        values = st.binary(max_size=8) if wild else st.sampled_from(_PLAIN_VALUES * 6 + _VALUES)
+        name, value = draw(names), draw(values)
+        shape = draw(st.sampled_from(["tuple"] * 12 + ["list", "bytearray", "str", "short"]))
+        if shape == "list":
+            pairs.append([name, value])
+        elif shape == "bytearray":
+            pairs.append((name, bytearray(value)))
+        elif shape == "str":
+            pairs.append((name.decode("latin-1"), value))
+        elif shape == "short":
+            pairs.append((name,))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+@SETTINGS
+@given(header_lists())
+def test_plain_lines_takes_only_what_the_general_check_passes_unchanged(
+    headers: list[object],
+) -> None:
+    from asgiws.asgi import check_headers
+    from asgiws.writer import plain_lines
+
+    plain = plain_lines(headers)
+    if plain is None:
+        return  # the general path decides (and names any mistake)
+    block, length = plain
+    checked = check_fields(check_headers(headers, "http.response.start"))  # does not raise
+    assert checked == [tuple(pair) for pair in headers]  # type: ignore[arg-type]  # all pairs
+    assert block == b"".join(b"%s: %s\r\n" % pair for pair in checked)
+    lengths = [value for name, value in checked if name == b"content-length"]
+    assert length == (lengths[0] if lengths else None)
+    reserved = {b"transfer-encoding", b"connection", b"host", b"server", b"date"}
+    assert not reserved & {name for name, _ in checked}
+    # And the writer writes the same response from the block as from the checked list.
+    for body in (b"", b"ok", b"x" * 18):
+        general = ResponseWriter().whole(200, b"OK", checked, body)
+        assert ResponseWriter().whole(200, b"OK", checked, body, block, length) == general
+
+
+def test_plain_lines_takes_the_common_heads() -> None:
+    from asgiws.writer import plain_lines
+
+    raw = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    assert plain_lines(raw) == (b"content-type: text/plain\r\ncontent-length: 2\r\n", b"2")
+    starlette = [(b"content-length", b"18"), (b"content-type", b"application/json")]
+    assert plain_lines(starlette) == (
+        b"content-length: 18\r\ncontent-type: application/json\r\n",
+        b"18",
+    )
+    assert plain_lines([]) == (b"", None)
+    # A value that reads like a header is not one.
+    assert plain_lines([(b"x-note", b"content-length: 5")]) == (
+        b"x-note: content-length: 5\r\n",
+        None,
+    )
+    for general in (
+        [(b"Content-Type", b"text/plain")],  # lower-cased by the general path
+        [(b"content-length", b"2"), (b"content-length", b"2")],  # written once by it
+        [(b"server", b"app")],  # the app's own replaces the server's
+        [(b"content-length", b"5, 5")],
+        ((b"x-a", b"v"),),  # not a list
+    ):
+        assert plain_lines(general) is None, general
