@@ -322,7 +322,6 @@ class Wire:
         self._scan, self._scanned, self.problem = b"", 0, None
         return True
 
-    @property
     def has_buffered(self) -> bool:
         """Bytes of a next request are already here."""
         return bool(self._buffer)

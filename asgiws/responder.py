@@ -75,7 +75,9 @@ class Responder:
             raise RuntimeError(f"cannot send {kind!r} before 'http.response.start' in state HTTP")
         if state is _COMPLETE:
             raise RuntimeError(f"cannot send {kind!r} after the response is complete")
-        body = body_of(message, kind)
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = body_of(message, kind)  # bytearray or memoryview; else it names the mistake
         more_body = bool(message.get("more_body", False))
         method = self.method
         head = method == b"HEAD"

@@ -111,7 +111,7 @@ def test_pipelined_bytes_are_parked_until_the_next_cycle() -> None:
     wire.send(h11.Response(status_code=204, headers=[]))
     wire.send(h11.EndOfMessage())
     assert wire.next_cycle() and wire.parked == 0 and not wire.paused
-    assert wire.has_buffered
+    assert wire.has_buffered()
 
 
 def test_a_refusal_is_written_by_hand_where_h11_cannot_send_one() -> None:

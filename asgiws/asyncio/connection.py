@@ -18,7 +18,7 @@ from .. import logs
 from ..http import HTTPConnection
 from ..limits import Slot
 from ..protocol import UNCHANGED, AccessRecord, InPlaceReads, SansIOConnection
-from ..states import CLOSED_STATES, OPEN, TIMER_NONE, WS_CONNECTING, ClientDisconnected
+from ..states import CLOSED_STATES, HTTP, OPEN, TIMER_NONE, WS_CONNECTING, ClientDisconnected
 from .timers import Within
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class ConnectionProtocol(asyncio.Protocol):
         self._closed = True
         refused = self.conn.connection_lost()
         if refused is not None:
-            self.cycle_ended(refused, self.loop.time() - self._opened)
+            self.cycle_ended(refused, self._opened)
         if self._timer_tick:
             self.server.timers.disarm(self, self._timer_tick)
             self._timer_tick = 0
@@ -246,10 +246,11 @@ class ConnectionProtocol(asyncio.Protocol):
             drain.set_result(None)
         self.server.forget(self)
 
-    def cycle_ended(self, record: AccessRecord, duration: float) -> None:
-        """A request cycle's access record (``duration`` seconds): its access line."""
+    def cycle_ended(self, record: AccessRecord, started: float) -> None:
+        """A request cycle's access record, the cycle begun at loop time ``started``: its
+        access line (the duration is reckoned only when there is a line to write)."""
         if self.config.access_log:
-            logs.log_access(record, duration, self.server.access_format)
+            logs.log_access(record, self.loop.time() - started, self.server.access_format)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -405,7 +406,18 @@ class ConnectionProtocol(asyncio.Protocol):
                     self.transport.write(output[0])  # type: ignore[union-attr]
                 else:
                     self._write(output)
-        elif waiting != UNCHANGED:
+        elif waiting == UNCHANGED:
+            pass  # an HTTP response start, held until its body
+        elif conn.state is HTTP and conn.timer_epoch == self._timer_epoch:
+            # An HTTP response body while the app runs: the cycle cannot end, the inbox and the
+            # parked bytes stay as they were, so only the bytes are to write.
+            output = conn.data_to_send()
+            if output and not self._closed:
+                if len(output) == 1:
+                    self.transport.write(output[0])  # type: ignore[union-attr]
+                else:
+                    self._write(output)
+        else:
             self._step()
         if self._write_paused and not self._closed:
             await self._wait_for_room()
@@ -518,7 +530,7 @@ class ConnectionProtocol(asyncio.Protocol):
         record = self.conn.app_finished(error)
         if record.problem is not None:
             logger.error("%s (%s %s)", record.problem, scope.get("type"), scope.get("path"))
-        self.cycle_ended(record, self.loop.time() - started)
+        self.cycle_ended(record, started)
         server = self.server
         if scope["type"] == "http":
             server.request_done()

@@ -191,9 +191,9 @@ class MeteredConnectionProtocol(ConnectionProtocol):
         finally:
             transport.restarting = False
 
-    def cycle_ended(self, record: AccessRecord, duration: float) -> None:
-        self.metrics.cycle_ended(record, duration)
-        super().cycle_ended(record, duration)
+    def cycle_ended(self, record: AccessRecord, started: float) -> None:
+        self.metrics.cycle_ended(record, self.loop.time() - started)
+        super().cycle_ended(record, started)
 
     def _app_finished(
         self, scope: dict[str, Any], error: BaseException | None, started: float
