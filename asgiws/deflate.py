@@ -64,6 +64,7 @@ class PerMessageDeflate:
         "_inflater",
         "client_max_window_bits",
         "client_no_context_takeover",
+        "level",
         "mem_level",
         "server_max_window_bits",
         "server_no_context_takeover",
@@ -77,6 +78,7 @@ class PerMessageDeflate:
         server_max_window_bits: int = 15,
         client_max_window_bits: int = 15,
         mem_level: int = 8,
+        level: int = zlib.Z_DEFAULT_COMPRESSION,
     ) -> None:
         for name, bits in (
             ("server_max_window_bits", server_max_window_bits),
@@ -86,11 +88,14 @@ class PerMessageDeflate:
                 raise ValueError(f"{name} must be 8 to 15, not {bits}")
         if not 1 <= mem_level <= 9:
             raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
+        if not (1 <= level <= 9 or level == zlib.Z_DEFAULT_COMPRESSION):
+            raise ValueError(f"level must be 1 to 9, not {level}")
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = max(server_max_window_bits, 9)
         self.client_max_window_bits = max(client_max_window_bits, 9)
         self.mem_level = mem_level
+        self.level = level  # zlib's compression level (-1: its default, 6)
         self._deflater: zlib._Compress | None = None
         self._inflater: zlib._Decompress | None = None
 
@@ -100,7 +105,7 @@ class PerMessageDeflate:
             f"client_no_context_takeover={self.client_no_context_takeover}, "
             f"server_max_window_bits={self.server_max_window_bits}, "
             f"client_max_window_bits={self.client_max_window_bits}, "
-            f"mem_level={self.mem_level})"
+            f"mem_level={self.mem_level}, level={self.level})"
         )
 
     @property
@@ -118,7 +123,7 @@ class PerMessageDeflate:
         deflater = self._deflater
         if deflater is None:
             deflater = zlib.compressobj(
-                zlib.Z_DEFAULT_COMPRESSION,
+                self.level,
                 zlib.DEFLATED,
                 -self.server_max_window_bits,  # negative: raw deflate, no zlib header
                 self.mem_level,
@@ -215,12 +220,18 @@ def _split_elements(header: str) -> list[str]:
 
 
 def negotiate(
-    offers: list[str], *, window_bits: int, mem_level: int, client_window_bits: int = 15
+    offers: list[str],
+    *,
+    window_bits: int,
+    mem_level: int,
+    client_window_bits: int = 15,
+    level: int = zlib.Z_DEFAULT_COMPRESSION,
 ) -> tuple[str, PerMessageDeflate] | None:
     """Accept the first acceptable permessage-deflate offer among ``offers``.
 
     ``offers`` are the values of every Sec-WebSocket-Extensions request header, in order.
-    ``window_bits`` (9-15) and ``mem_level`` (1-9) configure the server's compressor; the
+    ``window_bits`` (9-15), ``mem_level`` (1-9) and ``level`` (1-9, or -1 for zlib's 6)
+    configure the server's compressor; the
     window is lowered further when the client asks. ``client_window_bits`` (9-15) is the largest
     window the server lets the client's compressor use, where the client offered
     client_max_window_bits (otherwise the client may use 15). Returns the response header value
@@ -236,14 +247,14 @@ def negotiate(
         for element in parse_extensions(header):
             if element is None or element[0] != EXTENSION_NAME:
                 continue
-            accepted = _accept(element[1], window_bits, mem_level, client_window_bits)
+            accepted = _accept(element[1], window_bits, mem_level, client_window_bits, level)
             if accepted is not None:
                 return accepted
     return None
 
 
 def _accept(
-    params: Params, window_bits: int, mem_level: int, client_window_bits: int
+    params: Params, window_bits: int, mem_level: int, client_window_bits: int, level: int
 ) -> tuple[str, PerMessageDeflate] | None:
     """Answer one offer, or None to decline it (RFC 7692 §7.1)."""
     seen: set[str] = set()
@@ -310,5 +321,6 @@ def _accept(
         server_max_window_bits=server_bits,
         client_max_window_bits=client_bits,
         mem_level=mem_level,
+        level=level,
     )
     return "; ".join(response), state

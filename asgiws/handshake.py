@@ -254,6 +254,7 @@ def accept_headers(
             window_bits=config.ws_deflate_window_bits,
             mem_level=config.ws_deflate_mem_level,
             client_window_bits=config.ws_deflate_client_window_bits,
+            level=config.ws_deflate_level,
         )
         if negotiated is not None:
             response_value, deflate = negotiated
