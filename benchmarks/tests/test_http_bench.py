@@ -9,12 +9,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +26,7 @@ httpload = importlib.import_module("benchmarks.httpload")
 report = importlib.import_module("benchmarks.report")
 scenarios = importlib.import_module("benchmarks.scenarios")
 servers = importlib.import_module("benchmarks.servers")
+processes = importlib.import_module("benchmarks.tests.processes")
 FIXTURES = Path(__file__).parent / "fixtures"
 needs_wrk = pytest.mark.skipif(httpload.available() is None, reason="wrk is not installed")
 
@@ -215,24 +212,8 @@ def asgiws_serving(app: str) -> Iterator[int]:
     port = servers.free_port()
     argv = [sys.executable, "-m", "asgiws", app, "--host", "127.0.0.1", "--port", str(port),
             "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(argv, cwd=REPO, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "asgiws did not listen within 30 s"
-            time.sleep(0.05)
+    with processes.listening(argv, port):
         yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def test_probe_checks_status_and_exact_body() -> None:

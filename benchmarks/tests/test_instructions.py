@@ -17,12 +17,9 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ instructions = importlib.import_module("benchmarks.instructions")
 client = importlib.import_module("benchmarks.instructions_client")
 callgrind = importlib.import_module("benchmarks.instructions_callgrind")
 servers = importlib.import_module("benchmarks.servers")
+processes = importlib.import_module("benchmarks.tests.processes")
 
 pytestmark = pytest.mark.tooling
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "callgrind.out"
@@ -391,26 +389,8 @@ def asgiws_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     shutil.copyfile(REPO / "benchmarks" / "apps.py", app_dir / f"{instructions.APP_MODULE}.py")
     port = servers.free_port()
     env = {**os.environ, "PYTHONPATH": f"{app_dir}{os.pathsep}{REPO}"}
-    process = subprocess.Popen(
-        instructions.server_argv(sys.executable, port), cwd=REPO, env=env,
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "asgiws did not listen within 30 s"
-            time.sleep(0.05)
+    with processes.listening(instructions.server_argv(sys.executable, port), port, env):
         yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def _http_connections(port: int, n: int) -> list[Any]:
