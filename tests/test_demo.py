@@ -332,33 +332,23 @@ def chromium_or_skip() -> str:
 
 @pytest.mark.browser
 def test_page_in_headless_chromium(demo_port: int, tmp_path: Path) -> None:
+    from cdp import chromium_page, wait_for_expression
     from websockets.sync.client import connect
 
     browser = chromium_or_skip()
     text = f"hello-from-chromium-{uuid.uuid4().hex[:8]}"
-    with connect(f"ws://127.0.0.1:{demo_port}/ws", open_timeout=DEADLINE_S) as watcher:
-        result = subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                f"http://127.0.0.1:{demo_port}/?autotest={text}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
+    url = f"http://127.0.0.1:{demo_port}/?autotest={text}"
+    with (
+        connect(f"ws://127.0.0.1:{demo_port}/ws", open_timeout=DEADLINE_S) as watcher,
+        chromium_page(browser, url, tmp_path / "profile", DEADLINE_S) as page,
+    ):
         # The page sent the text on open, the room broadcast it, the page rendered it.
-        assert f'<li class="message">{text}</li>' in result.stdout, result.stdout[-2000:]
-        assert 'data-state="open"' in result.stdout or 'data-state="closed"' in result.stdout
+        rendered = (
+            "[...document.querySelectorAll('li.message')]"
+            f".some((item) => item.textContent === {json.dumps(text)})"
+        )
+        assert page.evaluate(wait_for_expression(rendered, DEADLINE_S / 2), DEADLINE_S) is True
+        state = "document.getElementById('status').dataset.state"
+        assert page.evaluate(state, DEADLINE_S) == "open"
         # And the other member of the room got it too.
         assert watcher.recv(timeout=DEADLINE_S) == text
