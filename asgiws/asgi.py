@@ -31,6 +31,7 @@ __all__ = [
     "close_args",
     "make_http_scope",
     "make_websocket_scope",
+    "queue_body",
     "raw_response",
     "reason_phrase",
     "request_scope",
@@ -102,6 +103,17 @@ def make_websocket_scope(scope: Scope, subprotocols: list[str], secure: bool) ->
 
 def ws_disconnect(code: int, reason: str = "") -> ASGIMessage:
     return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+
+def queue_body(inbox: list[ASGIMessage], body: bytes, more_body: bool) -> None:
+    """Request body bytes for the app, as an ``http.request`` at the end of ``inbox``; the end
+    of the body is folded into the last one when the app has not read it yet."""
+    if not more_body and inbox:
+        last = inbox[-1]
+        if last.get("type") == "http.request" and last.get("more_body"):
+            last["more_body"] = False
+            return
+    inbox.append({"type": "http.request", "body": body, "more_body": more_body})
 
 
 def check_headers(headers: Any, kind: str) -> Headers:

@@ -16,12 +16,7 @@ from typing import Any, Final
 
 import h11
 
-from .asgi import (
-    ASGIMessage,
-    Headers,
-    Scope,
-    ws_disconnect,
-)
+from .asgi import ASGIMessage, Headers, Scope, queue_body, ws_disconnect
 from .config import Config
 from .fasthead import RequestHead
 from .frames import CloseCode, FrameCodec
@@ -142,7 +137,7 @@ class HTTPConnection(Peer):
             # The rest of a body, or a next request behind this one: the fast path's.
             body = wire.fast_body(data)
             if body is not None and state is HTTP:
-                self._queue_body(*body)
+                queue_body(self.inbox, *body)
             return True
         if wire.taken and wire.hold(data):
             return True  # Bytes behind an upgrade request the app has not answered yet.
@@ -156,7 +151,7 @@ class HTTPConnection(Peer):
                 if wire.fast and self.state is HTTP:
                     body = wire.fast_body(b"")
                     if body is not None:
-                        self._queue_body(*body)
+                        queue_body(self.inbox, *body)
                 return True
         if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
@@ -244,8 +239,8 @@ class HTTPConnection(Peer):
         state = self.state
         if kind == "http.response.body":
             if state is HTTP:
-                if self._reply.body(message, kind):
-                    self._finish_http_cycle()
+                if self._reply.body(message, kind) and self._app is not APP_RUNNING:
+                    self._finish_http_cycle()  # (a running app's cycle ends when it returns)
                 return len(self.inbox)
             if state is HTTP_CLOSED and self._cycle is CYCLE_HTTP:
                 return 0  # The client left: in ASGI HTTP 2.3 send() is then a no-op.
@@ -357,10 +352,10 @@ class HTTPConnection(Peer):
                 return  # more bytes are needed
             if type(event) is bytes:
                 if state is HTTP:
-                    self._queue_body(event, more_body=True)
+                    queue_body(self.inbox, event, True)
             elif event is END or event is LAST_END:
                 if state is HTTP:
-                    self._queue_body(b"", more_body=False)
+                    queue_body(self.inbox, b"", False)
                 if event is LAST_END:
                     return  # nothing behind the last request is read
             elif event is CLOSED:
@@ -407,17 +402,6 @@ class HTTPConnection(Peer):
             self._set_state(HTTP)
         self._scope = scope
         self._app = APP_PENDING
-
-    def _queue_body(self, body: bytes, more_body: bool) -> None:
-        inbox = self.inbox
-        if not more_body:
-            # Fold the end into the last chunk when the app has not read it yet.
-            if inbox:
-                last = inbox[-1]
-                if last.get("type") == "http.request" and last.get("more_body"):
-                    last["more_body"] = False
-                    return
-        inbox.append({"type": "http.request", "body": body, "more_body": more_body})
 
     def _finish_http_cycle(self) -> None:
         if self.state is not HTTP or self._reply.state is not _COMPLETE or self._app is APP_RUNNING:

@@ -18,11 +18,11 @@ from typing import Any, Final
 
 import h11
 
-from .asgi import Headers, raw_response
+from .asgi import Headers, raw_response, reason_phrase
 from .fasthead import RequestHead, parse_head
 from .handshake import Fields, handshake_fields, is_upgrade_request
 from .responses import ResponseHead
-from .writer import ResponseWriter, comma_tokens
+from .writer import ResponseWriter, comma_tokens, whole_response
 
 # A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
 MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
@@ -251,7 +251,18 @@ class Wire:
         writer = self._writer
         if writer is None:
             writer = self._writer = ResponseWriter()
-        return writer.whole(head.status, head.reason, head.headers, body, head.lines, head.length)
+        return writer.whole(head.status, head.reason, head.headers, body)
+
+    def whole_plain(
+        self, status: int, lines: bytes, length: bytes | None, body: bytes
+    ) -> bytes | None:
+        """:meth:`whole` for a head that ``writer.plain_lines`` took (``lines``: its header
+        block as it goes out, server headers included; ``length``: the app's Content-Length):
+        no header list is looked at, and no writer is needed, as nothing follows a whole
+        response. None as :meth:`whole` gives it; also for a 204 or 304."""
+        if not self.fast or self._close or status == 204 or status == 304:
+            return None
+        return whole_response(status, reason_phrase(status), lines, length, body)
 
     def data(self, data: bytes) -> bytes:
         """Response body bytes, framed; RuntimeError when the response cannot carry them."""
@@ -305,12 +316,13 @@ class Wire:
         h11 is let go: the bytes of the next request (:meth:`buffered`) may take the fast
         path."""
         if self.fast:
-            writer = self._writer
-            if self._body_left != _BODY_DONE or self._close or writer is None:
+            if self._body_left != _BODY_DONE or self._close:
                 return False
-            if not writer.keep_alive:
-                return False
-            writer.reset()
+            writer = self._writer  # None when every response was whole (whole_plain)
+            if writer is not None:
+                if not writer.keep_alive:
+                    return False
+                writer.reset()
             self.fast = False
         else:
             conn = self._h11

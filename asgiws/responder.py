@@ -21,6 +21,7 @@ from .http11 import Wire
 from .protocol import ServerHeaders
 from .responses import ResponseHead, body_of, complete_head, error_response, response_start
 from .states import Response
+from .writer import plain_lines
 
 __all__ = ["Responder"]
 
@@ -35,7 +36,8 @@ class Responder:
     """The response side of one connection's request cycles."""
 
     __slots__ = (
-        "_head", "_wire", "close", "method", "output", "sent", "server_headers", "state", "status",
+        "_head", "_length", "_lines", "_raw", "_wire", "close", "method", "output", "sent",
+        "server_headers", "state", "status",
     )  # fmt: skip
 
     def __init__(self, wire: Wire, server_headers: ServerHeaders) -> None:
@@ -49,6 +51,11 @@ class Responder:
         self.status: int | None = None  # the response status sent in this cycle
         self.sent = 0  # response body bytes sent in this cycle
         self._head: ResponseHead | None = None  # http.response.start, while HELD
+        # Or, for the common head (writer.plain_lines), held without a ResponseHead: its header
+        # block as it goes out (server headers included), the app's Content-Length and headers.
+        self._lines: bytes | None = None
+        self._length: bytes | None = None
+        self._raw: Headers = []
 
     def reset(self) -> None:
         """A new request cycle."""
@@ -63,7 +70,22 @@ class Responder:
         """``http.response.start``: checked, and held until the first body tells its length."""
         if self.state is not _NONE:
             raise RuntimeError(f"cannot send {kind!r} twice in state HTTP")
-        head = response_start(message, kind, self.server_headers)
+        server = self.server_headers
+        own = server.own_lines
+        status = message.get("status")
+        if own is not None and type(status) is int and 200 <= status <= 599:
+            raw = message.get("headers", [])
+            plain = plain_lines(raw)
+            if plain is not None:
+                # The common head, checked in one pass; it sets neither server nor date, so
+                # all of the server's headers follow it.
+                self._lines = plain[0] + own
+                self._length = plain[1]
+                self._raw = raw
+                self.status = status
+                self.state = _HELD
+                return
+        head = response_start(message, kind, server)
         self._head = head
         self.status = head.status
         self.state = _HELD
@@ -84,17 +106,31 @@ class Responder:
         wire = self._wire
         output = self.output
         if state is _HELD:
-            response = self._head
-            assert response is not None
-            self._head = None
-            if not more_body and not head and not self.close:
-                # The common response: its head and all of its body at once, in one buffer.
-                whole = wire.whole(response, body if type(body) is bytes else bytes(body))
-                if whole is not None:
-                    output.append(whole)
-                    self.sent += len(body)
-                    self.state = _COMPLETE
-                    return True
+            whole = None
+            data = body if type(body) is bytes else bytes(body)
+            lines = self._lines
+            if lines is not None:
+                self._lines = None
+                status = self.status
+                assert status is not None
+                if not more_body and not head and not self.close:
+                    # The common response: its head and all of its body in one buffer.
+                    whole = wire.whole_plain(status, lines, self._length, data)
+                if whole is None:
+                    extra = self.server_headers.headers
+                    response = ResponseHead(status, [*self._raw, *extra], reason_phrase(status))
+            else:
+                held = self._head
+                assert held is not None
+                self._head = None
+                response = held
+                if not more_body and not head and not self.close:
+                    whole = wire.whole(response, data)  # the same for any head the writer takes
+            if whole is not None:
+                output.append(whole)
+                self.sent += len(body)
+                self.state = _COMPLETE
+                return True
             self.state = _STREAMING
             known = None if more_body or head else len(body)
             output.append(wire.start(complete_head(response, known, close=self.close), method))

@@ -15,7 +15,7 @@ import h11
 
 from .asgi import ASGIMessage, Headers, check_headers, reason_phrase
 from .protocol import ServerHeaders
-from .writer import check_fields, plain_lines
+from .writer import check_fields
 
 
 @dataclasses.dataclass(slots=True)
@@ -26,10 +26,6 @@ class ResponseHead:
     status: int
     headers: Headers
     reason: bytes
-    # For the common head (writer.plain_lines): the header block as it goes out, server
-    # headers included, and the app's Content-Length value; None otherwise.
-    lines: bytes | None = None
-    length: bytes | None = None
 
     def event(self) -> h11.Response:
         return h11.Response(status_code=self.status, headers=self.headers, reason=self.reason)
@@ -43,21 +39,12 @@ def response_start(
     message: ASGIMessage, kind: str, server: ServerHeaders, *, denial: bool = False
 ) -> ResponseHead:
     """The response head of ``http.response.start`` (or, with ``denial``, of
-    ``websocket.http.response.start``, which always closes the connection and is never 101)."""
+    ``websocket.http.response.start``, which always closes the connection and is never 101).
+    The common head of an HTTP response is taken before this, by ``Responder.start``."""
     status = message.get("status")
     if type(status) is not int or not 200 <= status <= 599:
         status = _checked_status(status, kind)
-    raw = message.get("headers", [])
-    own = server.own_lines
-    if own is not None and not denial:
-        plain = plain_lines(raw)
-        if plain is not None:
-            # The common head, checked in one pass; it sets neither server nor date, so all
-            # of the server's headers follow it.
-            block, length = plain
-            extra = server.headers
-            return ResponseHead(status, [*raw, *extra], reason_phrase(status), block + own, length)
-    headers = check_fields(check_headers(raw, kind))
+    headers = check_fields(check_headers(message.get("headers", []), kind))
     if denial and all(name != b"connection" for name, _ in headers):
         headers = [*headers, (b"connection", b"close")]
     return ResponseHead(status, server.merged(headers), reason_phrase(status))

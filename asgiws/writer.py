@@ -31,7 +31,7 @@ from typing import Final
 from ._abnf import TOKEN_BYTES
 from .asgi import Headers
 
-__all__ = ["ResponseWriter", "check_fields", "comma_tokens", "plain_lines"]
+__all__ = ["ResponseWriter", "check_fields", "comma_tokens", "plain_lines", "whole_response"]
 
 _FIELD_NAME: Final = re.compile(TOKEN_BYTES)
 # h11's field-value: runs of bytes that are neither NUL nor white space, separated by SP / HTAB.
@@ -132,6 +132,25 @@ def plain_lines(headers: object) -> tuple[bytes, bytes | None] | None:
     return block, probe[start : probe.index(b"\r", start)]
 
 
+def whole_response(
+    status: int, reason: bytes, lines: bytes, length: bytes | None, body: bytes
+) -> bytes | None:
+    """A whole response with all of its body in one buffer, from the header block as it goes
+    out (``lines``: field lines, each ending in CRLF, with neither framing nor Connection
+    headers but the app's one Content-Length, whose value is ``length``): the bytes h11 writes
+    for it, with the Content-Length that ``responses.complete_head`` adds when the app gave
+    none. None when the app's Content-Length is not the body's (the general path names that
+    mistake). Not for a 204 or 304, which carry no body."""
+    size = len(body)
+    if length is None:
+        end = b"content-length: %d\r\n\r\n" % size
+    elif int(length) == size:
+        end = b"\r\n"
+    else:
+        return None
+    return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
+
+
 def comma_tokens(headers: Headers, name: bytes) -> list[bytes]:
     """The comma-separated values of every ``name`` header, lower-cased, empty ones left out."""
     out: list[bytes] = []
@@ -217,41 +236,26 @@ class ResponseWriter:
         lines.append(b"\r\n")
         return b"".join(lines)
 
-    def whole(
-        self,
-        status: int,
-        reason: bytes,
-        headers: Headers,
-        body: bytes,
-        lines: bytes | None = None,
-        length: bytes | None = None,
-    ) -> bytes | None:
+    def whole(self, status: int, reason: bytes, headers: Headers, body: bytes) -> bytes | None:
         """The whole response in one buffer, for the common case, in one pass over the
         headers: the app sent its head and then all of its body at once, to a GET or POST
         that did not say close. None (then :meth:`head`, :meth:`data` and :meth:`end` write it)
         for a 204 or 304, Transfer-Encoding, Connection or Host among the headers, or a
         Content-Length other than the body's. The bytes are :meth:`head`'s with the
-        Content-Length that ``responses.complete_head`` adds, then the body. ``lines`` and
-        ``length``: the header block and Content-Length that plain_lines found, when it did
-        (``headers`` is then not read)."""
+        Content-Length that ``responses.complete_head`` adds, then the body."""
         if status in _NO_CONTENT:
             return None
-        if lines is None:
-            for name, value in headers:
-                if name == b"content-length":
-                    length = value  # digits, once (check_fields)
-                elif name == b"transfer-encoding" or name == b"connection" or name == b"host":
-                    return None
-            lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
-        size = len(body)
-        if length is None:
-            end = b"content-length: %d\r\n\r\n" % size
-        elif int(length) == size:
-            end = b"\r\n"
-        else:
-            return None  # the app's error, which data() or end() names
-        self._mode = _DONE
-        return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
+        length = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = value  # digits, once (check_fields)
+            elif name == b"transfer-encoding" or name == b"connection" or name == b"host":
+                return None
+        lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
+        whole = whole_response(status, reason, lines, length, body)
+        if whole is not None:
+            self._mode = _DONE
+        return whole
 
     def data(self, data: bytes) -> bytes:
         """Body bytes, framed."""

@@ -190,3 +190,23 @@ def test_raw_response_and_reason_phrase() -> None:
     )
     assert asgi.reason_phrase(431) == b"Request Header Fields Too Large"
     assert asgi.reason_phrase(599) == b""
+
+
+def test_queue_body_folds_the_end_into_an_unread_chunk() -> None:
+    from asgiws.asgi import queue_body
+
+    inbox: list[dict[str, object]] = []
+    queue_body(inbox, b"ab", True)
+    queue_body(inbox, b"", False)  # the end, while the app has not read "ab": folded
+    assert inbox == [{"type": "http.request", "body": b"ab", "more_body": False}]
+    inbox.clear()
+    queue_body(inbox, b"", False)  # nothing unread: an empty last chunk of its own
+    queue_body(inbox, b"cd", True)
+    assert inbox == [
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.request", "body": b"cd", "more_body": True},
+    ]
+    disconnect: dict[str, object] = {"type": "http.disconnect"}
+    inbox[:] = [disconnect]
+    queue_body(inbox, b"", False)  # only an http.request with more to come takes the end
+    assert inbox[-1] == {"type": "http.request", "body": b"", "more_body": False}

@@ -217,7 +217,7 @@ def test_plain_lines_takes_only_what_the_general_check_passes_unchanged(
     headers: list[object],
 ) -> None:
     from asgiws.asgi import check_headers
-    from asgiws.writer import plain_lines
+    from asgiws.writer import plain_lines, whole_response
 
     plain = plain_lines(headers)
     if plain is None:
@@ -230,10 +230,10 @@ def test_plain_lines_takes_only_what_the_general_check_passes_unchanged(
     assert length == (lengths[0] if lengths else None)
     reserved = {b"transfer-encoding", b"connection", b"host", b"server", b"date"}
     assert not reserved & {name for name, _ in checked}
-    # And the writer writes the same response from the block as from the checked list.
+    # And the same response is written from the block as from the checked list.
     for body in (b"", b"ok", b"x" * 18):
         general = ResponseWriter().whole(200, b"OK", checked, body)
-        assert ResponseWriter().whole(200, b"OK", checked, body, block, length) == general
+        assert whole_response(200, b"OK", block, length, body) == general
 
 
 def test_plain_lines_takes_the_common_heads() -> None:
