@@ -60,7 +60,7 @@ def request_scope(
 ) -> Scope:
     """The keys an ``http`` and a ``websocket`` scope share, from a request's head."""
     raw_path, _, query = target.partition(b"?")
-    if not raw_path.startswith(b"/") and b"://" in raw_path:
+    if raw_path[:1] != b"/" and raw_path.find(b"://") >= 0:  # (startswith() parses its args)
         # RFC 9112 §3.2.2 absolute-form (http://host/path): keep the path.
         after = raw_path.split(b"://", 1)[1]
         slash = after.find(b"/")

@@ -48,6 +48,12 @@ _PLAIN_LINES: Final = re.compile(
     + _VALUE
     + rb")\r\n)*"
 )
+# The Content-Length values of a block _PLAIN_LINES took. Values hold no LF, so a line (and a
+# name) begins only at the start or after one: the look-behind refuses the words anywhere else.
+# The pattern begins with its literal, which the regex engine scans for quickly. (findall, not
+# ``in``: on CPython 3.11 ``bytes in bytes`` first tries the needle as an integer, raising and
+# clearing a TypeError each time.)
+_PLAIN_LENGTHS: Final = re.compile(rb"content-length: (?<![^\n]content-length: )([0-9]+)\r")
 _DIGITS: Final = re.compile(rb"[0-9]+")
 _MAX_DIGITS: Final = 20  # h11's limit on a Content-Length value
 _NO_CONTENT: Final = (204, 304)
@@ -119,17 +125,12 @@ def plain_lines(headers: object) -> tuple[bytes, bytes | None] | None:
     block = b"".join(lines)
     if _PLAIN_LINES.fullmatch(block) is None:
         return None
-    if b"content-length: " not in block:
+    lengths = _PLAIN_LENGTHS.findall(block)
+    if not lengths:
         return block, None
-    # Values hold no LF, so after one only a name can begin.
-    probe = b"\n" + block
-    at = probe.find(b"\ncontent-length: ")
-    if at < 0:
-        return block, None  # the words were inside a value
-    if probe.find(b"\ncontent-length: ", at + 1) >= 0:
+    if len(lengths) > 1:
         return None  # two of them: check_fields decides
-    start = at + 17
-    return block, probe[start : probe.index(b"\r", start)]
+    return block, lengths[0]
 
 
 def whole_response(
