@@ -427,6 +427,16 @@ class Config:
         minimum=1,
         maximum=9,
     )
+    ws_deflate_min_size: int = option(
+        1024,
+        "Smallest message payload the server compresses, where permessage-deflate was "
+        "negotiated; shorter messages go out uncompressed, as RFC 7692 allows (the default "
+        "of Node's ws and of OkHttp). Compressing a short message costs more CPU than it saves "
+        "bytes, and a connection that never compresses never holds a compressor. 0: compress "
+        "every message.",
+        unit="bytes",
+        minimum=0,
+    )
 
     # -- Metrics ---------------------------------------------------------------------------------
     metrics_port: int | None = option(

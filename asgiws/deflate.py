@@ -66,6 +66,7 @@ class PerMessageDeflate:
         "client_no_context_takeover",
         "level",
         "mem_level",
+        "min_size",
         "server_max_window_bits",
         "server_no_context_takeover",
     )
@@ -79,6 +80,7 @@ class PerMessageDeflate:
         client_max_window_bits: int = 15,
         mem_level: int = 8,
         level: int = zlib.Z_DEFAULT_COMPRESSION,
+        min_size: int = 0,
     ) -> None:
         for name, bits in (
             ("server_max_window_bits", server_max_window_bits),
@@ -90,12 +92,17 @@ class PerMessageDeflate:
             raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
         if not (1 <= level <= 9 or level == zlib.Z_DEFAULT_COMPRESSION):
             raise ValueError(f"level must be 1 to 9, not {level}")
+        if min_size < 0:
+            raise ValueError(f"min_size must be 0 or more, not {min_size}")
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
         self.server_max_window_bits = max(server_max_window_bits, 9)
         self.client_max_window_bits = max(client_max_window_bits, 9)
         self.mem_level = mem_level
         self.level = level  # zlib's compression level (-1: its default, 6)
+        # Messages whose payload is shorter are sent uncompressed, RSV1 clear: RFC 7692 §6
+        # lets a sender compress any message or none (see FrameCodec._message_payload).
+        self.min_size = min_size
         self._deflater: zlib._Compress | None = None
         self._inflater: zlib._Decompress | None = None
 
@@ -105,7 +112,7 @@ class PerMessageDeflate:
             f"client_no_context_takeover={self.client_no_context_takeover}, "
             f"server_max_window_bits={self.server_max_window_bits}, "
             f"client_max_window_bits={self.client_max_window_bits}, "
-            f"mem_level={self.mem_level}, level={self.level})"
+            f"mem_level={self.mem_level}, level={self.level}, min_size={self.min_size})"
         )
 
     @property
@@ -226,12 +233,13 @@ def negotiate(
     mem_level: int,
     client_window_bits: int = 15,
     level: int = zlib.Z_DEFAULT_COMPRESSION,
+    min_size: int = 0,
 ) -> tuple[str, PerMessageDeflate] | None:
     """Accept the first acceptable permessage-deflate offer among ``offers``.
 
     ``offers`` are the values of every Sec-WebSocket-Extensions request header, in order.
     ``window_bits`` (9-15), ``mem_level`` (1-9) and ``level`` (1-9, or -1 for zlib's 6)
-    configure the server's compressor; the
+    configure the server's compressor, and ``min_size`` the smallest payload it compresses; the
     window is lowered further when the client asks. ``client_window_bits`` (9-15) is the largest
     window the server lets the client's compressor use, where the client offered
     client_max_window_bits (otherwise the client may use 15). Returns the response header value
@@ -243,12 +251,15 @@ def negotiate(
         raise ValueError(f"client_window_bits must be 9 to 15, not {client_window_bits}")
     if not 1 <= mem_level <= 9:
         raise ValueError(f"mem_level must be 1 to 9, not {mem_level}")
+    if min_size < 0:
+        raise ValueError(f"min_size must be 0 or more, not {min_size}")
     for header in offers:
         for element in parse_extensions(header):
             if element is None or element[0] != EXTENSION_NAME:
                 continue
             accepted = _accept(element[1], window_bits, mem_level, client_window_bits, level)
             if accepted is not None:
+                accepted[1].min_size = min_size
                 return accepted
     return None
 

@@ -265,6 +265,7 @@ class FrameCodec:
         "_message",
         "_message_opcode",
         "_pool",
+        "_small",
         "max_size",
     )
 
@@ -278,6 +279,9 @@ class FrameCodec:
             raise ValueError(f"max_size must be at least 1 byte, not {max_size}")
         self.max_size = max_size
         self._deflate = deflate
+        # A message payload shorter than this is sent as one frame with a ready-made header:
+        # under 126 bytes (a two-byte header), and uncompressed (under --ws-deflate-min-size).
+        self._small = 126 if deflate is None else min(126, deflate.min_size)
         # Bytes of an incomplete frame header or control frame; never a data payload.
         self._buffer = b""
         self._closed = False
@@ -549,7 +553,8 @@ class FrameCodec:
     def encode_message(self, data: str | Buffer) -> bytes:
         """One unfragmented frame: text for ``str``, binary for bytes-like data.
 
-        With permessage-deflate negotiated, the payload is compressed and RSV1 set (RFC 7692 §6).
+        With permessage-deflate negotiated, a payload of at least the deflate state's
+        ``min_size`` is compressed and RSV1 set (RFC 7692 §6).
         """
         first, payload = self._message_payload(data)
         return _frame(first, payload)
@@ -557,16 +562,15 @@ class FrameCodec:
     def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
         """Like :meth:`encode_message`, appending to ``output``; a large payload is appended as
         it is, after its header, so that it is not copied (the I/O layer writes both at once)."""
-        if self._deflate is None:
-            # The common case: a small message, its two header bytes made in advance.
-            if type(data) is str:
-                payload = data.encode()
-                if len(payload) < 126:
-                    output.append(_TEXT_HEADS[len(payload)] + payload)
-                    return
-            elif type(data) is bytes and len(data) < 126:
-                output.append(_BINARY_HEADS[len(data)] + data)
+        # The common case: a small message, its two header bytes made in advance.
+        if type(data) is str:
+            payload = data.encode()
+            if len(payload) < self._small:
+                output.append(_TEXT_HEADS[len(payload)] + payload)
                 return
+        elif type(data) is bytes and len(data) < self._small:
+            output.append(_BINARY_HEADS[len(data)] + data)
+            return
         first, payload = self._message_payload(data)
         if len(payload) < _NO_COPY_SIZE:
             output.append(_frame(first, payload))
@@ -581,8 +585,11 @@ class FrameCodec:
         else:
             first = FIN | OP_BINARY
             payload = data if type(data) is bytes else bytes(data)
-        if self._deflate is not None:
-            payload = self._deflate.compress(payload)
+        deflate = self._deflate
+        if deflate is not None and len(payload) >= deflate.min_size:
+            # RFC 7692 §6: a sender may compress any message, or none; one below the minimum
+            # goes out as it is, with RSV1 clear, and leaves the compressor's window as it was.
+            payload = deflate.compress(payload)
             first |= RSV1
         return first, payload
 

@@ -255,6 +255,7 @@ def accept_headers(
             mem_level=config.ws_deflate_mem_level,
             client_window_bits=config.ws_deflate_client_window_bits,
             level=config.ws_deflate_level,
+            min_size=config.ws_deflate_min_size,
         )
         if negotiated is not None:
             response_value, deflate = negotiated

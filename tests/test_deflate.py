@@ -219,6 +219,55 @@ def test_the_server_compresses_at_ws_deflate_level() -> None:
     assert Config().ws_deflate_level == 1
 
 
+def test_messages_below_the_minimum_size_go_out_uncompressed() -> None:
+    result = negotiate(["permessage-deflate"], window_bits=12, mem_level=5, min_size=64)
+    assert result is not None
+    codec, state = FrameCodec(deflate=result[1]), result[1]
+    assert state.min_size == 64 and "min_size=64" in repr(state)
+    # RFC 7692 §6: RSV1 clear, the payload as it is; no compressor is made for it.
+    for message, first in (("x" * 63, 0x81), (b"y" * 63, 0x82), ("", 0x81)):
+        raw = message.encode() if isinstance(message, str) else message
+        assert codec.encode_message(message) == bytes((first, len(raw))) + raw
+        out: list[bytes] = []
+        codec.encode_message_into(message, out)
+        assert out == [bytes((first, len(raw))) + raw]
+    assert not state.holds_deflater
+    # From the minimum on: compressed, RSV1 set, and it inflates back.
+    inflater = zlib.decompressobj(-12)
+    for message in ("z" * 64, "z" * 5000):
+        sent = codec.encode_message(message)
+        assert sent[0] == 0xC1
+        start = 2 if sent[1] < 126 else 4
+        assert inflater.decompress(sent[start:] + b"\x00\x00\xff\xff") == message.encode()
+    # An uncompressed message between compressed ones leaves the compressor's window alone:
+    # the next compressed message still inflates in the same client stream.
+    codec.encode_message("short")
+    sent = codec.encode_message("z" * 64)
+    assert inflater.decompress(sent[2:] + b"\x00\x00\xff\xff") == b"z" * 64
+
+
+def test_a_minimum_size_of_0_compresses_every_message() -> None:
+    codec, state = deflate_codec()
+    assert state.min_size == 0
+    assert codec.encode_message("")[0] == 0xC1
+    with pytest.raises(ValueError, match="min_size must be 0 or more, not -1"):
+        PerMessageDeflate(min_size=-1)
+    with pytest.raises(ValueError, match="min_size must be 0 or more, not -1"):
+        negotiate(["permessage-deflate"], window_bits=12, mem_level=5, min_size=-1)
+
+
+def test_the_server_compresses_from_ws_deflate_min_size() -> None:
+    from asgiws.config import Config
+    from asgiws.handshake import accept_headers
+
+    offers = ["permessage-deflate; client_max_window_bits"]
+    for size in (0, 200):
+        config = Config(ws_deflate_min_size=size)
+        _, state = accept_headers({"type": "websocket.accept"}, [], offers, config)
+        assert state is not None and state.min_size == size
+    assert Config().ws_deflate_min_size == 1024
+
+
 # -- RFC 7692 §7.2.3 examples ----------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from apps import TIMEOUT, Recorder, quick_serve, read_frame, wait_eof, ws_echo
 from websockets.exceptions import ConnectionClosed
-from wire import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_frame
+from wire import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_frame, ws_request
 from wire import client_frame as frame
 from ws_helpers import connect, next_data_frame, raw_open, recording_echo, wait_until
 
@@ -80,6 +80,39 @@ async def test_large_messages_both_ways(serve: Any, compression: str | None) -> 
         assert await ws.recv() == big_bytes
         await ws.send(big_text)
         assert await ws.recv() == big_text
+
+
+async def test_short_messages_go_out_uncompressed_under_deflate(serve: Any) -> None:
+    """--ws-deflate-min-size (1024 by default): with permessage-deflate negotiated, a short
+    message goes out as it is, RSV1 clear, and a long one compressed, RSV1 set."""
+    import zlib
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "a" * 1023})
+        await send({"type": "websocket.send", "text": "b" * 1024})
+        await send({"type": "websocket.close", "code": 1000})
+
+    running = await serve(app)
+    offer = [("Sec-WebSocket-Extensions", "permessage-deflate")]
+    reader, writer = await raw_open(running, ws_request(extra=offer))
+    try:
+        frames = []
+        for _ in range(3):
+            first, second = await asyncio.wait_for(reader.readexactly(2), TIMEOUT)
+            length = second & 0x7F
+            if length == 126:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+            frames.append((first, await reader.readexactly(length)))
+    finally:
+        writer.close()
+    assert frames[0] == (0x81, b"a" * 1023)  # FIN, text, RSV1 clear: as it is
+    first, payload = frames[1]
+    assert first == 0xC1 and len(payload) < 100  # FIN, RSV1, text: compressed
+    inflater = zlib.decompressobj(-15)
+    assert inflater.decompress(payload + b"\x00\x00\xff\xff") == b"b" * 1024
+    assert frames[2] == (0x88, b"\x03\xe8")
 
 
 async def test_app_close_code_and_reason_reach_client(serve: Any) -> None:
