@@ -72,6 +72,9 @@ class Summary:
     deflate_negotiated: bool | None = None
     deflate_extensions: str | None = None  # the first round's Sec-WebSocket-Extensions
     deflate_ratio: float | None = None  # the server's messages: wire bytes / plain bytes
+    # The share of the server's messages sent compressed (RSV1 set): a server may send any
+    # message uncompressed (RFC 7692 §6), and asgiws does below --ws-deflate-min-size.
+    deflate_compressed_share: float | None = None
 
     @property
     def comparable_peer(self) -> bool:
@@ -101,10 +104,16 @@ def _deflate_fields(good: list[dict[str, Any]]) -> dict[str, Any]:
         for d in offers
         if d.get("received_plain_bytes")
     ]
+    shares = [
+        d["compressed_echoes"] / (d["compressed_echoes"] + d["plain_echoes"])
+        for d in offers
+        if d.get("compressed_echoes", 0) + d.get("plain_echoes", 0)
+    ]
     return {
         "deflate_negotiated": negotiated,
         "deflate_extensions": offers[0].get("extensions") if negotiated else None,
         "deflate_ratio": _median(ratios),
+        "deflate_compressed_share": _median(shares),
     }
 
 
@@ -203,6 +212,9 @@ def table_rows(summaries: list[Summary]) -> tuple[list[str], list[list[str]]]:
             notes.append("deflate NOT negotiated: not compared")
         elif s.deflate_negotiated:
             ratio = f", echoes at {s.deflate_ratio:.0%} of their size" if s.deflate_ratio else ""
+            share = s.deflate_compressed_share
+            if share is not None:
+                ratio += f", {share:.0%} of them compressed"
             notes.append(f"deflate: {s.deflate_extensions}{ratio}")
         idle = s.scenario == "idle"
         rows.append(

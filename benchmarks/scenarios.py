@@ -96,6 +96,8 @@ GROUPS: dict[str, tuple[str, ...]] = {"compressed": ("compressed-32", "compresse
 
 # WebSocket scenarios run on every server but the fastapi variants (which exist for HTTP).
 WS_APPS = ("raw", "starlette", "native")
+# The raw app on asgiws with --ws-deflate-min-size 0: in the deflate scenarios only.
+DEFLATE_ALL = "raw, every message compressed"
 
 # --quick: a smoke run of a few seconds per scenario.
 QUICK: dict[str, dict[str, Any]] = {
@@ -127,6 +129,8 @@ def expand(names: list[str]) -> list[str]:
 
 def applies(scenario: Scenario, server_app: str) -> bool:
     """Whether a server running `server_app` takes part in this scenario."""
+    if server_app == DEFLATE_ALL:
+        return scenario.deflate
     if scenario.app is None:
         return server_app in WS_APPS
     return server_app == scenario.app

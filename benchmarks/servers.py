@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from benchmarks.scenarios import DEFLATE_ALL
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds for a server to accept TCP connections
 STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
@@ -31,19 +33,19 @@ class Server:
     name: str
     argv: Argv
     asgi: bool  # False for the ceilings, which run their own echo, not an ASGI app
-    app: str  # "raw", "starlette", "fastapi" or "native"
+    app: str  # "raw", "starlette", "fastapi", "native" or scenarios.DEFLATE_ALL
     packages: tuple[str, ...]  # whose versions the results record
 
 
 # Compression is off unless a scenario asks for it (`deflate`): then each server runs with
 # its own permessage-deflate defaults (asgiws's and uvicorn's are on; hypercorn and granian
 # have no flag for it). Whether a server then negotiates it is what the client records.
-def _asgiws(app: str) -> Argv:
+def _asgiws(app: str, *extra: str) -> Argv:
     def argv(python: str, port: int, deflate: bool = False) -> list[str]:
         return [
             python, "-m", "asgiws", app, "--host", HOST, "--port", str(port),
             "--no-access-log", "--log-level", "warning",
-            *(() if deflate else ("--no-ws-per-message-deflate",)), "--loop", "uvloop",
+            *(() if deflate else ("--no-ws-per-message-deflate",)), "--loop", "uvloop", *extra,
         ]  # fmt: skip
 
     return argv
@@ -94,6 +96,10 @@ SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
         Server("asgiws", _asgiws(RAW_APP), True, "raw", ("asgiws", "uvloop")),
+        # asgiws compressing every message, as the peers do (its default leaves those under
+        # --ws-deflate-min-size, 1 KiB, uncompressed): the compressed-* scenarios only.
+        Server("asgiws-deflate-all", _asgiws(RAW_APP, "--ws-deflate-min-size", "0"), True,
+               DEFLATE_ALL, ("asgiws", "uvloop")),
         Server("uvicorn-sansio", _uvicorn("websockets-sansio", RAW_APP), True, "raw",
                (*_UVICORN, "websockets")),
         Server("uvicorn-websockets", _uvicorn("websockets", RAW_APP), True, "raw",

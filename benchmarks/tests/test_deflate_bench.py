@@ -29,8 +29,8 @@ from benchmarks import report, scenarios, servers, wsload  # noqa: E402
 
 pytestmark = pytest.mark.tooling
 needs_gcc = pytest.mark.skipif(wsload.compiler() is None, reason="gcc is not installed")
-RAW_SERVERS = ["asgiws", "uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto",
-               "hypercorn", "granian"]  # fmt: skip
+RAW_SERVERS = ["asgiws", "asgiws-deflate-all", "uvicorn-sansio", "uvicorn-websockets",
+               "uvicorn-wsproto", "hypercorn", "granian"]  # fmt: skip
 WSLOAD_TIMEOUT = 60.0  # seconds for one short wsload run
 
 
@@ -49,6 +49,11 @@ def test_the_group_is_two_echo_scenarios_of_json_text_on_the_raw_asgi_servers() 
         argv = wsload.command(Path("wsload"), scenario, 8000)
         assert argv[-2:] == ["--json", "--deflate"] and "--text" in argv
     assert "--deflate" not in wsload.command(Path("wsload"), scenarios.DEFAULTS["echo"], 8000)
+    # asgiws compressing every message takes part in these two scenarios only.
+    every = servers.SERVERS["asgiws-deflate-all"]
+    assert every.argv("/py", 1, True)[-2:] == ["--ws-deflate-min-size", "0"]
+    assert not [n for n, sc in scenarios.DEFAULTS.items() if not sc.deflate and
+                scenarios.applies(sc, every.app)]  # fmt: skip
 
 
 def test_servers_run_with_deflate_on_only_when_asked() -> None:
@@ -175,6 +180,7 @@ def compressed_line(server: str, per_cpu_s: float, negotiated: bool) -> dict[str
         "extensions": "permessage-deflate; client_max_window_bits=15" if negotiated else None,
         "received_plain_bytes": 4096 * 1000 if negotiated else 0,
         "received_wire_bytes": 1024 * 1000 if negotiated else 0,
+        "compressed_echoes": 750 if negotiated else 0, "plain_echoes": 250 if negotiated else 1000,
     }  # fmt: skip
     result = {
         "ok": True, "client": "wsload", "ops": 1000, "ops_per_s": per_cpu_s,
@@ -208,7 +214,8 @@ def test_target_leaves_out_the_peers_that_did_not_negotiate_and_names_them(
     notes = {row[1]: row[-1] for row in report.table_rows(summaries)[1]}
     assert notes["granian"] == "deflate NOT negotiated: not compared"
     assert notes["asgiws"] == (
-        "deflate: permessage-deflate; client_max_window_bits=15, echoes at 25% of their size"
+        "deflate: permessage-deflate; client_max_window_bits=15, echoes at 25% of their size, "
+        "75% of them compressed"
     )
 
 
@@ -227,15 +234,17 @@ def test_quick_run_negotiates_deflate_with_asgiws_and_leaves_granian_out(
     output = tmp_path / "compressed.jsonl"
     done = subprocess.run(
         [sys.executable, "benchmarks/run.py", "--quick", "--rounds", "1", "--scenarios",
-         "compressed", "--servers", "asgiws,granian", "--connections", "compressed=10",
+         "compressed", "--servers", "asgiws,asgiws-deflate-all,granian", "--connections",
+         "compressed=10",
          "--duration", "1", "--warmup", "0.5", "--output", str(output)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     lines = [json.loads(raw) for raw in output.read_text().splitlines()]
     assert [(ln["scenario"]["name"], ln["server"]) for ln in lines] == [
-        ("compressed-32", "asgiws"), ("compressed-32", "granian"),
-        ("compressed-4k", "asgiws"), ("compressed-4k", "granian"),
+        ("compressed-32", "asgiws"), ("compressed-32", "asgiws-deflate-all"),
+        ("compressed-32", "granian"), ("compressed-4k", "asgiws"),
+        ("compressed-4k", "asgiws-deflate-all"), ("compressed-4k", "granian"),
     ]  # fmt: skip
     for line in lines:
         result, size = line["result"], line["scenario"]["size"]
@@ -243,9 +252,13 @@ def test_quick_run_negotiates_deflate_with_asgiws_and_leaves_granian_out(
         assert result["ok"] and result["client"] == "wsload" and result["payload"] == "json"
         assert result["ops"] > 0 and result["ops_per_server_cpu_s"] > 0
         deflate = result["deflate"]
-        if line["server"] == "asgiws":  # every echo came back compressed, and checked
+        if line["server"].startswith("asgiws"):
             assert deflate["negotiated"] and deflate["connections"] == 10
             assert deflate["extensions"].startswith("permessage-deflate")
+            if line["server"] == "asgiws" and size < 1024:  # under --ws-deflate-min-size
+                assert deflate["plain_echoes"] >= result["ops"] and not deflate["compressed_echoes"]
+                continue
+            # Every echo came back compressed, and checked.
             assert deflate["compressed_echoes"] >= result["ops"] and not deflate["plain_echoes"]
             assert deflate["received_plain_bytes"] == deflate["compressed_echoes"] * size
         else:
