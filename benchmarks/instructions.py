@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--requests N]
                                          [--server NAME ...] [--python PATH]
-                                         [--tree DIR ...] [--repeat N] [--json]
+                                         [--tree DIR ...] [--metrics] [--repeat N] [--json]
 
 Wall-clock figures on this shared 2-core VM move by ±10 % from run to run; the number of
 instructions the server executes for a fixed amount of work barely moves. This tool starts
@@ -53,6 +53,10 @@ and client: its `asgiws` is imported from DIR (checked before the run), by `--py
 given, else DIR's `.venv/bin/python` when it has one, else this interpreter. Each tree's
 commit is printed with its figures; with two or more trees, the change against the first.
 
+`--metrics` counts each asgiws tree twice, one run after the other: as above (metrics off),
+then with `--metrics-port 0` (metrics on: the metered connection protocol; nothing scrapes),
+labelled `COMMIT+metrics`; the comparison lines then give the cost of metrics on.
+
 Every wait is bounded: the server must listen within 120 s, each socket operation and each
 callgrind_control call has a timeout, the whole run has `--timeout`; the server (its own
 session, killed with its parent) is always killed at the end, on error and on Ctrl-C.
@@ -62,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -176,6 +181,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="checkout to run asgiws from (repeatable, for before/after; default: this one; "
         "asgiws only)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="count each asgiws tree with metrics off, then on (--metrics-port 0), "
+        "labelled COMMIT+metrics",
+    )
     parser.add_argument("--repeat", type=positive, default=1, help="runs per tree or peer")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
@@ -196,6 +207,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--timeout must be positive")
     if args.tree and "asgiws" not in args.server:
         parser.error("--tree runs asgiws from a checkout: it needs --server asgiws")
+    if args.metrics and "asgiws" not in args.server:
+        parser.error("--metrics is asgiws's --metrics-port: it needs --server asgiws")
     if args.requests == 0 and args.server != ["asgiws"]:
         parser.error("a peer has only the HTTP windows: --requests must not be 0")
     if not args.tree:
@@ -214,14 +227,17 @@ class Target:
     asgiws_file: str = ""  # empty for a peer
     server: str = "asgiws"
     versions: str = ""  # a peer's packages and versions, as servers.py lists them
+    metrics: bool = False  # asgiws with --metrics-port
 
     @property
     def label(self) -> str:
-        return self.commit if self.server == "asgiws" else self.server
+        if self.server != "asgiws":
+            return self.server
+        return f"{self.commit}+metrics" if self.metrics else self.commit
 
     def argv(self, port: int) -> list[str]:
         if self.server == "asgiws":
-            return server_argv(self.python, port)
+            return server_argv(self.python, port, metrics=self.metrics)
         return peer_argv(self.server, self.python, port)
 
 
@@ -305,7 +321,7 @@ def resolve_peer(name: str, python: str | None) -> Target:
     return Target(REPO, python, git_commit(REPO), "", name, found.stdout.strip())
 
 
-def server_argv(python: str, port: int) -> list[str]:
+def server_argv(python: str, port: int, *, metrics: bool = False) -> list[str]:
     """The suite's asgiws command line, with the app taken from the harness's copy.
 
     One change: the keep-alive ping interval, the request-head timeout and the HTTP
@@ -317,11 +333,14 @@ def server_argv(python: str, port: int) -> list[str]:
     both are a negligible share per message or loop. The 5 s keep-alive timeout would close
     an HTTP connection left idle between two windows. The code path stays the same: each
     connection still arms and disarms its timers; they only never come due.
+
+    ``metrics``: with ``--metrics-port 0`` too (the probe listener on a free port).
     """
     far = str(FAR_TIMEOUT)
     return [
         *_with_copied_app(SERVERS["asgiws"].argv(python, port)),
         "--ws-ping-interval", far, "--timeout-handshake", far, "--timeout-keep-alive", far,
+        *(["--metrics-port", "0"] if metrics else []),
     ]  # fmt: skip
 
 
@@ -367,6 +386,7 @@ class Result:
     idle_instructions: int  # with no client traffic, over idle_seconds
     idle_seconds: float
     seconds: float  # the whole run
+    metrics: bool = False  # asgiws with --metrics-port
     echo_per_message: float | None = field(init=False)
     handshake_per_loop: float | None = field(init=False)
     get_per_request: float | None = field(init=False)
@@ -382,7 +402,9 @@ class Result:
 
     @property
     def label(self) -> str:
-        return self.commit if self.server == "asgiws" else self.server
+        if self.server != "asgiws":
+            return self.server
+        return f"{self.commit}+metrics" if self.metrics else self.commit
 
 
 def _per(total: int | None, n: int) -> float | None:
@@ -495,7 +517,7 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         handshakes=args.handshakes if asgiws else 0, requests=args.requests,
         http_connections=args.http_connections, idle_instructions=idle,
         idle_seconds=round(idle_seconds, 2), seconds=round(time.monotonic() - started, 1),
-        **figures,
+        metrics=target.metrics, **figures,
     )  # fmt: skip
 
 
@@ -592,7 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         targets: list[Target] = []
         for name in args.server:
             if name == "asgiws":
-                targets += [resolve_target(tree, args.python) for tree in args.tree]
+                for tree in args.tree:
+                    target = resolve_target(tree, args.python)
+                    targets.append(target)
+                    if args.metrics:
+                        targets.append(dataclasses.replace(target, metrics=True))
             else:
                 targets.append(resolve_peer(name, args.python))
         for target in targets:

@@ -6,8 +6,11 @@ counter is checked exactly, bytes on the wire included (counted by the client's 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import socket
 import struct
+import zlib
 
 import pytest
 from apps import TIMEOUT, parse_response, read_head
@@ -18,9 +21,12 @@ from test_deflate import zip_bomb
 from wire import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, close_frame, http_request, ws_request
 from ws_helpers import wait_until
 
+from asgiws.asyncio import metered as metered_module
+from asgiws.asyncio.connection import ConnectionProtocol
 from asgiws.asyncio.server import Server as CoreServer
 from asgiws.config import Config
-from asgiws.metrics import DURATION_BUCKETS, missing_extra
+from asgiws.frames import FrameCodec
+from asgiws.metrics import DURATION_BUCKETS, Metrics, missing_extra
 from asgiws.supervisor_probes import SupervisorProbes
 from asgiws.types import Receive, Scope, Send
 
@@ -433,3 +439,85 @@ async def test_without_the_extra_the_server_says_so(monkeypatch: pytest.MonkeyPa
     assert core.startup_error == (
         "--metrics-port needs prometheus_client: pip install 'asgiws[metrics]'"
     )
+
+
+def test_the_copied_methods_are_the_plain_ones() -> None:
+    """asgiws.asyncio.metered counts inside copies of a few plain methods (its docstring says
+    why): when one of the plain ones changes, its copy there must follow, then COPIED."""
+    owners = {"ConnectionProtocol": ConnectionProtocol, "FrameCodec": FrameCodec}
+    for name, digest in metered_module.COPIED.items():
+        owner, method = name.split(".")
+        source = inspect.getsource(getattr(owners[owner], method))
+        found = hashlib.sha256(source.encode()).hexdigest()[:16]
+        assert found == digest, f"{name} changed: update its copy in asgiws/asyncio/metered.py"
+
+
+def test_small_messages_are_folded_in_at_each_lag_sample_and_snapshot() -> None:
+    metrics = Metrics()
+    metrics.small_in += [5, 0, 125]
+    metrics.small_out.append(7)
+    metrics.loop_lag = 0.5  # the probe listener's timer: the small messages are folded in
+    assert (metrics.small_in, metrics.small_out, metrics.loop_lag) == ([], [], 0.5)
+    assert (metrics.messages_in, metrics.payload_in, metrics.wire_in) == (3, 130, 130 + 18)
+    assert (metrics.messages_out, metrics.payload_out, metrics.wire_out) == (1, 7, 9)
+    metrics.small_in.append(1)
+    snapshot = metrics.snapshot()  # folds too
+    assert snapshot["messages"] == {"in": 4, "out": 1}
+    assert snapshot["bytes"] == {"in": {"yes": 155, "no": 131}, "out": {"yes": 9, "no": 7}}
+
+
+async def test_a_scrape_while_sessions_are_open_is_exact(serve: StartServer) -> None:
+    """Messages of every size and way in and out (small frames, the parsing loop, a large
+    frame read in place, compressed answers), counted exactly at a scrape while the sessions
+    are still open, and again once they are closed."""
+    running, port = await metered(serve)
+    plain, compressed = Session(running), Session(running)
+    await plain.open()
+    await compressed.open(extra=DEFLATE)
+    texts = ["a", "é" * 60, "x" * 125, "y" * 126, "z" * 70_000]
+    payloads = [b"", b"\x00" * 125, b"\x01" * 65_536, bytes(range(256)) * 4096]
+    payload = 0
+    for session in (plain, compressed):
+        for i, text in enumerate(texts):  # one at a time: a small one is one frame per read
+            session.send(client_frame(OP_TEXT, text))
+            await session.read_frames(i + 1)
+        session.send(client_frame(OP_TEXT, "one") + client_frame(OP_TEXT, "two"))  # one read
+        for data in payloads:
+            session.send(client_frame(OP_BINARY, data))
+        await session.read_frames(len(texts) + 2 + len(payloads))
+        payload += sum(len(t.encode()) for t in texts) + 6 + sum(map(len, payloads))
+    # The compressed session's answers are compressed: the app's payload, other wire bytes.
+    inflated = 0
+    for op, data in frames_in(compressed.received):
+        assert op in (OP_TEXT, OP_BINARY)
+        inflated += len(zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff"))
+    assert inflated == payload // 2
+
+    def figures(samples: Samples) -> dict[str, float]:
+        name = "asgiws_websocket_bytes_total"
+        return {
+            "in": value(samples, "asgiws_websocket_messages_total", direction="in"),
+            "out": value(samples, "asgiws_websocket_messages_total", direction="out"),
+            "payload in": value(samples, name, direction="in", compressed="no"),
+            "payload out": value(samples, name, direction="out", compressed="no"),
+            "wire in": value(samples, name, direction="in", compressed="yes"),
+            "wire out": value(samples, name, direction="out", compressed="yes"),
+        }
+
+    messages = 2 * (len(texts) + 2 + len(payloads))
+    expected = {
+        "in": messages, "out": messages, "payload in": payload, "payload out": payload,
+        "wire in": plain.sent + compressed.sent,
+        "wire out": len(plain.received) + len(compressed.received),
+    }  # fmt: skip
+    assert figures(await scrape(port)) == expected
+    for session in (plain, compressed):
+        session.close(1000)
+        await session.finish()
+    await wait_until(lambda: not running.core.connections)
+    closed = {
+        **expected,
+        "wire in": plain.sent + compressed.sent,  # the Closes
+        "wire out": len(plain.received) + len(compressed.received),
+    }
+    assert figures(await scrape(port)) == closed

@@ -87,6 +87,7 @@ def test_counts_trees_and_flags() -> None:
         ["--server", "hypercorn"],  # not a peer instructions.py knows how to slow its timers
         ["--server", "uvicorn-sansio", "--tree", "/a"],  # --tree is asgiws's
         ["--server", "uvicorn-sansio", "--requests", "0"],  # a peer has only HTTP windows
+        ["--server", "uvicorn-sansio", "--metrics"],  # --metrics is asgiws's
         ["--unknown"],
     ],
 )
@@ -152,6 +153,19 @@ def test_server_runs_as_in_the_suite_with_the_copied_app_and_far_timers() -> Non
         "--ws-ping-interval", far, "--timeout-handshake", far, "--timeout-keep-alive", far,
     ]  # fmt: skip
     assert {"--loop", "uvloop", "--no-access-log", "--no-ws-per-message-deflate"} <= set(mine)
+
+
+def test_metrics_on_adds_a_metrics_port_and_a_label() -> None:
+    plain = instructions.server_argv("/py", 1234)
+    assert instructions.server_argv("/py", 1234, metrics=True) == [
+        *plain, "--metrics-port", "0",
+    ]  # fmt: skip
+    target = instructions.Target(REPO, "/py", "abc1234", "")
+    on = dataclasses.replace(target, metrics=True)
+    assert (target.label, on.label) == ("abc1234", "abc1234+metrics")
+    assert on.argv(1234)[-2:] == ["--metrics-port", "0"]
+    assert instructions.parse_args(["--metrics"]).metrics is True
+    assert instructions.parse_args([]).metrics is False
 
 
 @pytest.mark.parametrize("name", sorted(instructions.PEER_FLAGS))
@@ -309,6 +323,15 @@ def test_a_peer_has_only_http_figures_and_compares_with_asgiws() -> None:
     assert "http-get: uvicorn-sansio vs aaaaaaa: 90,000 vs 180,000 (-50.00 %)" in text
     assert "http-post: uvicorn-sansio vs aaaaaaa: 105,000 vs 210,000 (-50.00 %)" in text
     assert "echo: uvicorn-sansio" not in text and "handshake: uvicorn-sansio" not in text
+
+
+def test_metrics_on_is_compared_with_metrics_off() -> None:
+    off = _result("aaaaaaa", "/here", 1, 30_000, 300_000, 150_000, 180_000)
+    on = dataclasses.replace(off, metrics=True, echo_instructions=30_900 * 1_000)
+    text = "\n".join(instructions.summary_lines([off, on]))
+    assert "aaaaaaa+metrics run 1 (/here, 10 s):" in text
+    assert "echo: aaaaaaa+metrics vs aaaaaaa: 30,900 vs 30,000 (+3.00 %)" in text
+    assert "handshake: aaaaaaa+metrics vs aaaaaaa: 300,000 vs 300,000 (+0.00 %)" in text
 
 
 def test_json_keeps_every_figure_and_none_for_windows_not_run() -> None:
