@@ -466,11 +466,13 @@ def test_small_messages_are_folded_in_at_each_lag_sample_and_snapshot() -> None:
     assert snapshot["bytes"] == {"in": {"yes": 155, "no": 131}, "out": {"yes": 9, "no": 7}}
 
 
-async def test_a_scrape_while_sessions_are_open_is_exact(serve: StartServer) -> None:
+@pytest.mark.parametrize("min_size", [0, 1024])
+async def test_a_scrape_while_sessions_are_open_is_exact(serve: StartServer, min_size: int) -> None:
     """Messages of every size and way in and out (small frames, the parsing loop, a large
-    frame read in place, compressed answers), counted exactly at a scrape while the sessions
-    are still open, and again once they are closed."""
-    running, port = await metered(serve)
+    frame read in place, compressed answers: all of them, or those from --ws-deflate-min-size
+    on), counted exactly at a scrape while the sessions are still open, and again once they
+    are closed."""
+    running, port = await metered(serve, ws_deflate_min_size=min_size)
     plain, compressed = Session(running), Session(running)
     await plain.open()
     await compressed.open(extra=DEFLATE)
@@ -486,12 +488,18 @@ async def test_a_scrape_while_sessions_are_open_is_exact(serve: StartServer) -> 
             session.send(client_frame(OP_BINARY, data))
         await session.read_frames(len(texts) + 2 + len(payloads))
         payload += sum(len(t.encode()) for t in texts) + 6 + sum(map(len, payloads))
-    # The compressed session's answers are compressed: the app's payload, other wire bytes.
-    inflated = 0
-    for op, data in frames_in(compressed.received):
+    # The compressed session's answers from min_size on are compressed: the app's payload,
+    # other wire bytes.
+    sizes = [len(t.encode()) for t in texts] + [3, 3] + list(map(len, payloads))
+    answers = frames_in(compressed.received)
+    assert len(answers) == len(sizes)
+    inflater = zlib.decompressobj(-15)  # one stream: the server keeps its window (RFC 7692)
+    for (op, data), size in zip(answers, sizes, strict=True):
         assert op in (OP_TEXT, OP_BINARY)
-        inflated += len(zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff"))
-    assert inflated == payload // 2
+        if size >= min_size:
+            data = inflater.decompress(data + b"\x00\x00\xff\xff")
+        assert len(data) == size
+    assert sum(sizes) == payload // 2
 
     def figures(samples: Samples) -> dict[str, float]:
         name = "asgiws_websocket_bytes_total"

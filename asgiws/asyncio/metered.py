@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 COPIED = {
     "ConnectionProtocol.cycle_ended": "092de0d5787065c7",
     "FrameCodec.receive_one": "98f6a44043e4c9c8",
-    "FrameCodec.encode_message_into": "9d1751b7933ac405",
+    "FrameCodec.encode_message_into": "b4b4bef3c361e58b",
 }
 
 
@@ -169,18 +169,17 @@ def codec_class(metrics: Metrics) -> type[FrameCodec]:
 
         # A copy of FrameCodec.encode_message_into (see COPIED), counting the message.
         def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
-            if self._deflate is None:
-                # The common case: a small message, its two header bytes made in advance.
-                if type(data) is str:
-                    payload = data.encode()
-                    if len(payload) < 126:
-                        output.append(_TEXT_HEADS[len(payload)] + payload)
-                        small_out.append(len(payload))  # (see Metrics.small_out)
-                        return
-                elif type(data) is bytes and len(data) < 126:
-                    output.append(_BINARY_HEADS[len(data)] + data)
-                    small_out.append(len(data))
+            # The common case: a small message, its two header bytes made in advance.
+            if type(data) is str:
+                payload = data.encode()
+                if len(payload) < self._small:
+                    output.append(_TEXT_HEADS[len(payload)] + payload)
+                    small_out.append(len(payload))  # (see Metrics.small_out)
                     return
+            elif type(data) is bytes and len(data) < self._small:
+                output.append(_BINARY_HEADS[len(data)] + data)
+                small_out.append(len(data))
+                return
             before = len(output)
             _encode_message_into(self, data, output)  # the rest, as the plain codec does it
             m.messages_out += 1
