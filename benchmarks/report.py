@@ -335,7 +335,26 @@ def targets(summaries: list[Summary]) -> list[Target]:
     versus("idle+active p99 latency <= best ASGI peer", "idle+active", "p99", 1.0,
            peers_only=True, lowest=True, label="ms")  # fmt: skip
     results += [_compressed_target(summaries, scenario) for scenario in COMPRESSED_SCENARIOS]
+    results += [_metrics_cost(summaries, scenario) for scenario in ("echo", "pipelined")]
     return results
+
+
+METERED = "asgiws+metrics"
+
+
+def _metrics_cost(summaries: list[Summary], scenario: str) -> Target:
+    """asgiws with --metrics-port against asgiws without: within 3 % per server CPU-second."""
+    name = f"{scenario} with metrics on >= 0.97x metrics off (msgs/CPU-s)"
+    off, on = _get(summaries, scenario, REFERENCE), _get(summaries, scenario, METERED)
+    if off is None or on is None or not off.ops_per_cpu_s or not on.ops_per_cpu_s:
+        return Target(name, "n/a", f"{REFERENCE} and {METERED} not both measured in {scenario}")
+    ratio = on.ops_per_cpu_s / off.ops_per_cpu_s
+    return Target(
+        name,
+        "PASS" if ratio >= 0.97 else "FAIL",
+        f"{METERED} {on.ops_per_cpu_s:,.0f} msgs/CPU-s vs {REFERENCE} {off.ops_per_cpu_s:,.0f} "
+        f"(ratio {ratio:.3f}, needs >= 0.97)",
+    )
 
 
 def _compressed_target(summaries: list[Summary], scenario: str) -> Target:

@@ -98,6 +98,9 @@ GROUPS: dict[str, tuple[str, ...]] = {"compressed": ("compressed-32", "compresse
 WS_APPS = ("raw", "starlette", "native")
 # The raw app on asgiws with --ws-deflate-min-size 0: in the deflate scenarios only.
 DEFLATE_ALL = "raw, every message compressed"
+# The raw app on asgiws with Prometheus metrics on: where their cost is judged (and handshakes).
+METRICS_ON = "raw, metrics on"
+METRICS_SCENARIOS = ("echo", "pipelined", "handshakes")
 
 # --quick: a smoke run of a few seconds per scenario.
 QUICK: dict[str, dict[str, Any]] = {
@@ -131,6 +134,8 @@ def applies(scenario: Scenario, server_app: str) -> bool:
     """Whether a server running `server_app` takes part in this scenario."""
     if server_app == DEFLATE_ALL:
         return scenario.deflate
+    if server_app == METRICS_ON:
+        return scenario.name in METRICS_SCENARIOS
     if scenario.app is None:
         return server_app in WS_APPS
     return server_app == scenario.app

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from benchmarks.scenarios import DEFLATE_ALL
+from benchmarks.scenarios import DEFLATE_ALL, METRICS_ON
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds for a server to accept TCP connections
@@ -33,7 +33,7 @@ class Server:
     name: str
     argv: Argv
     asgi: bool  # False for the ceilings, which run their own echo, not an ASGI app
-    app: str  # "raw", "starlette", "fastapi", "native" or scenarios.DEFLATE_ALL
+    app: str  # "raw", "starlette", "fastapi", "native", scenarios.DEFLATE_ALL or METRICS_ON
     packages: tuple[str, ...]  # whose versions the results record
 
 
@@ -100,6 +100,9 @@ SERVERS: dict[str, Server] = {
         # --ws-deflate-min-size, 1 KiB, uncompressed): the compressed-* scenarios only.
         Server("asgiws-deflate-all", _asgiws(RAW_APP, "--ws-deflate-min-size", "0"), True,
                DEFLATE_ALL, ("asgiws", "uvloop")),
+        # asgiws with Prometheus metrics on (a probe port the kernel picks): what they cost.
+        Server("asgiws+metrics", _asgiws(RAW_APP, "--metrics-port", "0"), True, METRICS_ON,
+               ("asgiws", "uvloop", "prometheus_client")),
         Server("uvicorn-sansio", _uvicorn("websockets-sansio", RAW_APP), True, "raw",
                (*_UVICORN, "websockets")),
         Server("uvicorn-websockets", _uvicorn("websockets", RAW_APP), True, "raw",

@@ -91,7 +91,17 @@ COMPRESSED_TARGET_NAMES = [
     "compressed-32 msgs/CPU-s >= 1.5x best ASGI peer with deflate",
     "compressed-4k msgs/CPU-s >= 1.5x best ASGI peer with deflate",
 ]
-ALL_TARGET_NAMES = TARGET_NAMES + HTTP_TARGET_NAMES + HELD_TARGET_NAMES + COMPRESSED_TARGET_NAMES
+METRICS_TARGET_NAMES = [
+    "echo with metrics on >= 0.97x metrics off (msgs/CPU-s)",
+    "pipelined with metrics on >= 0.97x metrics off (msgs/CPU-s)",
+]
+ALL_TARGET_NAMES = (
+    TARGET_NAMES
+    + HTTP_TARGET_NAMES
+    + HELD_TARGET_NAMES
+    + COMPRESSED_TARGET_NAMES
+    + METRICS_TARGET_NAMES
+)
 
 
 # --- synthetic results lines ---------------------------------------------------------------
@@ -428,8 +438,9 @@ def test_median_property(rounds: list[tuple[bool, int]]) -> None:
 def test_every_target_is_judged_in_this_order() -> None:
     results = report.targets(report.summarize(full_run(rounds=3)))
     assert [t.name for t in results] == ALL_TARGET_NAMES
-    # No http, fanout, idle+active or compressed scenario in that run: their targets say so.
-    assert [t.verdict for t in results] == ["PASS"] * 6 + ["n/a"] * 12
+    # No http, fanout, idle+active or compressed scenario and no asgiws+metrics in that run:
+    # their targets say so.
+    assert [t.verdict for t in results] == ["PASS"] * 6 + ["n/a"] * 14
 
 
 def test_nothing_measured_gives_n_a_everywhere() -> None:
