@@ -44,8 +44,8 @@ def ensure(*, quiet: bool = True) -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     flags = ["-q"] if quiet else []
     pip = [str(python()), "-m", "pip", "install", "--disable-pip-version-check", *flags]
-    print("installing the peers and asgiws[fast] into it ...", flush=True)
+    print("installing the peers and asgiws[fast,metrics] into it ...", flush=True)
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True, timeout=PIP_TIMEOUT)
-    subprocess.run([*pip, "-e", f"{REPO}[fast]"], check=True, timeout=PIP_TIMEOUT)
+    subprocess.run([*pip, "-e", f"{REPO}[fast,metrics]"], check=True, timeout=PIP_TIMEOUT)
     STAMP.write_text(fingerprint + "\n")
     return python()
