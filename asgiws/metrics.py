@@ -100,13 +100,7 @@ class Metrics:
 
     def cycle_ended(self, record: AccessRecord, duration: float) -> None:
         """One request cycle's access record: a session, a rejection or an HTTP request."""
-        # The kind without record.fields, which builds all the access line's fields.
-        scope = record._scope
-        if scope is not None:
-            kind = "websocket" if scope.get("type") == "websocket" else "http"
-        else:
-            assert record._fields is not None
-            kind = record._fields[0]
+        kind = record.kind  # (not record.fields, which builds all the access line's fields)
         status = record.status
         if kind == "websocket":
             if status == 101:

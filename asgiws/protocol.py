@@ -50,7 +50,7 @@ class AccessRecord:
     A record made from a scope (:meth:`of_scope`, every cycle an app ran) reads the scope only
     when a line is written: with the access log off, it costs one small object per cycle."""
 
-    __slots__ = ("_fields", "_scope", "body_bytes", "close_code", "problem", "status")
+    __slots__ = ("_fields", "body_bytes", "close_code", "problem", "scope", "status")
 
     def __init__(
         self,
@@ -66,7 +66,7 @@ class AccessRecord:
         self._fields: tuple[str, Any, str, str, str] | None = (
             kind, client, method, path, http_version,
         )  # fmt: skip
-        self._scope: Scope | None = None
+        self.scope: Scope | None = None  # the scope of a cycle an app ran
         self.status = status
         self.close_code = close_code
         self.problem = problem
@@ -77,7 +77,7 @@ class AccessRecord:
         """The record of a cycle the app was started for: what its scope says."""
         record = cls.__new__(cls)
         record._fields = None
-        record._scope = scope
+        record.scope = scope
         record.status = status
         record.close_code = None
         record.problem = problem
@@ -93,11 +93,20 @@ class AccessRecord:
         return cls(kind, client, method_text, path or "-", version.decode("latin-1"), status)
 
     @property
+    def kind(self) -> str:
+        """``"http"`` or ``"websocket"``, without building :attr:`fields`."""
+        scope = self.scope
+        if scope is not None:
+            return "websocket" if scope.get("type") == "websocket" else "http"
+        assert self._fields is not None
+        return self._fields[0]
+
+    @property
     def fields(self) -> tuple[str, Any, str, str, str]:
         """``(kind, client, method, path with its query, http_version)``."""
         fields = self._fields
         if fields is None:
-            scope = self._scope
+            scope = self.scope
             assert scope is not None
             path = scope.get("path", "")
             query = scope.get("query_string", b"")

@@ -104,3 +104,16 @@ def test_access_records_from_a_scope() -> None:
     ws = {"type": "websocket", "client": None, "path": "/ws", "query_string": b""}
     assert AccessRecord.of_scope(ws, 101) == AccessRecord("websocket", None, "", "/ws", "1.1", 101)
     assert "status=101" in repr(AccessRecord.of_scope(ws, 101))
+
+
+def test_an_access_record_tells_its_kind_without_building_its_fields() -> None:
+    from asgiws.protocol import AccessRecord
+
+    ws_scope = {"type": "websocket", "path": "/ws", "client": ("127.0.0.1", 5)}
+    http_scope = {"type": "http", "path": "/", "method": "GET", "http_version": "1.1"}
+    assert AccessRecord.of_scope(ws_scope, 101).kind == "websocket"
+    record = AccessRecord.of_scope(http_scope, 200)
+    assert record.kind == "http" and record.scope is http_scope
+    refused = AccessRecord.of_head("websocket", None, b"GET", "/x", b"1.1", 400)
+    assert refused.kind == "websocket" and refused.scope is None
+    assert refused.fields == ("websocket", None, "GET", "/x", "1.1")

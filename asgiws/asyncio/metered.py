@@ -310,7 +310,7 @@ class MeteredConnectionProtocol(ConnectionProtocol):
     def cycle_ended(self, record: AccessRecord, started: float) -> None:
         duration = self.loop.time() - started
         metrics = self.metrics
-        scope = record._scope
+        scope = record.scope
         status = record.status
         # The two common cycles: Metrics.cycle_ended, inline (one call less per cycle).
         if scope is not None and status is not None and scope["type"] == "http":
