@@ -257,15 +257,21 @@ def negotiate(
         for element in parse_extensions(header):
             if element is None or element[0] != EXTENSION_NAME:
                 continue
-            accepted = _accept(element[1], window_bits, mem_level, client_window_bits, level)
+            accepted = _accept(
+                element[1], window_bits, mem_level, client_window_bits, level, min_size
+            )
             if accepted is not None:
-                accepted[1].min_size = min_size
                 return accepted
     return None
 
 
 def _accept(
-    params: Params, window_bits: int, mem_level: int, client_window_bits: int, level: int
+    params: Params,
+    window_bits: int,
+    mem_level: int,
+    client_window_bits: int,
+    level: int,
+    min_size: int,
 ) -> tuple[str, PerMessageDeflate] | None:
     """Answer one offer, or None to decline it (RFC 7692 §7.1)."""
     seen: set[str] = set()
@@ -333,5 +339,6 @@ def _accept(
         client_max_window_bits=client_bits,
         mem_level=mem_level,
         level=level,
+        min_size=min_size,
     )
     return "; ".join(response), state

@@ -36,8 +36,8 @@ class Responder:
     """The response side of one connection's request cycles."""
 
     __slots__ = (
-        "_head", "_length", "_lines", "_raw", "_wire", "close", "method", "output", "sent",
-        "server_headers", "state", "status",
+        "_head", "_plain", "_wire", "close", "method", "output", "sent", "server_headers",
+        "state", "status",
     )  # fmt: skip
 
     def __init__(self, wire: Wire, server_headers: ServerHeaders) -> None:
@@ -53,9 +53,7 @@ class Responder:
         self._head: ResponseHead | None = None  # http.response.start, while HELD
         # Or, for the common head (writer.plain_lines), held without a ResponseHead: its header
         # block as it goes out (server headers included), the app's Content-Length and headers.
-        self._lines: bytes | None = None
-        self._length: bytes | None = None
-        self._raw: Headers = []
+        self._plain: tuple[bytes, bytes | None, Headers] | None = None
 
     def reset(self) -> None:
         """A new request cycle."""
@@ -79,9 +77,7 @@ class Responder:
             if plain is not None:
                 # The common head, checked in one pass; it sets neither server nor date, so
                 # all of the server's headers follow it.
-                self._lines = plain[0] + own
-                self._length = plain[1]
-                self._raw = raw
+                self._plain = (plain[0] + own, plain[1], raw)
                 self.status = status
                 self.state = _HELD
                 return
@@ -108,17 +104,18 @@ class Responder:
         if state is _HELD:
             whole = None
             data = body if type(body) is bytes else bytes(body)
-            lines = self._lines
-            if lines is not None:
-                self._lines = None
+            plain = self._plain
+            if plain is not None:
+                self._plain = None
+                lines, length, raw = plain
                 status = self.status
                 assert status is not None
                 if not more_body and not head and not self.close:
                     # The common response: its head and all of its body in one buffer.
-                    whole = wire.whole_plain(status, lines, self._length, data)
+                    whole = wire.whole_plain(status, lines, length, data)
                 if whole is None:
                     extra = self.server_headers.headers
-                    response = ResponseHead(status, [*self._raw, *extra], reason_phrase(status))
+                    response = ResponseHead(status, [*raw, *extra], reason_phrase(status))
             else:
                 held = self._head
                 assert held is not None
