@@ -473,6 +473,18 @@ class FrameCodec:
                         self._buffer = b""
                         return events
                 message.text = opcode == OP_TEXT
+                if first & FIN and message.compressed and available >= header + length:
+                    # A whole compressed message in one frame (what browsers send): inflated
+                    # at once, bounded as any other (see MessageAssembler.whole_compressed).
+                    start = pos + header
+                    pos = start + length
+                    raw = buf[start:pos] if length < 4096 else memoryview(buf)[start:pos]
+                    try:
+                        events.append(Message(message.whole_compressed(apply_mask(raw, mask))))
+                    except (InvalidData, MessageTooBig) as exc:
+                        return self._fail(events, self._reassembly_failure(exc))
+                    message.compressed = False
+                    continue
                 self._message_opcode = opcode
             pos += header
             self._in_frame = True

@@ -101,31 +101,71 @@ class MessageAssembler:
         deflate = self._deflate
         assert deflate is not None  # the codec allows RSV1 only with deflate
         inflater = deflate.inflater()
-        # RFC 7692 §7.2.2: append 00 00 ff ff to the payload before inflating the message's end.
-        inputs = (piece, DEFLATE_TAIL) if final else (piece,)
-        try:
-            for data in inputs:
-                while True:
-                    # Bounded inflate: never more than INFLATE_STEP bytes, nor one byte past the
-                    # limit, per call; the rest of the input waits in unconsumed_tail.
-                    budget = self.max_size - self.size
-                    step = INFLATE_STEP if budget >= INFLATE_STEP else budget + 1
-                    out = inflater.decompress(data, step)
-                    self.size += len(out)
-                    if self.size > self.max_size:
-                        raise MessageTooBig(self.size)
-                    if out:
-                        self._collect(out, False)
-                    if len(out) < step:
-                        break
-                    # A full step may have left input in unconsumed_tail, or output in zlib's
-                    # own state: go round until a step falls short.
-                    data = inflater.unconsumed_tail
-        except zlib.error as exc:
-            raise InvalidData(f"invalid compressed data: {exc}") from None
+        self._inflate(inflater, piece)
+        if final:
+            # RFC 7692 §7.2.2: append 00 00 ff ff to the payload before inflating its end.
+            self._inflate(inflater, DEFLATE_TAIL)
         if final:
             deflate.end_inbound_message()
             self._collect(b"", True)
+
+    def whole_compressed(self, payload: bytes) -> str | bytes:
+        """A whole compressed message that came in one frame (``text`` set, nothing collected
+        yet): :meth:`piece` with ``final`` and :meth:`end` in one, without a decoder object
+        or a join when it inflates in one step, as a small message does.
+
+        Raises InvalidData or MessageTooBig as :meth:`piece` does.
+        """
+        deflate = self._deflate
+        assert deflate is not None  # the codec allows RSV1 only with deflate
+        inflater = deflate.inflater()
+        max_size = self.max_size
+        step = INFLATE_STEP if max_size >= INFLATE_STEP else max_size + 1
+        data = payload + DEFLATE_TAIL  # RFC 7692 §7.2.2, as in piece()
+        try:
+            out = inflater.decompress(data, step)
+        except zlib.error as exc:
+            raise InvalidData(f"invalid compressed data: {exc}") from None
+        if len(out) >= step:
+            # More than one step's worth (or past the limit): the general, bounded way.
+            self.size = len(out)
+            if self.size > max_size:
+                raise MessageTooBig(self.size)
+            self._collect(out, False)
+            self._inflate(inflater, inflater.unconsumed_tail)
+            deflate.end_inbound_message()
+            self._collect(b"", True)
+            return self.end()
+        # Output short of the step: zlib took all of the input.
+        deflate.end_inbound_message()
+        if not self.text:
+            return out
+        try:
+            return out.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidData(utf8_error(exc, exc.start)) from None
+
+    def _inflate(self, inflater: zlib._Decompress, data: bytes) -> None:
+        """Inflate ``data`` into the message, bounded (see INFLATE_STEP and ``max_size``)."""
+        try:
+            while True:
+                # Bounded inflate: never more than INFLATE_STEP bytes, nor one byte past the
+                # limit, per call; the rest of the input waits in unconsumed_tail.
+                budget = self.max_size - self.size
+                step = INFLATE_STEP if budget >= INFLATE_STEP else budget + 1
+                out = inflater.decompress(data, step)
+                self.size += len(out)
+                if self.size > self.max_size:
+                    raise MessageTooBig(self.size)
+                if out:
+                    self._collect(out, False)
+                if len(out) < step:
+                    break
+                # A full step may have left input in unconsumed_tail, or output in zlib's own
+                # state: go round until a step falls short.
+                data = inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise InvalidData(f"invalid compressed data: {exc}") from None
 
     def _collect(self, data: bytes, final: bool) -> None:
         """Keep a piece of the message; decode text incrementally to fail on the first bad byte."""

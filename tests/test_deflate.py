@@ -417,6 +417,64 @@ def test_compressed_message_one_byte_over_max_size_fails_1009() -> None:
     ]
 
 
+def _deflated(compressor: zlib._Compress, data: bytes) -> bytes:
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize(
+    ("first", "data", "max_size"),
+    [
+        (0xC1, b'{"n": 1, "text": "hello"}', 1 << 20),
+        (0xC1, b"", 1 << 20),
+        (0xC2, bytes(range(256)) * 16, 1 << 20),
+        (0xC1, "fünf € ".encode() * 5000, 1 << 20),  # more than one inflate step
+        (0xC1, b"a" * 40 + b"\xff" + b"b" * 40, 1 << 20),  # invalid UTF-8 at byte 40
+        (0xC1, b"a" * 100_000 + b"\xc3", 1 << 20),  # truncated at the end, past one step
+        (0xC2, bytes(1001), 1000),  # one byte past the limit, within the first step
+        (0xC2, bytes(1000), 1000),
+        (0xC2, bytes(70_000), 69_999),  # past the limit after the first step
+        (0xC2, bytes(200_000), 1 << 20),
+    ],
+)
+def test_a_whole_compressed_frame_reads_as_the_same_frame_in_pieces(
+    first: int, data: bytes, max_size: int
+) -> None:
+    # One read holding the whole frame takes the one-frame inflate; seven-byte reads stream
+    # the same frame through MessageAssembler.piece: the events must be the same.
+    client = zlib.compressobj(wbits=-15)
+    frame = masked(first, _deflated(client, data))
+    whole, _ = deflate_codec(max_size=max_size)
+    pieces, _ = deflate_codec(max_size=max_size)
+    streamed = []
+    for pos in range(0, len(frame), 7):
+        streamed += pieces.receive_data(frame[pos : pos + 7])
+    events = whole.receive_data(frame)
+    assert events == streamed
+    if len(data) > max_size:
+        assert events == [
+            ProtocolFailure(
+                1009,
+                f"message too big: {max_size + 1} bytes after decompression, the limit is "
+                f"{max_size}",
+            )
+        ]
+    elif first == 0xC2:
+        assert events == [Message(data)]
+    else:
+        try:
+            assert events == [Message(data.decode())]
+        except UnicodeDecodeError as exc:
+            assert events == [ProtocolFailure(1007, events[0].reason)]  # type: ignore[union-attr]
+            assert f"at byte {exc.start}" in events[0].reason  # type: ignore[union-attr]
+    # The codec goes on with the next message (unless it failed), the window kept: the
+    # client's compressor refers back to the first message.
+    if not isinstance(events[0], ProtocolFailure):
+        repeat = data[-200:] + b"."
+        again = masked(first, _deflated(client, repeat))
+        expected = repeat if first == 0xC2 else repeat.decode()
+        assert whole.receive_data(again) == [Message(expected)]
+
+
 def zip_bomb(total: int, piece: int = 1 << 20) -> bytes:
     """A raw deflate stream of ``total`` zero bytes, without allocating them.
 
