@@ -101,7 +101,7 @@ class PerMessageDeflate:
         self.mem_level = mem_level
         self.level = level  # zlib's compression level (-1: its default, 6)
         # Messages whose payload is shorter are sent uncompressed, RSV1 clear: RFC 7692 §6
-        # lets a sender compress any message or none (see FrameCodec._message_payload).
+        # lets a sender compress any message or none (see FrameCodec._payload_into).
         self.min_size = min_size
         self._deflater: zlib._Compress | None = None
         self._inflater: zlib._Decompress | None = None

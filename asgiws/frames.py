@@ -143,6 +143,15 @@ _TEXT_HEADS: Final = tuple(bytes((FIN | OP_TEXT, n)) for n in range(126))
 _BINARY_HEADS: Final = tuple(bytes((FIN | OP_BINARY, n)) for n in range(126))
 
 
+# The last str a codec encoded that was not a small frame's, and its UTF-8 bytes: an app that
+# sends one str to many connections (a chat room, a live feed) has it encoded once, not once
+# per connection, and from 64 KiB on the same payload object goes to every connection's
+# transport, uncopied. The str is held until another replaces it. A small message is not
+# kept: its encoding costs less than keeping it would cost every other small message.
+_last_str: str | None = None
+_last_payload = b""
+
+
 def _header(first: int, n: int) -> bytes:
     if n < 126:
         return bytes((first, n))
@@ -568,42 +577,51 @@ class FrameCodec:
         With permessage-deflate negotiated, a payload of at least the deflate state's
         ``min_size`` is compressed and RSV1 set (RFC 7692 §6).
         """
-        first, payload = self._message_payload(data)
-        return _frame(first, payload)
+        output: list[bytes] = []
+        self.encode_message_into(data, output)
+        return output[0] if len(output) == 1 else b"".join(output)
 
-    def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
+    def encode_message_into(self, data: str | Buffer, output: list[bytes]) -> None:
         """Like :meth:`encode_message`, appending to ``output``; a large payload is appended as
-        it is, after its header, so that it is not copied (the I/O layer writes both at once)."""
-        # The common case: a small message, its two header bytes made in advance.
-        if type(data) is str:
-            payload = data.encode()
-            if len(payload) < self._small:
-                output.append(_TEXT_HEADS[len(payload)] + payload)
-                return
-        elif type(data) is bytes and len(data) < self._small:
-            output.append(_BINARY_HEADS[len(data)] + data)
-            return
-        first, payload = self._message_payload(data)
-        if len(payload) < _NO_COPY_SIZE:
-            output.append(_frame(first, payload))
-        else:
-            output.append(_header(first, len(payload)))
-            output.append(payload)
+        it is, after its header, so that it is not copied (the I/O layer writes both at once).
 
-    def _message_payload(self, data: str | Buffer) -> tuple[int, bytes]:
-        if isinstance(data, str):
-            first = FIN | OP_TEXT
-            payload = data.encode()
-        else:
-            first = FIN | OP_BINARY
-            payload = data if type(data) is bytes else bytes(data)
+        A ``str`` too long for the small frame, sent again (to this connection or another: a
+        broadcast), is not encoded again (see ``_last_str``)."""
+        global _last_str, _last_payload
+        if type(data) is str:
+            if data is _last_str:
+                payload = _last_payload
+            else:
+                payload = data.encode()
+                # The common case: a small message, its two header bytes made in advance.
+                if len(payload) < self._small:
+                    output.append(_TEXT_HEADS[len(payload)] + payload)
+                    return
+                _last_str = data
+                _last_payload = payload
+            self._payload_into(FIN | OP_TEXT, payload, output)
+            return
+        if type(data) is bytes:
+            if len(data) < self._small:
+                output.append(_BINARY_HEADS[len(data)] + data)
+                return
+            self._payload_into(FIN | OP_BINARY, data, output)
+            return
+        assert not isinstance(data, str)  # (for mypy: type() above does not narrow)
+        self._payload_into(FIN | OP_BINARY, bytes(data), output)
+
+    def _payload_into(self, first: int, payload: bytes, output: list[bytes]) -> None:
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.min_size:
             # RFC 7692 §6: a sender may compress any message, or none; one below the minimum
             # goes out as it is, with RSV1 clear, and leaves the compressor's window as it was.
             payload = deflate.compress(payload)
             first |= RSV1
-        return first, payload
+        if len(payload) < _NO_COPY_SIZE:
+            output.append(_frame(first, payload))
+        else:
+            output.append(_header(first, len(payload)))
+            output.append(payload)
 
     def encode_ping(self, payload: bytes = b"") -> bytes:
         return _frame(FIN | OP_PING, _control_payload(payload, "ping"))

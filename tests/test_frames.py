@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 
 from asgiws import frames
+from asgiws.deflate import negotiate
 from asgiws.frames import (
     BufferPool,
     CloseReceived,
@@ -550,9 +551,65 @@ def test_encode_message_into_matches_encode_message(size: int, text: bool) -> No
     )
     output: list[bytes] = []
     codec.encode_message_into(data, output)
-    assert b"".join(output) == codec.encode_message(data)
+    assert b"".join(output) == unmasked(0x81 if text else 0x82, _utf8(data))
+    assert codec.encode_message(data) == b"".join(output)
     # A large payload goes out as it is: no copy joined to its header.
     assert len(output) == (2 if size >= 64 * 1024 else 1)
+
+
+def _utf8(data: str | bytes) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+def unmasked(first: int, payload: bytes) -> bytes:
+    """A server frame as RFC 6455 §5.2 lays it out, written here independently of frames.py."""
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 0x10000:
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload
+
+
+@pytest.mark.parametrize("size", [0, 32, 125, 126, 4000, 65536, 200_000])
+@pytest.mark.parametrize("text", [False, True])
+def test_one_object_sent_to_many_connections_is_framed_once(size: int, text: bool) -> None:
+    # A broadcast: the same object to 50 codecs. Each output is the right frame, and a large
+    # text's payload is the same object in every output: encoded once, never copied.
+    data: str | bytes = "é" * (size // 2) + "x" * (size % 2) if text else os.urandom(size)
+    outputs: list[list[bytes]] = [[] for _ in range(50)]
+    for output in outputs:
+        FrameCodec().encode_message_into(data, output)
+    expected = unmasked(0x81 if text else 0x82, _utf8(data))
+    assert all(b"".join(output) == expected for output in outputs)
+    if text and size >= 65536:
+        assert len({id(output[1]) for output in outputs}) == 1
+    # An equal object that is not the same one is encoded afresh, rightly too.
+    copy = (data + "!")[:-1] if isinstance(data, str) else bytes(bytearray(data))
+    assert copy is not data or size == 0
+    output = []
+    FrameCodec().encode_message_into(copy, output)
+    assert b"".join(output) == expected
+
+
+def test_a_broadcast_object_is_still_compressed_where_the_connection_compresses_it() -> None:
+    # The frame kept for one connection is uncompressed; a connection whose deflate minimum
+    # the message reaches compresses it (RSV1 set), one below it takes the plain frame.
+    text = "a broadcast message of a hundred bytes " * 2 + "x" * 22
+    assert len(text) == 100
+    plain: list[bytes] = []
+    FrameCodec().encode_message_into(text, plain)
+    for min_size, compressed in ((0, True), (64, True), (100, True), (101, False), (1024, False)):
+        deflate = negotiate(["permessage-deflate"], window_bits=12, mem_level=5, min_size=min_size)
+        assert deflate is not None
+        output: list[bytes] = []
+        FrameCodec(deflate=deflate[1]).encode_message_into(text, output)
+        assert bool(output[0][0] & 0x40) is compressed
+        if not compressed:
+            assert output == plain
+    plain_again: list[bytes] = []
+    FrameCodec().encode_message_into(text, plain_again)
+    assert plain_again == plain
 
 
 # -- large binary frames, collected in one pooled buffer ------------------------------------------

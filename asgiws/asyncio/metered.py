@@ -53,7 +53,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .. import logs
+from .. import frames, logs
 from ..frames import _BINARY_HEADS, _TEXT_HEADS, MASK_BIT, FrameCodec, Message, _apply_mask
 from ..metrics import DURATION_BUCKETS, Metrics
 from ..protocol import AccessRecord
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 COPIED = {
     "ConnectionProtocol.cycle_ended": "092de0d5787065c7",
     "FrameCodec.receive_one": "98f6a44043e4c9c8",
-    "FrameCodec.encode_message_into": "b4b4bef3c361e58b",
+    "FrameCodec.encode_message_into": "dd055ab6aa55036d",
 }
 
 
@@ -168,14 +168,15 @@ def codec_class(metrics: Metrics) -> type[FrameCodec]:
             return events
 
         # A copy of FrameCodec.encode_message_into (see COPIED), counting the message.
-        def encode_message_into(self, data: str | bytes, output: list[bytes]) -> None:
+        def encode_message_into(self, data: str | Buffer, output: list[bytes]) -> None:
             # The common case: a small message, its two header bytes made in advance.
             if type(data) is str:
-                payload = data.encode()
-                if len(payload) < self._small:
-                    output.append(_TEXT_HEADS[len(payload)] + payload)
-                    small_out.append(len(payload))  # (see Metrics.small_out)
-                    return
+                if data is not frames._last_str:
+                    payload = data.encode()
+                    if len(payload) < self._small:
+                        output.append(_TEXT_HEADS[len(payload)] + payload)
+                        small_out.append(len(payload))  # (see Metrics.small_out)
+                        return
             elif type(data) is bytes and len(data) < self._small:
                 output.append(_BINARY_HEADS[len(data)] + data)
                 small_out.append(len(data))
