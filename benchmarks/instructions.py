@@ -8,11 +8,11 @@ Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--reques
 Wall-clock figures on this shared 2-core VM move by ±10 % from run to run; the number of
 instructions the server executes for a fixed amount of work barely moves. This tool starts
 asgiws as the suite does (`servers.SERVERS["asgiws"]`: the raw echo app of apps.py, uvloop, no
-access log, no compression offered; only its ping, head and keep-alive timers are a day, see
-`server_argv`) under `valgrind --tool=callgrind`, drives it with a small bounded Python client
-on 127.0.0.1 (instructions_client.py; wsload.c and wrk run for a time, not a count), and reads
-callgrind's counters (the `summary:` line of each dump: what ran since the last zero or dump)
-around the measured windows only:
+access log, compression off unless `--compressed`; only its ping, head and keep-alive timers
+are a day, see `server_argv`) under `valgrind --tool=callgrind`, drives it with a small
+bounded Python client on 127.0.0.1 (instructions_client.py; wsload.c and wrk run for a time,
+not a count), and reads callgrind's counters (the `summary:` line of each dump: what ran since
+the last zero or dump) around the measured windows only:
 
 1. echo: C connections (default 10), one 32-byte text message in flight each. Warm-up
    echoes first; then, with the client idle, `callgrind_control --zero`; then exactly N
@@ -43,8 +43,9 @@ around the measured windows only:
    connection, zero, exactly N echoes, each checked, dump; then Close 1000 both ways. The
    suite's command line turns compression off (`--no-ws-per-message-deflate`); with N above
    0 asgiws starts without that flag, as the suite's compressed scenarios start it. No window
-   above offers an extension, so the flag does not change what they run (the handshake only
-   looks at the server's setting when an offer came).
+   above offers an extension, so the flag does not change the code they run (the handshake
+   reads the setting only when an offer came); measured, their figures moved within their
+   run-to-run spread, http-get by -0.2 %: compare runs made with the same flags.
 6. fanout (`--fanout N`, default 0: not run): the raw app's /fanout/sub and /fanout/pub
    (the suite's `fanout` scenario): `--fanout-subscribers` (default 100) subscribers, each
    told "subscribed" before the next connects, and one publisher. `--warmup-publishes`
@@ -52,6 +53,9 @@ around the measured windows only:
    carrying its sequence number, one in flight: sent, then every subscriber's copy read and
    checked before the next is sent; dump. Figures per delivery (one message to one
    subscriber) and per published message. Then every connection closes (Close 1000).
+
+5 and 6, like 1 and 2, are asgiws's only: a peer never runs them. They run after 4, so their
+traffic comes after 1 to 4 (only the compression flag above differs for those).
 
 `--requests 0` leaves out 3 and 4. `--server NAME` (repeatable) counts a peer of servers.py
 instead of, or as well as, asgiws: uvicorn (httptools, uvloop, the same copied app) with its
@@ -71,8 +75,6 @@ The server runs with PYTHONHASHSEED=0 and the client's keys, masks and payloads 
 seeded generator, so two runs feed the server the same bytes. The server is pinned to one core
 and the client to the other (as in the suite); under valgrind the server is far slower than
 the client, so each time it polls, every connection's next message is already there.
-
-5 and 6, like 1 and 2, are asgiws's only: a peer never runs them.
 
 `--tree DIR` (repeatable) runs asgiws from another checkout with the same harness, app
 and client: its `asgiws` is imported from DIR (checked before the run), by `--python` when
