@@ -1,17 +1,18 @@
-"""Server instructions per echoed message, handshake loop and HTTP request, by callgrind.
+"""Server instructions per echo, compressed echo, handshake, HTTP request, fanout delivery.
 
 Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--requests N]
+                                         [--compressed N] [--fanout N]
                                          [--server NAME ...] [--python PATH]
                                          [--tree DIR ...] [--metrics] [--repeat N] [--json]
 
 Wall-clock figures on this shared 2-core VM move by ±10 % from run to run; the number of
 instructions the server executes for a fixed amount of work barely moves. This tool starts
 asgiws as the suite does (`servers.SERVERS["asgiws"]`: the raw echo app of apps.py, uvloop, no
-access log, no compression offered; only its ping, head and keep-alive timers are a day, see
-`server_argv`) under `valgrind --tool=callgrind`, drives it with a small bounded Python client
-on 127.0.0.1 (instructions_client.py; wsload.c and wrk run for a time, not a count), and reads
-callgrind's counters (the `summary:` line of each dump: what ran since the last zero or dump)
-around the measured windows only:
+access log, compression off unless `--compressed`; only its ping, head and keep-alive timers
+are a day, see `server_argv`) under `valgrind --tool=callgrind`, drives it with a small
+bounded Python client on 127.0.0.1 (instructions_client.py; wsload.c and wrk run for a time,
+not a count), and reads callgrind's counters (the `summary:` line of each dump: what ran since
+the last zero or dump) around the measured windows only:
 
 1. echo: C connections (default 10), one 32-byte text message in flight each. Warm-up
    echoes first; then, with the client idle, `callgrind_control --zero`; then exactly N
@@ -29,6 +30,32 @@ around the measured windows only:
 4. http-post: on the same connections, the same with `POST /` and a 1,024-byte body
    (Content-Length): the raw app reads it all and answers 200 "ok", 400 had it read another
    length. Then the connections close (the client's FIN, then the server's).
+5. compressed (`--compressed N`, default 0: not run): `--compressed-connections` (default
+   10) connections that offer permessage-deflate as browsers do (`Sec-WebSocket-Extensions:
+   permessage-deflate; client_max_window_bits`); each 101 must answer with permessage-deflate.
+   One 32-byte JSON-like text message (`{"seq": 12, "text": "..."}`, the letters from a
+   generator seeded per connection) in flight each, compressed by the client with one
+   raw-deflate stream per connection (context takeover, the window the server allows,
+   sync flush, the trailing 00 00 ff ff left out, RSV1 set). The server's answers are inflated
+   when RSV1 is set and taken as they are when not (asgiws sends messages under
+   --ws-deflate-min-size, 1 KiB, uncompressed: so the echoes come back plain, and the window
+   counts inflating 32-byte messages, not compressing them). `--warmup-echoes` per
+   connection, zero, exactly N echoes, each checked, dump; then Close 1000 both ways. The
+   suite's command line turns compression off (`--no-ws-per-message-deflate`); with N above
+   0 asgiws starts without that flag, as the suite's compressed scenarios start it. No window
+   above offers an extension, so the flag does not change the code they run (the handshake
+   reads the setting only when an offer came); measured, their figures moved within their
+   run-to-run spread, http-get by -0.2 %: compare runs made with the same flags.
+6. fanout (`--fanout N`, default 0: not run): the raw app's /fanout/sub and /fanout/pub
+   (the suite's `fanout` scenario): `--fanout-subscribers` (default 100) subscribers, each
+   told "subscribed" before the next connects, and one publisher. `--warmup-publishes`
+   (default 5) messages first, then zero, exactly N published 32-byte text messages, each
+   carrying its sequence number, one in flight: sent, then every subscriber's copy read and
+   checked before the next is sent; dump. Figures per delivery (one message to one
+   subscriber) and per published message. Then every connection closes (Close 1000).
+
+5 and 6, like 1 and 2, are asgiws's only: a peer never runs them. They run after 4, so their
+traffic comes after 1 to 4 (only the compression flag above differs for those).
 
 `--requests 0` leaves out 3 and 4. `--server NAME` (repeatable) counts a peer of servers.py
 instead of, or as well as, asgiws: uvicorn (httptools, uvloop, the same copied app) with its
@@ -37,7 +64,8 @@ windows only, run from this checkout; it is labelled by its name and package ver
 interpreter is `--python`, else the suite's `.cache/bench-venv` when it exists, else this one.
 With two or more servers or trees, the comparison lines give each against the first.
 
-Then 5 s with no traffic, dumped too: the instructions per second the server spends on its
+Then 5 s with no traffic, dumped too (from the last dump; after 5 or 6, from a zero once
+their connections have closed): the instructions per second the server spends on its
 clock (the Date header's tick, timer-wheel ticks). That work is in every window's count in
 proportion to the window's wall-clock length, which is what still moves between runs (by
 about 0.1-0.3 % of the handshake figure, less of the echo one).
@@ -88,15 +116,20 @@ from benchmarks import bench_venv
 from benchmarks.instructions_callgrind import Callgrind
 from benchmarks.instructions_client import (
     BODY_SIZE,
+    FANOUT_PUB,
     Connection,
     Deadline,
+    DeflateConnection,
     Failed,
     HttpConnection,
+    JsonPayloads,
     echo_phase,
+    fanout_phase,
     handshake_loop,
     http_phase,
     http_request,
     spread,
+    subscribe,
 )
 from benchmarks.servers import RAW_APP, SERVERS
 
@@ -160,6 +193,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--warmup-requests", type=positive, default=50, help="requests per connection before"
     )
     parser.add_argument(
+        "--compressed",
+        type=count,
+        default=0,
+        help="measured echoes over permessage-deflate connections (0: no compressed window)",
+    )
+    parser.add_argument(
+        "--compressed-connections",
+        type=positive,
+        default=10,
+        help="permessage-deflate echo connections",
+    )
+    parser.add_argument(
+        "--fanout",
+        type=count,
+        default=0,
+        help="measured published messages in the fanout window (0: no fanout window)",
+    )
+    parser.add_argument(
+        "--fanout-subscribers", type=positive, default=100, help="fanout subscribers"
+    )
+    parser.add_argument(
+        "--warmup-publishes", type=positive, default=5, help="fanout messages published before"
+    )
+    parser.add_argument(
         "--server",
         action="append",
         choices=["asgiws", *PEER_FLAGS],
@@ -203,12 +260,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--connections and --http-connections are at most 1000")
     if args.requests and args.http_connections > args.requests:
         parser.error("--http-connections must not exceed --requests")
+    if args.compressed and args.compressed_connections > args.compressed:
+        parser.error("--compressed-connections must not exceed --compressed")
+    if args.compressed_connections > 1000 or args.fanout_subscribers > 1000:
+        parser.error("--compressed-connections and --fanout-subscribers are at most 1000")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
     if args.tree and "asgiws" not in args.server:
         parser.error("--tree runs asgiws from a checkout: it needs --server asgiws")
     if args.metrics and "asgiws" not in args.server:
         parser.error("--metrics is asgiws's --metrics-port: it needs --server asgiws")
+    if (args.compressed or args.fanout) and "asgiws" not in args.server:
+        parser.error("--compressed and --fanout are asgiws's windows: they need --server asgiws")
     if args.requests == 0 and args.server != ["asgiws"]:
         parser.error("a peer has only the HTTP windows: --requests must not be 0")
     if not args.tree:
@@ -235,9 +298,10 @@ class Target:
             return self.server
         return f"{self.commit}+metrics" if self.metrics else self.commit
 
-    def argv(self, port: int) -> list[str]:
+    def argv(self, port: int, *, deflate: bool = False) -> list[str]:
+        """The command line; `deflate` (asgiws only): permessage-deflate allowed."""
         if self.server == "asgiws":
-            return server_argv(self.python, port, metrics=self.metrics)
+            return server_argv(self.python, port, metrics=self.metrics, deflate=deflate)
         return peer_argv(self.server, self.python, port)
 
 
@@ -321,7 +385,9 @@ def resolve_peer(name: str, python: str | None) -> Target:
     return Target(REPO, python, git_commit(REPO), "", name, found.stdout.strip())
 
 
-def server_argv(python: str, port: int, *, metrics: bool = False) -> list[str]:
+def server_argv(
+    python: str, port: int, *, metrics: bool = False, deflate: bool = False
+) -> list[str]:
     """The suite's asgiws command line, with the app taken from the harness's copy.
 
     One change: the keep-alive ping interval, the request-head timeout and the HTTP
@@ -335,10 +401,12 @@ def server_argv(python: str, port: int, *, metrics: bool = False) -> list[str]:
     connection still arms and disarms its timers; they only never come due.
 
     ``metrics``: with ``--metrics-port 0`` too (the probe listener on a free port).
+    ``deflate``: without ``--no-ws-per-message-deflate`` (the suite's command line for its
+    compressed scenarios), so a client that offers permessage-deflate gets it.
     """
     far = str(FAR_TIMEOUT)
     return [
-        *_with_copied_app(SERVERS["asgiws"].argv(python, port)),
+        *_with_copied_app(SERVERS["asgiws"].argv(python, port, deflate=deflate)),
         "--ws-ping-interval", far, "--timeout-handshake", far, "--timeout-keep-alive", far,
         *(["--metrics-port", "0"] if metrics else []),
     ]  # fmt: skip
@@ -383,6 +451,15 @@ class Result:
     get_seconds: float | None = None
     post_instructions: int | None = None
     post_seconds: float | None = None
+    compressed: int = 0  # permessage-deflate echoes (0: the window did not run)
+    compressed_connections: int = 0
+    compressed_instructions: int | None = None
+    compressed_seconds: float | None = None
+    compressed_replies: int | None = None  # echoes the server sent compressed (RSV1 set)
+    fanout: int = 0  # published messages (0: the window did not run)
+    fanout_subscribers: int = 0
+    fanout_instructions: int | None = None
+    fanout_seconds: float | None = None
     idle_instructions: int  # with no client traffic, over idle_seconds
     idle_seconds: float
     seconds: float  # the whole run
@@ -391,6 +468,9 @@ class Result:
     handshake_per_loop: float | None = field(init=False)
     get_per_request: float | None = field(init=False)
     post_per_request: float | None = field(init=False)
+    compressed_per_message: float | None = field(init=False)
+    fanout_per_delivery: float | None = field(init=False)
+    fanout_per_message: float | None = field(init=False)
     idle_per_second: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -398,6 +478,11 @@ class Result:
         self.handshake_per_loop = _per(self.handshake_instructions, self.handshakes)
         self.get_per_request = _per(self.get_instructions, self.requests)
         self.post_per_request = _per(self.post_instructions, self.requests)
+        self.compressed_per_message = _per(self.compressed_instructions, self.compressed)
+        self.fanout_per_delivery = _per(
+            self.fanout_instructions, self.fanout * self.fanout_subscribers
+        )
+        self.fanout_per_message = _per(self.fanout_instructions, self.fanout)
         self.idle_per_second = self.idle_instructions / self.idle_seconds
 
     @property
@@ -482,6 +567,72 @@ def http_windows(
     return figures
 
 
+def compressed_window(
+    server: Callgrind, args: argparse.Namespace, deadline: Deadline, log: Any
+) -> dict[str, Any]:
+    """Echoes over permessage-deflate connections: warm-up, zero, exactly --compressed, dump."""
+    rng = random.Random(SEED + 1)
+    payloads = JsonPayloads(SEED)
+    count, warm = args.compressed_connections, args.warmup_echoes
+    log(f"  compressed: {count} permessage-deflate connections, warm-up ...")
+    connections: list[DeflateConnection] = []
+    try:
+        for i in range(count):
+            connections.append(DeflateConnection(i, server.port, rng, deadline))
+        echo_phase(list(connections), [warm] * count, 0, payloads)
+        before = sum(conn.compressed_received for conn in connections)
+        server.zero()
+        log(f"  compressed: {args.compressed:,} measured echoes ...")
+        done = echo_phase(list(connections), spread(args.compressed, count), warm, payloads)
+        if done != args.compressed:
+            raise Failed(f"{done} compressed echoes instead of {args.compressed}")
+        instructions, seconds = _window(server, "compressed")
+        replies = sum(conn.compressed_received for conn in connections) - before
+        for conn in connections:
+            conn.close()
+    finally:
+        for conn in connections:
+            conn.sock.close()
+    return {
+        "compressed": args.compressed, "compressed_connections": count,
+        "compressed_instructions": instructions, "compressed_seconds": seconds,
+        "compressed_replies": replies,
+    }  # fmt: skip
+
+
+def fanout_window(
+    server: Callgrind, args: argparse.Namespace, deadline: Deadline, log: Any
+) -> dict[str, Any]:
+    """S subscribers, one publisher: warm-up, zero, exactly --fanout published messages, one
+    in flight, every copy checked, dump."""
+    rng = random.Random(SEED + 2)
+    count, warm = args.fanout_subscribers, args.warmup_publishes
+    log(f"  fanout: {count} subscribers and a publisher, {warm} warm-up messages ...")
+    connections: list[Connection] = []
+    try:
+        for i in range(count):
+            connections.append(subscribe(i, server.port, rng, deadline))
+        subscribers = list(connections)
+        publisher = Connection(count, server.port, rng, deadline, FANOUT_PUB)
+        connections.append(publisher)
+        fanout_phase(publisher, subscribers, 0, warm)
+        server.zero()
+        log(f"  fanout: {args.fanout:,} measured messages to {count} subscribers ...")
+        done = fanout_phase(publisher, subscribers, warm, args.fanout)
+        if done != args.fanout * count:
+            raise Failed(f"{done} fanout deliveries instead of {args.fanout * count}")
+        instructions, seconds = _window(server, "fanout")
+        for conn in connections:
+            conn.close()
+    finally:
+        for conn in connections:
+            conn.sock.close()
+    return {
+        "fanout": args.fanout, "fanout_subscribers": count,
+        "fanout_instructions": instructions, "fanout_seconds": seconds,
+    }  # fmt: skip
+
+
 def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Result:
     started = time.monotonic()
     deadline = Deadline(args.timeout)
@@ -493,13 +644,27 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         app_dir = workdir / "app"
         app_dir.mkdir()
         shutil.copyfile(HERE / "apps.py", app_dir / f"{APP_MODULE}.py")
-        server = Callgrind(target.argv, target.tree, app_dir, workdir, server_core)
+        deflate = asgiws and args.compressed > 0
+
+        def argv(port: int) -> list[str]:
+            return target.argv(port, deflate=deflate)
+
+        server = Callgrind(argv, target.tree, app_dir, workdir, server_core)
         stack.callback(server.stop)
         log(f"  starting {target.server} under callgrind (port {server.port}) ...")
         server.wait_ready(deadline)
         figures = websocket_windows(server, args, deadline, log) if asgiws else {}
         if args.requests:
             figures.update(http_windows(server, args, deadline, log))
+        # After the windows above, so that turning these on leaves those as they were.
+        if asgiws and args.compressed:
+            figures.update(compressed_window(server, args, deadline, log))
+        if asgiws and args.fanout:
+            figures.update(fanout_window(server, args, deadline, log))
+        if asgiws and (args.compressed or args.fanout):
+            # Their connections' closing work, which the server finishes after the client
+            # is done, stays out of the idle window (it multiplied its rate by 3 to 10).
+            server.zero()
         # Work that follows the clock, not the traffic (the Date header's tick, timer-wheel
         # ticks): its rate shows how much of a window's count the window's length decides.
         time.sleep(IDLE)
@@ -528,6 +693,8 @@ FIGURES = (
     ("handshake_per_loop", "handshake"),
     ("get_per_request", "http-get"),
     ("post_per_request", "http-post"),
+    ("compressed_per_message", "compressed"),
+    ("fanout_per_delivery", "fanout"),
 )
 
 
@@ -557,6 +724,21 @@ def result_lines(result: Result) -> list[str]:
             f"  http-post: {result.post_per_request:,.0f} per request "
             f"({result.requests:,} POST / with {result.post_body:,} bytes, "
             f"{result.post_instructions:,} in all, {result.post_seconds:.0f} s)"
+        )
+    if result.compressed_per_message is not None:
+        lines.append(
+            f"  compressed: {result.compressed_per_message:,.0f} instructions per message "
+            f"({result.compressed:,} permessage-deflate echoes over "
+            f"{result.compressed_connections} connections, {result.compressed_replies:,} "
+            f"answered compressed, {result.compressed_instructions:,} in all, "
+            f"{result.compressed_seconds:.0f} s)"
+        )
+    if result.fanout_per_delivery is not None and result.fanout_per_message is not None:
+        lines.append(
+            f"  fanout: {result.fanout_per_delivery:,.0f} instructions per delivery, "
+            f"{result.fanout_per_message:,.0f} per published message ({result.fanout:,} "
+            f"messages to {result.fanout_subscribers} subscribers, "
+            f"{result.fanout_instructions:,} in all, {result.fanout_seconds:.0f} s)"
         )
     lines.append(
         f"  idle: {result.idle_per_second:,.0f} per second with no traffic "

@@ -4,6 +4,11 @@ Blocking sockets, one message or request in flight per connection; every read ha
 and every response is checked, so a window counts only work that went right. The WebSocket
 client masks with a seeded generator, so two runs send the server the same bytes; the HTTP
 client's requests are the same bytes in every run.
+
+Two more WebSocket shapes: `DeflateConnection` offers permessage-deflate as browsers do and
+compresses what it sends with one raw-deflate stream per connection (context takeover);
+`fanout_phase` publishes on one connection of the raw app's /fanout/pub and reads every copy
+from the /fanout/sub connections, one published message in flight.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import base64
 import hashlib
 import re
 import select
+import selectors
 import socket
+import string
 import struct
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from random import Random
+from typing import Any
 
 from benchmarks.servers import HOST
 
@@ -25,6 +34,11 @@ IO_TIMEOUT = 30.0  # seconds for any one socket operation (valgrind is slow, not
 SIZE = 32  # bytes per echoed message, as in the suite's echo and handshake scenarios
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+RSV1 = 0x40  # a frame's first byte: set on the first frame of a compressed message
+# permessage-deflate as Chrome and Firefox offer it: the server may choose the window the
+# client's compressor uses (RFC 7692 §7.1.2.2); both sides keep their context.
+BROWSER_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # what a sync flush ends with; not sent (RFC 7692 §7.2.1)
 
 
 class Failed(Exception):
@@ -43,27 +57,40 @@ def mask(payload: bytes, key: bytes) -> bytes:
     return value.to_bytes(n, "big")
 
 
-def client_frame(opcode: int, payload: bytes, rng: Random) -> bytes:
-    """One masked, final frame as a client sends it."""
+def client_frame(opcode: int, payload: bytes, rng: Random, *, rsv1: bool = False) -> bytes:
+    """One masked, final frame as a client sends it; `rsv1` marks a compressed message."""
     n = len(payload)
+    first = 0x80 | (RSV1 if rsv1 else 0) | opcode
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", first, 0x80 | n)
     elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
     key = rng.randbytes(4)
     return head + key + mask(payload, key)
 
 
 def parse_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
-    """(opcode, payload) of each complete server frame at the front; consumed from buffer."""
+    """(opcode, payload) of each complete server frame at the front; consumed from buffer.
+    No extension was negotiated: a frame with RSV1 set fails."""
+    for opcode, compressed, payload in parse_frames_rsv1(buffer):
+        if compressed:
+            raise Failed("the server set RSV1 without permessage-deflate")
+        yield opcode, payload
+
+
+def parse_frames_rsv1(buffer: bytearray) -> Iterator[tuple[int, bool, bytes]]:
+    """(opcode, RSV1, payload) of each complete server frame at the front; consumed from
+    buffer. RSV2 or RSV3 set fails (no extension defines them here)."""
     while len(buffer) >= 2:
         first, second = buffer[0], buffer[1]
         if second & 0x80:
             raise Failed("the server sent a masked frame")
         if not first & 0x80:
             raise Failed("the server fragmented a 32-byte message")
+        if first & 0x30:
+            raise Failed(f"the server set RSV2 or RSV3 (first byte {first:#04x})")
         length, offset = second & 0x7F, 2
         if length == 126:
             if len(buffer) < 4:
@@ -77,19 +104,22 @@ def parse_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
             return
         payload = bytes(buffer[offset : offset + length])
         del buffer[: offset + length]
-        yield first & 0x0F, payload
+        yield first & 0x0F, bool(first & RSV1), payload
 
 
-def upgrade_request(port: int, key: str) -> bytes:
+def upgrade_request(port: int, key: str, path: str = "/", extensions: str | None = None) -> bytes:
+    """The upgrade request; `extensions` is the Sec-WebSocket-Extensions offer, if any."""
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
     return (
-        f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
     ).encode()
 
 
-def check_upgrade(head: bytes, key: str) -> None:
-    """Status 101, Upgrade, Connection and the right Sec-WebSocket-Accept; no extensions."""
+def check_upgrade(head: bytes, key: str, *, offered: bool = False) -> str | None:
+    """Status 101, Upgrade, Connection and the right Sec-WebSocket-Accept; returns the
+    Sec-WebSocket-Extensions answer. Without an offer there must be none."""
     lines = head.decode("latin-1").split("\r\n")
     if not re.fullmatch(r"HTTP/1\.1 101( .*)?", lines[0]):
         raise Failed(f"upgrade refused: {lines[0]!r}")
@@ -104,8 +134,49 @@ def check_upgrade(head: bytes, key: str) -> None:
         raise Failed("upgrade response lacks Upgrade: websocket")
     if "upgrade" not in fields.get("connection", "").lower():
         raise Failed("upgrade response lacks Connection: Upgrade")
-    if "sec-websocket-extensions" in fields:
+    if "sec-websocket-extensions" in fields and not offered:
         raise Failed("the server chose an extension the client never offered")
+    return fields.get("sec-websocket-extensions")
+
+
+@dataclass(frozen=True)
+class DeflateParams:
+    """What the server's permessage-deflate answer lets the client do (RFC 7692 §7.1)."""
+
+    client_window_bits: int = 15  # the client's compressor window
+    client_no_context_takeover: bool = False  # a fresh compressor for each message
+
+
+def deflate_answer(value: str | None) -> DeflateParams:
+    """The client's side of the server's Sec-WebSocket-Extensions answer to the browser
+    offer; fails unless it is exactly one permessage-deflate with parameters it may send."""
+    if value is None:
+        raise Failed("the 101 has no Sec-WebSocket-Extensions: permessage-deflate not chosen")
+    name, *params = (part.strip() for part in value.split(";"))
+    if name.lower() != "permessage-deflate" or "," in value:
+        raise Failed(f"the server answered {value!r}, not one permessage-deflate")
+    bits, no_takeover, seen = 15, False, set()
+    for param in params:
+        key, sep, raw = (part.strip() for part in param.partition("="))
+        key = key.lower()
+        if key in seen:
+            raise Failed(f"permessage-deflate parameter {key!r} twice in {value!r}")
+        seen.add(key)
+        raw = raw.strip('"')
+        if key == "client_max_window_bits":
+            if not (sep and raw.isdigit() and 8 <= int(raw) <= 15):
+                raise Failed(f"client_max_window_bits {raw!r} in {value!r}")
+            bits = max(int(raw), 9)  # zlib's raw deflate has no 8-bit window; 9 fits it
+        elif key == "server_max_window_bits":
+            if not (sep and raw.isdigit() and 8 <= int(raw) <= 15):
+                raise Failed(f"server_max_window_bits {raw!r} in {value!r}")
+        elif key == "client_no_context_takeover" and not sep:
+            no_takeover = True
+        elif key == "server_no_context_takeover" and not sep:
+            pass  # the server's choice; a kept inflater reads such messages as well
+        else:
+            raise Failed(f"unexpected permessage-deflate parameter {param!r} in {value!r}")
+    return DeflateParams(bits, no_takeover)
 
 
 def payload_for(connection: int, counter: int) -> bytes:
@@ -154,30 +225,45 @@ class Stream:
 class Connection(Stream):
     """One client WebSocket over a blocking socket; every read has a timeout."""
 
-    def __init__(self, number: int, port: int, rng: Random, deadline: Deadline) -> None:
+    offer: str | None = None  # the Sec-WebSocket-Extensions offer
+
+    def __init__(
+        self, number: int, port: int, rng: Random, deadline: Deadline, path: str = "/"
+    ) -> None:
         super().__init__(number, port, deadline)
         self.rng = rng
         try:
             key = base64.b64encode(rng.randbytes(16)).decode()
-            self.sock.sendall(upgrade_request(port, key))
+            self.sock.sendall(upgrade_request(port, key, path, self.offer))
             while b"\r\n\r\n" not in self.buffer:
                 if len(self.buffer) > 16384:
                     raise Failed("upgrade response head longer than 16 KiB")
                 self.receive()
             end = self.buffer.index(b"\r\n\r\n")
-            check_upgrade(bytes(self.buffer[:end]), key)
+            answer = check_upgrade(bytes(self.buffer[:end]), key, offered=self.offer is not None)
             del self.buffer[: end + 4]
+            self.negotiated(answer)
         except BaseException:
             self.sock.close()
             raise
+
+    def negotiated(self, answer: str | None) -> None:
+        """The server's Sec-WebSocket-Extensions answer (none: nothing was offered)."""
 
     def send(self, opcode: int, payload: bytes) -> None:
         self.sock.settimeout(self.deadline.left())
         self.sock.sendall(client_frame(opcode, payload, self.rng))
 
+    def send_text(self, payload: bytes) -> None:
+        self.send(OP_TEXT, payload)
+
+    def parsed(self) -> Iterator[tuple[int, bytes]]:
+        """(opcode, payload) of each complete frame received, consumed from the buffer."""
+        return parse_frames(self.buffer)
+
     def frames(self) -> Iterator[tuple[int, bytes]]:
         """Frames already received; pings answered, pongs skipped."""
-        for opcode, payload in parse_frames(self.buffer):
+        for opcode, payload in self.parsed():
             if opcode == OP_PING:
                 self.send(OP_PONG, payload)
             elif opcode != OP_PONG:
@@ -213,16 +299,109 @@ class Connection(Stream):
             self.sock.close()
 
 
-def echo_phase(connections: list[Connection], counts: list[int], first: int) -> int:
-    """Each connection echoes counts[i] messages, one in flight; returns the echoes done."""
+class DeflateConnection(Connection):
+    """A client WebSocket that offers permessage-deflate as browsers do and must get it.
+
+    Each text message it sends is compressed by one raw-deflate stream kept for the
+    connection (context takeover, unless the server's answer says client_no_context_takeover;
+    the window the answer allows), sync-flushed, its trailing 00 00 ff ff left out, in one
+    frame with RSV1 set. What comes back with RSV1 set is inflated by one kept inflater; what
+    comes back with RSV1 clear is taken as it is (asgiws sends short messages uncompressed).
+    """
+
+    offer = BROWSER_DEFLATE_OFFER
+    MAX_MESSAGE = 1 << 20  # bytes: a longer inflated message fails
+
+    def negotiated(self, answer: str | None) -> None:
+        self.params = deflate_answer(answer)
+        self.compressor = self._compressor()
+        self.inflater = zlib.decompressobj(-15)  # reads any window up to 15 bits
+        self.compressed_received = 0  # messages the server sent compressed (RSV1 set)
+        self.plain_received = 0  # and uncompressed
+
+    def _compressor(self) -> Any:
+        bits = self.params.client_window_bits
+        return zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits)
+
+    def send_text(self, payload: bytes) -> None:
+        data = self.compressor.compress(payload) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        if not data.endswith(DEFLATE_TAIL):
+            raise Failed("zlib's sync flush did not end with 00 00 ff ff")
+        if self.params.client_no_context_takeover:
+            self.compressor = self._compressor()
+        self.sock.settimeout(self.deadline.left())
+        self.sock.sendall(client_frame(OP_TEXT, data[: -len(DEFLATE_TAIL)], self.rng, rsv1=True))
+
+    def parsed(self) -> Iterator[tuple[int, bytes]]:
+        for opcode, compressed, payload in parse_frames_rsv1(self.buffer):
+            if opcode >= OP_CLOSE:
+                if compressed:
+                    raise Failed(f"connection {self.number}: RSV1 on a control frame")
+            elif compressed:
+                payload = self.inflate(payload)
+                self.compressed_received += 1
+            else:
+                self.plain_received += 1
+            yield opcode, payload
+
+    def inflate(self, payload: bytes) -> bytes:
+        if self.inflater.eof:  # the server ended its stream (a final block): a fresh one
+            self.inflater = zlib.decompressobj(-15)
+        try:
+            data = self.inflater.decompress(payload + DEFLATE_TAIL, self.MAX_MESSAGE)
+        except zlib.error as exc:
+            raise Failed(f"connection {self.number}: cannot inflate a message: {exc}") from None
+        if self.inflater.unconsumed_tail:
+            raise Failed(f"connection {self.number}: a message inflates past 1 MiB")
+        return data
+
+
+LETTERS = string.ascii_lowercase
+
+
+def json_payload(seq: int, rng: Random) -> bytes:
+    """32 bytes shaped like a small JSON message, `{"seq": 12, "text": "..."}`: the text is
+    as many letters from `rng` as fill it."""
+    head = f'{{"seq": {seq}, "text": "'
+    room = SIZE - len(head) - 2
+    if room < 1:
+        raise ValueError(f"sequence number {seq} leaves no room in {SIZE} bytes")
+    return (head + "".join(rng.choices(LETTERS, k=room)) + '"}').encode()
+
+
+class JsonPayloads:
+    """`payloads(connection, counter)`: json_payload(counter, the connection's generator).
+    Each connection draws from its own generator seeded from `seed`, in its own message
+    order, so its bytes are the same in every run however the connections interleave."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rngs: dict[int, Random] = {}
+
+    def __call__(self, connection: int, counter: int) -> bytes:
+        rng = self.rngs.get(connection)
+        if rng is None:
+            rng = self.rngs[connection] = Random(f"{self.seed}:{connection}")
+        return json_payload(counter, rng)
+
+
+Payloads = Callable[[int, int], bytes]  # (connection, counter) -> the message
+
+
+def echo_phase(
+    connections: list[Connection], counts: list[int], first: int, payloads: Payloads | None = None
+) -> int:
+    """Each connection echoes counts[i] messages, one in flight; returns the echoes done.
+    Messages are `payloads(i, counter)` (default payload_for), counters from `first`."""
+    payload_of = payload_for if payloads is None else payloads
     remaining = list(counts)
     counters = [first] * len(connections)
     by_fd = {conn.sock.fileno(): i for i, conn in enumerate(connections)}
     outstanding: dict[int, bytes] = {}
     for i, conn in enumerate(connections):
         if remaining[i]:
-            outstanding[i] = payload_for(i, counters[i])
-            conn.send(OP_TEXT, outstanding[i])
+            outstanding[i] = payload_of(i, counters[i])
+            conn.send_text(outstanding[i])
     done = 0
     deadline = connections[0].deadline
     while outstanding:
@@ -242,8 +421,8 @@ def echo_phase(connections: list[Connection], counts: list[int], first: int) -> 
                 remaining[i] -= 1
                 counters[i] += 1
                 if remaining[i]:
-                    outstanding[i] = payload_for(i, counters[i])
-                    conn.send(OP_TEXT, outstanding[i])
+                    outstanding[i] = payload_of(i, counters[i])
+                    conn.send_text(outstanding[i])
     return done
 
 
@@ -257,6 +436,73 @@ def handshake_loop(number: int, port: int, rng: Random, deadline: Deadline) -> N
         conn.sock.close()
         raise
     conn.close()
+
+
+# ---- WebSocket: fanout (the raw app's /fanout/sub and /fanout/pub) ---------------------------
+
+FANOUT_SUB = "/fanout/sub"
+FANOUT_PUB = "/fanout/pub"
+SUBSCRIBED = b"subscribed"  # apps.SUBSCRIBED: what a subscriber is told once registered
+FANOUT_FILL = b"-published-to-every-subscriber"
+
+
+def fanout_payload(seq: int) -> bytes:
+    """32 ASCII bytes carrying the sequence number, the same in every run."""
+    head = f"{seq:010d}".encode()
+    return head + FANOUT_FILL[: SIZE - len(head)]
+
+
+def subscribe(number: int, port: int, rng: Random, deadline: Deadline) -> Connection:
+    """A /fanout/sub connection that has been told SUBSCRIBED."""
+    conn = Connection(number, port, rng, deadline, FANOUT_SUB)
+    try:
+        opcode, data = conn.next_frame()
+        if opcode != OP_TEXT or data != SUBSCRIBED:
+            raise Failed(f"subscriber {number}: expected {SUBSCRIBED!r}, got {data[:40]!r}")
+    except BaseException:
+        conn.sock.close()
+        raise
+    return conn
+
+
+def fanout_phase(
+    publisher: Connection, subscribers: list[Connection], first: int, count: int
+) -> int:
+    """Publish `count` messages (sequence numbers from `first`), one in flight: each is sent,
+    then every subscriber's copy is read and checked before the next is sent. Returns the
+    deliveries checked (a message to one subscriber). The publisher must get nothing back."""
+    deadline = publisher.deadline
+    delivered = 0
+    with selectors.DefaultSelector() as selector:
+        for conn in (*subscribers, publisher):
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
+        for seq in range(first, first + count):
+            payload = fanout_payload(seq)
+            publisher.send_text(payload)
+            waiting = set(subscribers)
+            while waiting:
+                events = selector.select(deadline.left())
+                if not events:
+                    raise Failed(
+                        f"message {seq}: {len(waiting)} of {len(subscribers)} subscribers "
+                        f"got nothing in {IO_TIMEOUT:.0f} s"
+                    )
+                for key, _ in events:
+                    conn = key.data
+                    conn.receive()
+                    for opcode, data in conn.frames():
+                        if conn is publisher:
+                            raise Failed(f"the publisher got {opcode:#x} {data[:40]!r}")
+                        if conn not in waiting:
+                            raise Failed(f"subscriber {conn.number}: two copies of message {seq}")
+                        if opcode != OP_TEXT or data != payload:
+                            raise Failed(
+                                f"subscriber {conn.number}: got {opcode:#x} {data[:40]!r}, "
+                                f"expected {payload!r}"
+                            )
+                        waiting.discard(conn)
+                        delivered += 1
+    return delivered
 
 
 def spread(total: int, parts: int) -> list[int]:
