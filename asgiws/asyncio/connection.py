@@ -54,6 +54,21 @@ class LargeFrameReader(asyncio.BufferedProtocol):
         self.owner = owner
         self._into = False
 
+    @classmethod
+    def take_over(cls, owner: ConnectionProtocol) -> None:
+        """Become the protocol of ``owner``'s transport for the rest of the connection, when
+        a large binary frame is arriving. Reading restarts, so that the transport takes the
+        other kind of protocol (uvloop picks its read callbacks when reading starts)."""
+        ws = owner.ws
+        transport = owner.transport
+        if ws is None or ws.read_target() is None or transport is None or owner._closed:
+            return
+        owner._large = True
+        transport.set_protocol(cls(owner))
+        if not owner._read_paused:
+            transport.pause_reading()
+            transport.resume_reading()
+
     def get_buffer(self, sizehint: int) -> memoryview:
         owner = self.owner
         ws = owner.ws
@@ -71,7 +86,10 @@ class LargeFrameReader(asyncio.BufferedProtocol):
             busy = owner.ws.received_into(nbytes)
         else:
             busy = owner.conn.receive_data(owner.server.read_buffer[:nbytes])
-        owner.after_read(busy)
+        if busy:
+            owner._step()
+        else:
+            owner._wake()
 
     def eof_received(self) -> bool:
         return self.owner.eof_received()
@@ -196,7 +214,7 @@ class ConnectionProtocol(asyncio.Protocol):
                     self._wake()
                     return
                 if len(data) >= LARGE_READ and not self._large:
-                    self._read_large_frames()  # when a large binary frame is arriving
+                    self.large_reader.take_over(self)  # when a large binary frame is arriving
             self._step()
         else:
             # The hot path: messages for the app and nothing else to do (_wake(), inline).
@@ -204,29 +222,8 @@ class ConnectionProtocol(asyncio.Protocol):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
-    def after_read(self, busy: bool) -> None:
-        """A LargeFrameReader's read went in: ``busy`` as receive_data() returned it."""
-        if busy:
-            self._step()
-        else:
-            self._wake()
-
     def eof_received(self) -> bool:
         return False  # Close our side too: a client that stops sending is gone.
-
-    def _read_large_frames(self) -> None:
-        """Hand the transport a LargeFrameReader for the rest of the connection. Reading
-        restarts, so that the transport takes the other kind of protocol (uvloop picks its
-        read callbacks when reading starts)."""
-        ws = self.ws
-        transport = self.transport
-        if ws is None or ws.read_target() is None or transport is None or self._closed:
-            return
-        self._large = True
-        transport.set_protocol(self.large_reader(self))
-        if not self._read_paused:
-            transport.pause_reading()
-            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
