@@ -33,6 +33,10 @@ logger = logging.getLogger("asgiws.error")
 
 # Answers to queued messages are written together, up to this many frames per write.
 WRITE_BATCH = 64
+# Messages another task sends (a broadcast) wait for it to yield when at most this long (str
+# characters, 4 KiB of UTF-8 at most, or bytes), up to BROADCAST_BATCH of them.
+BROADCAST_SMALL = 1024
+BROADCAST_BATCH = 16
 # A read at least this large that leaves a large binary frame unfinished switches the connection
 # to a LargeFrameReader; smaller reads are not worth checking.
 LARGE_READ = 16 * 1024
@@ -393,6 +397,24 @@ class ConnectionProtocol(asyncio.Protocol):
                 if self._flush is None:
                     self._flush = self.loop.call_soon(self._flush_now)
                 return
+            if (
+                self._waiter is not None
+                and not self._write_paused
+                and self._batched < BROADCAST_BATCH
+            ):
+                # Another task sends while this connection's app waits in receive(): a
+                # broadcast, whose sender often has its next message queued too. Small
+                # messages wait for it to yield (BROADCAST_BATCH x 4 KiB at most, the
+                # transport's high-water mark): one syscall for them, not one each. A large
+                # one, or one to a client that does not read, goes now (and waits for room).
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes", b"")
+                if len(data) <= BROADCAST_SMALL:
+                    self._batched += 1
+                    if self._flush is None:
+                        self._flush = self.loop.call_soon(self._flush_now)
+                    return
             if self._flush is not None:
                 self._flush.cancel()
                 self._flush = None
