@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import logs
 from ..http import HTTPConnection
@@ -42,6 +42,36 @@ BROADCAST_BATCH = 16
 LARGE_READ = 16 * 1024
 # A buffer this large is written on its own rather than copied into a joined one.
 LARGE_WRITE = 64 * 1024
+
+
+class _Listed:
+    """``ConnectionProtocol._flush`` while the connection waits in its server's ``deferred``
+    list (a broadcast's messages, see ``send``): like the handle of a scheduled flush, it is
+    cancelled by a write that takes the output first."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass  # write_deferred() skips a connection whose _flush is no longer LISTED
+
+
+LISTED: Final = _Listed()
+
+
+def write_deferred(server: Server) -> None:
+    """Write the broadcast messages that waited for their sender to yield (once a tick)."""
+    deferred = server.deferred
+    server.deferred = []
+    for proto in deferred:
+        if proto._flush is LISTED:  # (ConnectionProtocol._flush_now, inline)
+            proto._flush = None
+            proto._batched = 0
+            output = proto.conn.data_to_send()
+            if output and not proto._closed:
+                if len(output) == 1:
+                    proto.transport.write(output[0])  # type: ignore[union-attr]
+                else:
+                    proto._write(output)
 
 
 class LargeFrameReader(asyncio.BufferedProtocol):
@@ -164,7 +194,8 @@ class ConnectionProtocol(asyncio.Protocol):
         self._write_paused = False
         self._closed = False
         self._large = False  # a LargeFrameReader reads for us
-        self._flush: asyncio.Handle | None = None  # a batched write waiting for the app to yield
+        # A batched write waiting for the app to yield: its handle, or LISTED (a broadcast's).
+        self._flush: asyncio.Handle | _Listed | None = None
         self._batched = 0  # answers waiting for that write
         self._slot: Slot | None = None  # our place under --limit-*, while the connection is open
 
@@ -413,7 +444,13 @@ class ConnectionProtocol(asyncio.Protocol):
                 if len(data) <= BROADCAST_SMALL:
                     self._batched += 1
                     if self._flush is None:
-                        self._flush = self.loop.call_soon(self._flush_now)
+                        # One callback for all the connections of a broadcast, not one each.
+                        self._flush = LISTED
+                        server = self.server
+                        deferred = server.deferred
+                        if not deferred:
+                            self.loop.call_soon(write_deferred, server)
+                        deferred.append(self)
                     return
             if self._flush is not None:
                 self._flush.cancel()

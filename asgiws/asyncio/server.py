@@ -76,6 +76,9 @@ class Server:
         # Large-frame payload buffers, reused across this server's connections.
         self.pool = BufferPool(SHARED_POOL_COUNT, POOL_LARGEST)
         self.connections: set[ConnectionProtocol] = set()
+        # Connections with broadcast messages waiting for their sender to yield (see
+        # connection.write_deferred, scheduled once a tick while this is not empty).
+        self.deferred: list[ConnectionProtocol] = []
         self._loop_errors: LoopErrors | None = None  # installed on start()
         self._read_buffer: memoryview | None = None
         # uvloop's transports write a list of buffers with one writev() and apply flow control.
