@@ -71,7 +71,39 @@ def write_deferred(server: Server) -> None:
                 if len(output) == 1:
                     proto.transport.write(output[0])  # type: ignore[union-attr]
                 else:
-                    proto._write(output)
+                    write_buffers(proto.transport, output, server.vectored)
+
+
+def write_buffers(transport: Any, output: list[bytes], vectored: bool) -> None:
+    """Write a connection's buffers: small ones joined into one, a large payload passed on as
+    it is, uncopied; ``vectored`` (uvloop) writes several with one writev()."""
+    if len(output) == 1:
+        transport.write(output[0])
+        return
+    if not output:
+        return
+    # Several frames: batched answers, or a large payload after its header.
+    parts: list[bytes] = []
+    small: list[bytes] = []
+    for chunk in output:
+        if len(chunk) < LARGE_WRITE:
+            small.append(chunk)
+            continue
+        if small:
+            parts.append(b"".join(small))  # one bytes item: itself, uncopied
+            small = []
+        parts.append(chunk)
+    if small:
+        parts.append(b"".join(small))  # one bytes item: itself, uncopied
+    if vectored and len(parts) > 1:
+        # uvloop writes a list with one writev() (header and payload in one segment run).
+        transport.writelines(parts)
+    else:
+        # Not writelines() on asyncio's own transports: on CPython 3.12 and 3.13 it neither
+        # applies flow control (pause_writing is never called) nor finishes when an empty
+        # buffer is among its arguments.
+        for part in parts:
+            transport.write(part)
 
 
 class LargeFrameReader(asyncio.BufferedProtocol):
@@ -314,7 +346,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 if len(output) == 1:
                     transport.write(output[0])
                 else:
-                    self._write(output)
+                    write_buffers(self.transport, output, self.server.vectored)
             if conn.state in CLOSED_STATES:
                 # Written data is flushed before the socket closes.
                 transport.close()
@@ -461,7 +493,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 if len(output) == 1:
                     self.transport.write(output[0])  # type: ignore[union-attr]
                 else:
-                    self._write(output)
+                    write_buffers(self.transport, output, self.server.vectored)
         elif waiting == UNCHANGED:
             pass  # an HTTP response start, held until its body
         elif conn.state is HTTP and conn.timer_epoch == self._timer_epoch:
@@ -472,7 +504,7 @@ class ConnectionProtocol(asyncio.Protocol):
                 if len(output) == 1:
                     self.transport.write(output[0])  # type: ignore[union-attr]
                 else:
-                    self._write(output)
+                    write_buffers(self.transport, output, self.server.vectored)
         else:
             self._step()
         if self._write_paused and not self._closed:
@@ -527,39 +559,7 @@ class ConnectionProtocol(asyncio.Protocol):
         if len(output) == 1:
             self.transport.write(output[0])  # type: ignore[union-attr]
         else:
-            self._write(output)
-
-    def _write(self, output: list[bytes]) -> None:
-        if len(output) == 1:
-            self.transport.write(output[0])  # type: ignore[union-attr]
-            return
-        if not output:
-            return
-        # Several frames: batched answers, or a large payload after its header. Small ones are
-        # joined into one buffer; a large payload is passed on as it is, uncopied.
-        parts: list[bytes] = []
-        small: list[bytes] = []
-        for chunk in output:
-            if len(chunk) < LARGE_WRITE:
-                small.append(chunk)
-                continue
-            if small:
-                parts.append(b"".join(small))  # one bytes item: itself, uncopied
-                small = []
-            parts.append(chunk)
-        if small:
-            parts.append(b"".join(small))  # one bytes item: itself, uncopied
-        transport = self.transport
-        assert transport is not None
-        if self.server.vectored and len(parts) > 1:
-            # uvloop writes a list with one writev() (header and payload in one segment run).
-            transport.writelines(parts)
-        else:
-            # Not writelines() on asyncio's own transports: on CPython 3.12 and 3.13 it neither
-            # applies flow control (pause_writing is never called) nor finishes when an empty
-            # buffer is among its arguments.
-            for part in parts:
-                transport.write(part)
+            write_buffers(self.transport, output, self.server.vectored)
 
     async def _run_app(self, scope: dict[str, Any]) -> None:
         """The app, for one request cycle: a task in the server's task group."""
