@@ -93,6 +93,10 @@ def open_request(
     head asks for a WebSocket, checked); heads from h11 (``fields`` None) are measured and
     scanned here. A request admitted holds a place under ``--limit-*`` from here on."""
     config = peer.config
+    if fields is None and method == b"CONNECT":
+        # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which an ASGI app has no way to serve
+        # (h11 would switch protocols at a 2xx). Only h11 takes CONNECT (see http11.Wire).
+        raise Refusal(501, "CONNECT is not supported: an ASGI server opens no tunnels")
     if fields is None or len(headers) > config.max_header_count:
         problem = head_problem(
             method,

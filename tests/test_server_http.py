@@ -473,6 +473,25 @@ async def test_malformed_request_line_gets_400_and_close(serve: Any) -> None:
     assert recorder.scopes == []
 
 
+@pytest.mark.parametrize(
+    "target",
+    [b"example.com:443", b"/1"],  # the authority form, and what a fuzzer sent
+)
+async def test_connect_gets_501_and_no_app_sees_it(serve: Any, target: bytes) -> None:
+    # RFC 9110 §9.3.6: CONNECT asks for a tunnel; an ASGI app cannot serve one (h11 would
+    # switch protocols at a 2xx and refuse the body after it).
+    recorder = Recorder()
+    running = await serve(scope_app(recorder))
+    head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    data = await running.raw(head + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # until EOF
+    response = await parse_response(data)
+    reason = assert_plain_error(response, 501)
+    assert reason == "CONNECT is not supported: an ASGI server opens no tunnels"
+    assert response.header(b"connection") == b"close"
+    assert data.count(b"HTTP/1.1 ") == 1  # nothing behind it is served
+    assert recorder.scopes == []
+
+
 async def test_request_head_too_large_streamed_gets_431(serve: Any) -> None:
     recorder = Recorder()
     running = await serve(scope_app(recorder), h11_max_incomplete_event_size=1024)
