@@ -55,6 +55,12 @@ _PLAIN_LINES: Final = re.compile(
 # clearing a TypeError each time.)
 _PLAIN_LENGTHS: Final = re.compile(rb"content-length: (?<![^\n]content-length: )([0-9]+)\r")
 _DIGITS: Final = re.compile(rb"[0-9]+")
+# Header lists plain_lines took, as tuples, with what it returned: an equal list is taken again
+# without a check. Equal means equal pairs of equal bytes (a bytes-like value that compares equal,
+# such as a read-only memoryview, gives the same bytes on the general path too). At most this
+# many, for the whole process; the table starts again when full.
+PLAIN_SEEN_SIZE: Final = 256
+_PLAIN_SEEN: dict[tuple[object, ...], tuple[bytes, bytes | None]] = {}
 _MAX_DIGITS: Final = 20  # h11's limit on a Content-Length value
 _NO_CONTENT: Final = (204, 304)
 
@@ -113,6 +119,16 @@ def plain_lines(headers: object) -> tuple[bytes, bytes | None] | None:
     if type(headers) is not list:
         return None
     try:
+        # Most responses repeat a header list seen before (a constant list, or the same type
+        # and length): an equal one was taken, so this one is too, and gives the same block.
+        seen: tuple[object, ...] = tuple(headers)
+        found = _PLAIN_SEEN.get(seen)
+        key: tuple[object, ...] | None = seen
+    except (TypeError, BytesWarning):  # an unhashable pair (a list, a bytearray value); -bb
+        key = found = None
+    if found is not None:
+        return found
+    try:
         lines = [
             b"%s: %s\r\n" % (name, value)
             for name, value in headers
@@ -126,11 +142,14 @@ def plain_lines(headers: object) -> tuple[bytes, bytes | None] | None:
     if _PLAIN_LINES.fullmatch(block) is None:
         return None
     lengths = _PLAIN_LENGTHS.findall(block)
-    if not lengths:
-        return block, None
     if len(lengths) > 1:
         return None  # two of them: check_fields decides
-    return block, lengths[0]
+    taken = block, lengths[0] if lengths else None
+    if key is not None:
+        if len(_PLAIN_SEEN) >= PLAIN_SEEN_SIZE:
+            _PLAIN_SEEN.clear()  # many distinct lists (lengths that vary): start again
+        _PLAIN_SEEN[key] = taken
+    return taken
 
 
 def whole_response(

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asgiws.asgi import check_headers
 from asgiws.writer import ResponseWriter, check_fields
 
 SETTINGS = settings(
@@ -197,11 +198,14 @@ def header_lists(draw: st.DrawFn) -> list[object]:
         names = st.binary(max_size=8) if wild else st.sampled_from(_PLAIN_NAMES * 6 + _NAMES)
         values = st.binary(max_size=8) if wild else st.sampled_from(_PLAIN_VALUES * 6 + _VALUES)
         name, value = draw(names), draw(values)
-        shape = draw(st.sampled_from(["tuple"] * 12 + ["list", "bytearray", "str", "short"]))
+        shapes = ["tuple"] * 12 + ["list", "bytearray", "memoryview", "str", "short"]
+        shape = draw(st.sampled_from(shapes))
         if shape == "list":
             pairs.append([name, value])
         elif shape == "bytearray":
             pairs.append((name, bytearray(value)))
+        elif shape == "memoryview":  # hashable, and equal to the bytes: plain_lines' table
+            pairs.append((name, memoryview(value)))
         elif shape == "str":
             pairs.append((name.decode("latin-1"), value))
         elif shape == "short":
@@ -234,6 +238,46 @@ def test_plain_lines_takes_only_what_the_general_check_passes_unchanged(
     for body in (b"", b"ok", b"x" * 18):
         general = ResponseWriter().whole(200, b"OK", checked, body)
         assert whole_response(200, b"OK", block, length, body) == general
+
+
+def test_plain_lines_takes_an_equal_list_again_from_its_table() -> None:
+    from asgiws import writer
+
+    writer._PLAIN_SEEN.clear()
+    first = [(b"content-length", b"18"), (b"content-type", b"application/json")]
+    taken = writer.plain_lines(first)
+    assert taken == (b"content-length: 18\r\ncontent-type: application/json\r\n", b"18")
+    # A new list of new bytes objects, as a framework builds one per response: the same answer,
+    # the very tuple the first check made (so no second check ran).
+    again = [(bytes(name), bytes(value)) for name, value in first]
+    assert writer.plain_lines(again) is taken
+    # An equal list with a read-only memoryview value is found too, and the general path would
+    # write the same bytes for it.
+    viewed = [(b"content-length", memoryview(b"18")), (b"content-type", b"application/json")]
+    assert writer.plain_lines(viewed) is taken
+    assert check_fields(check_headers(viewed, "http.response.start")) == first
+    # Unhashable pairs are checked the usual way and stay out of the table, as does what fails.
+    assert writer.plain_lines([[b"content-type", b"text/plain"]]) == (
+        b"content-type: text/plain\r\n",
+        None,
+    )
+    assert writer.plain_lines([(b"content-type", bytearray(b"text/plain"))]) is None
+    assert writer.plain_lines([(b"server", b"app")]) is None
+    assert writer.plain_lines([(b"server", b"app")]) is None
+    assert list(writer._PLAIN_SEEN) == [tuple(first)]
+
+
+def test_plain_lines_table_is_bounded() -> None:
+    from asgiws import writer
+
+    writer._PLAIN_SEEN.clear()
+    for size in range(writer.PLAIN_SEEN_SIZE * 3):
+        headers = [(b"content-length", b"%d" % size)]
+        assert writer.plain_lines(headers) == (b"content-length: %d\r\n" % size, b"%d" % size)
+        assert len(writer._PLAIN_SEEN) <= writer.PLAIN_SEEN_SIZE
+    assert (  # the newest is kept
+        (b"content-length", b"%d" % (writer.PLAIN_SEEN_SIZE * 3 - 1)),
+    ) in writer._PLAIN_SEEN
 
 
 def test_plain_lines_takes_the_common_heads() -> None:
