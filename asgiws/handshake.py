@@ -105,9 +105,17 @@ def _tokens(values: list[bytes] | None) -> list[bytes]:
 
 def is_upgrade_request(headers: Headers | Fields) -> bool:
     """True when the request asks to switch to WebSocket (RFC 6455 §4.1, items 5 and 6)."""
-    fields = _fields(headers)
-    return _has_token(fields.get(b"upgrade"), b"websocket") and _has_token(
-        fields.get(b"connection"), b"upgrade"
+    return asks_upgrade(_fields(headers))
+
+
+def asks_upgrade(fields: Fields) -> bool:
+    """:func:`is_upgrade_request` for the fields :func:`handshake_fields` collected; a request
+    without an Upgrade header (nearly every plain one) is told in one lookup."""
+    upgrade = fields.get(b"upgrade")
+    return (
+        upgrade is not None
+        and _has_token(upgrade, b"websocket")
+        and _has_token(fields.get(b"connection"), b"upgrade")
     )
 
 

@@ -418,11 +418,12 @@ class HTTPConnection(Peer):
         self._scope = None
         self._disconnect_queued = False
         wire = self._wire
-        if wire.has_buffered() or self.config.timeout_keep_alive <= 0:
+        buffered = wire.has_buffered()
+        if buffered or self.config.timeout_keep_alive <= 0:
             self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
         else:
             self._set_timer(TIMER_KEEP_ALIVE)
-        if wire.has_buffered():
+        if buffered:
             self.receive_data(wire.buffered())  # the next request came with the last
 
     # -- errors --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import h11
 
 from .asgi import Headers, raw_response, reason_phrase
 from .fasthead import RequestHead, parse_head
-from .handshake import Fields, handshake_fields, is_upgrade_request
+from .handshake import Fields, asks_upgrade, handshake_fields
 from .responses import ResponseHead
 from .writer import ResponseWriter, comma_tokens, whole_response
 
@@ -97,7 +97,7 @@ class Wire:
         if head is None:
             return None
         fields = handshake_fields(head.headers)
-        if is_upgrade_request(fields):
+        if asks_upgrade(fields):
             if head.content_length:
                 return None  # h11 reads it, and the accept refuses an upgrade with a body
             self.taken = data[: head.size]

@@ -8,6 +8,8 @@ from wire import RFC_ACCEPT, RFC_KEY
 from asgiws.handshake import (
     HandshakeError,
     accept_value,
+    asks_upgrade,
+    handshake_fields,
     is_upgrade_request,
     parse_subprotocols,
     validate_upgrade,
@@ -50,6 +52,13 @@ def test_valid_request_returns_key() -> None:
 def test_upgrade_detection(upgrade: bytes, connection: bytes, expected: bool) -> None:
     headers = [(b"upgrade", upgrade), (b"connection", connection)]
     assert is_upgrade_request(headers) is expected
+    assert asks_upgrade(handshake_fields(headers)) is expected  # the fast path's form of it
+
+
+def test_no_upgrade_header_is_no_upgrade() -> None:
+    for headers in ([], [(b"connection", b"Upgrade")], [(b"host", b"a"), (b"x-upgrade", b"1")]):
+        assert not asks_upgrade(handshake_fields(headers))
+        assert not is_upgrade_request(headers)
 
 
 def test_tokens_span_repeated_headers() -> None:
