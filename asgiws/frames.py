@@ -354,7 +354,8 @@ class FrameCodec:
 
     def receive_declined(self, data: Buffer) -> list[Event]:
         """:meth:`receive_data` for bytes that :meth:`receive_one` just returned None for,
-        without trying that again: the one parsing loop."""
+        without trying that again: the one parsing loop (or the failure of the compressed
+        message receive_one took, see :meth:`_one_compressed`)."""
         if self._closed:
             # A compressed message receive_one took and failed is reported here, once.
             failed = self._failed

@@ -88,7 +88,7 @@ def parse_frames_rsv1(buffer: bytearray) -> Iterator[tuple[int, bool, bytes]]:
         if second & 0x80:
             raise Failed("the server sent a masked frame")
         if not first & 0x80:
-            raise Failed("the server fragmented a 32-byte message")
+            raise Failed("the server fragmented a message")
         if first & 0x30:
             raise Failed(f"the server set RSV2 or RSV3 (first byte {first:#04x})")
         length, offset = second & 0x7F, 2
