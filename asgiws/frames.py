@@ -32,7 +32,9 @@ Nothing in this module imports asyncio, reads a clock or keeps process-wide muta
 How bytes flow
 --------------
 ``receive_one`` takes the common case, one whole small masked frame per read, and builds no
-event; ``receive_declined`` is the one parsing loop, for everything else. Only frame headers
+event; with permessage-deflate also one whole compressed message per read, as browsers send
+them (inflated at once, bounded as in the loop). ``receive_declined`` is the one parsing loop,
+for everything else. Only frame headers
 and control frames (at most 14 + 125 bytes) are ever buffered. A data frame's payload is
 streamed: each piece is unmasked as it arrives (the mask phase carried across pieces) and
 handed to :class:`~asgiws.reassembly.MessageAssembler` (bounded inflate, ``max_size``,
@@ -267,6 +269,7 @@ class FrameCodec:
         "_collecting",
         "_collector",
         "_deflate",
+        "_failed",
         "_frame_fin",
         "_frame_mask",
         "_frame_remaining",
@@ -294,6 +297,7 @@ class FrameCodec:
         # Bytes of an incomplete frame header or control frame; never a data payload.
         self._buffer = b""
         self._closed = False
+        self._failed: ProtocolFailure | None = None  # see _one_compressed
         # The data frame whose payload is being streamed.
         self._in_frame = False
         self._frame_fin = False
@@ -326,8 +330,10 @@ class FrameCodec:
     def receive_one(self, data: Buffer) -> str | bytes | None:
         """The common case, without events: when nothing is pending and ``data`` is exactly one
         whole masked FIN text or binary frame, no RSV bit, a 7-bit length and (for text) valid
-        UTF-8, the message's payload. Otherwise None, and nothing is consumed: pass the same
-        bytes to :meth:`receive_declined`."""
+        UTF-8, the message's payload; or, with permessage-deflate, one whole compressed message
+        (see :meth:`_one_compressed`). Otherwise None: pass the same bytes to
+        :meth:`receive_declined`, which parses them (nothing was consumed) or reports the
+        failure of the compressed message taken here."""
         if self._buffer or self._in_frame or self._message_opcode or self._collecting is not None:
             return None
         n = len(data)
@@ -336,7 +342,7 @@ class FrameCodec:
         first = data[0]
         length = data[1] - MASK_BIT  # negative when unmasked; 126 and 127 announce a longer field
         if n - 6 != length or length > 125 or length > self.max_size:
-            return None
+            return self._one_compressed(data) if first & RSV1 else None
         if first == 0x82:
             return _apply_mask(data[6:], data[2:6])
         if first == 0x81:
@@ -344,13 +350,19 @@ class FrameCodec:
                 return _apply_mask(data[6:], data[2:6]).decode()
             except UnicodeDecodeError:
                 return None  # the parsing loop reports it with its reason
-        return None
+        return self._one_compressed(data) if first & RSV1 else None
 
     def receive_declined(self, data: Buffer) -> list[Event]:
         """:meth:`receive_data` for bytes that :meth:`receive_one` just returned None for,
-        without trying that again: the one parsing loop."""
+        without trying that again: the one parsing loop (or the failure of the compressed
+        message receive_one took, see :meth:`_one_compressed`)."""
         if self._closed:
-            return []
+            # A compressed message receive_one took and failed is reported here, once.
+            failed = self._failed
+            if failed is None:
+                return []
+            self._failed = None
+            return [failed]
         collecting = self._collecting
         if collecting is not None:
             taken = collecting.feed(data)
@@ -361,6 +373,44 @@ class FrameCodec:
                 events.extend(self.receive_data(data[taken:]))
             return events
         return self._receive(data)
+
+    def _one_compressed(self, data: Buffer) -> str | bytes | None:
+        """:meth:`receive_one` for a frame with RSV1 set: when ``data`` is exactly one whole
+        masked FIN text or binary frame with RSV1 alone and permessage-deflate was negotiated
+        (a whole compressed message in one read, as browsers send them), the inflated message.
+        Otherwise None, and nothing is consumed. The parsing loop's checks, limits and
+        failures (see MessageAssembler.whole_compressed): a failure is kept in ``_failed``,
+        for receive_declined to report, and None returned."""
+        if self._deflate is None:
+            return None
+        n = len(data)
+        first = data[0]
+        # RFC 6455 §5.2, RFC 7692 §6: FIN, RSV1 alone, text or binary.
+        if first != 0xC1 and first != 0xC2:
+            return None
+        length = data[1] - MASK_BIT  # negative when unmasked
+        if n < 6 or length < 0 or length == 127:
+            return None  # unmasked, or a 64-bit length: the parsing loop's
+        header = 6
+        if length == 126:
+            if n < 8:
+                return None
+            header = 8
+            length = (data[2] << 8) | data[3]
+        if n - header != length:
+            return None  # not exactly one whole frame
+        message = self._message
+        if message is None:
+            message = self._message = MessageAssembler(self.max_size, self._deflate)
+        message.text = first == 0xC1
+        raw = data[header:] if length < 4096 else memoryview(data)[header:]
+        try:
+            return message.whole_compressed(_apply_mask(raw, data[header - 4 : header]))
+        except (InvalidData, MessageTooBig) as exc:
+            failure = self._reassembly_failure(exc)
+        self._fail([], failure)
+        self._failed = failure
+        return None
 
     def _receive(self, data: Buffer) -> list[Event]:
         events: list[Event] = []
@@ -617,10 +667,15 @@ class FrameCodec:
             # goes out as it is, with RSV1 clear, and leaves the compressor's window as it was.
             payload = deflate.compress(payload)
             first |= RSV1
-        if len(payload) < _NO_COPY_SIZE:
-            output.append(_frame(first, payload))
+        n = len(payload)
+        # _frame() and _header(), written out: a message over the small frame's size (and
+        # every compressed one) comes this way, and a call costs more than the header.
+        if n < 126:
+            output.append(bytes((first, n)) + payload)
+        elif n < _NO_COPY_SIZE:
+            output.append(_pack_short(first, 126, n) + payload)
         else:
-            output.append(_header(first, len(payload)))
+            output.append(_header(first, n))
             output.append(payload)
 
     def encode_ping(self, payload: bytes = b"") -> bytes:

@@ -1,7 +1,8 @@
 """Server instructions per echo, compressed echo, handshake, HTTP request, fanout delivery.
 
 Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--requests N]
-                                         [--compressed N] [--fanout N]
+                                         [--compressed N] [--compressed-size BYTES]
+                                         [--fanout N]
                                          [--server NAME ...] [--python PATH]
                                          [--tree DIR ...] [--metrics] [--repeat N] [--json]
 
@@ -40,7 +41,13 @@ the last zero or dump) around the measured windows only:
    when RSV1 is set and taken as they are when not (asgiws sends messages under
    --ws-deflate-min-size, 1 KiB, uncompressed: so the echoes come back plain, and the window
    counts inflating 32-byte messages, not compressing them). `--warmup-echoes` per
-   connection, zero, exactly N echoes, each checked, dump; then Close 1000 both ways. The
+   connection, zero, exactly N echoes, each checked, dump; then Close 1000 both ways.
+   `--compressed-size BYTES` (33 to 4,096; default 32, the messages above) sends instead the
+   JSON objects of exactly that size that the suite's compressed scenarios send (wsload's
+   `--json`, the same generator and seed: from 256 bytes on an array of items with ids,
+   timestamps, user names and words; each message's "seq" its counter and connection), so
+   `--compressed-size 4096` is run.py's compressed-4k message, which asgiws compresses
+   (it is over --ws-deflate-min-size): the window then counts inflating and deflating. The
    suite's command line turns compression off (`--no-ws-per-message-deflate`); with N above
    0 asgiws starts without that flag, as the suite's compressed scenarios start it. No window
    above offers an extension, so the flag does not change the code they run (the handshake
@@ -117,12 +124,16 @@ from benchmarks.instructions_callgrind import Callgrind
 from benchmarks.instructions_client import (
     BODY_SIZE,
     FANOUT_PUB,
+    SIZE,
+    WSLOAD_JSON_MIN,
     Connection,
     Deadline,
     DeflateConnection,
     Failed,
     HttpConnection,
     JsonPayloads,
+    Payloads,
+    WsloadJsonPayloads,
     echo_phase,
     fanout_phase,
     handshake_loop,
@@ -205,6 +216,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="permessage-deflate echo connections",
     )
     parser.add_argument(
+        "--compressed-size",
+        type=positive,
+        default=SIZE,
+        metavar="BYTES",
+        help=f"bytes per compressed echo: {SIZE} for the short JSON-like messages, "
+        f"{WSLOAD_JSON_MIN + 1} to 4096 for wsload's --json messages (compressed-4k: 4096)",
+    )
+    parser.add_argument(
         "--fanout",
         type=count,
         default=0,
@@ -262,6 +281,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--http-connections must not exceed --requests")
     if args.compressed and args.compressed_connections > args.compressed:
         parser.error("--compressed-connections must not exceed --compressed")
+    if args.compressed_size != SIZE and not WSLOAD_JSON_MIN < args.compressed_size <= 4096:
+        parser.error(f"--compressed-size is {SIZE}, or {WSLOAD_JSON_MIN + 1} to 4096")
     if args.compressed_connections > 1000 or args.fanout_subscribers > 1000:
         parser.error("--compressed-connections and --fanout-subscribers are at most 1000")
     if args.timeout <= 0:
@@ -453,6 +474,7 @@ class Result:
     post_seconds: float | None = None
     compressed: int = 0  # permessage-deflate echoes (0: the window did not run)
     compressed_connections: int = 0
+    compressed_size: int = SIZE  # bytes per compressed echo
     compressed_instructions: int | None = None
     compressed_seconds: float | None = None
     compressed_replies: int | None = None  # echoes the server sent compressed (RSV1 set)
@@ -572,7 +594,8 @@ def compressed_window(
 ) -> dict[str, Any]:
     """Echoes over permessage-deflate connections: warm-up, zero, exactly --compressed, dump."""
     rng = random.Random(SEED + 1)
-    payloads = JsonPayloads(SEED)
+    size = args.compressed_size
+    payloads: Payloads = JsonPayloads(SEED) if size == SIZE else WsloadJsonPayloads(size)
     count, warm = args.compressed_connections, args.warmup_echoes
     log(f"  compressed: {count} permessage-deflate connections, warm-up ...")
     connections: list[DeflateConnection] = []
@@ -595,6 +618,7 @@ def compressed_window(
             conn.sock.close()
     return {
         "compressed": args.compressed, "compressed_connections": count,
+        "compressed_size": size,
         "compressed_instructions": instructions, "compressed_seconds": seconds,
         "compressed_replies": replies,
     }  # fmt: skip
@@ -728,7 +752,8 @@ def result_lines(result: Result) -> list[str]:
     if result.compressed_per_message is not None:
         lines.append(
             f"  compressed: {result.compressed_per_message:,.0f} instructions per message "
-            f"({result.compressed:,} permessage-deflate echoes over "
+            f"({result.compressed:,} permessage-deflate echoes of {result.compressed_size:,} "
+            f"bytes over "
             f"{result.compressed_connections} connections, {result.compressed_replies:,} "
             f"answered compressed, {result.compressed_instructions:,} in all, "
             f"{result.compressed_seconds:.0f} s)"

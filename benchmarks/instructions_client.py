@@ -88,7 +88,7 @@ def parse_frames_rsv1(buffer: bytearray) -> Iterator[tuple[int, bool, bytes]]:
         if second & 0x80:
             raise Failed("the server sent a masked frame")
         if not first & 0x80:
-            raise Failed("the server fragmented a 32-byte message")
+            raise Failed("the server fragmented a message")
         if first & 0x30:
             raise Failed(f"the server set RSV2 or RSV3 (first byte {first:#04x})")
         length, offset = second & 0x7F, 2
@@ -383,6 +383,124 @@ class JsonPayloads:
         if rng is None:
             rng = self.rngs[connection] = Random(f"{self.seed}:{connection}")
         return json_payload(counter, rng)
+
+
+# ---- wsload's --json messages (the suite's compressed-4k scenario) ---------------------------
+
+_MASK64 = (1 << 64) - 1
+WSLOAD_JSON_SEED = 0x6A736F6E2D736565  # wsload.c's JSON_SEED
+WSLOAD_JSON_MIN = 32  # wsload.c's JSON_MIN: its smallest --json message
+_ITEMS_MIN = 256  # JSON_ITEMS_MIN: from this size on, an array of items
+_POOL = 256  # wsload's pool of bodies for a message of up to PREMASK_MIN (4,096) bytes
+STAMP_AT = 8  # STAMP_AT_JSON: each message's 16-character stamp is the value of "seq"
+# fmt: off
+_WORDS = (
+    "alpha", "river", "stone", "market", "signal", "window", "orange", "delta", "quiet",
+    "rapid", "cloud", "ember", "forest", "harbor", "island", "jungle", "kettle", "lemon",
+    "meadow", "north", "ocean", "pepper", "quartz", "rocket", "silver", "tunnel", "umber",
+    "velvet", "winter", "yellow", "zephyr", "bridge", "candle", "dragon", "engine", "falcon",
+    "garden", "hammer", "indigo", "jasper", "kernel", "ladder", "mirror", "nickel", "olive",
+    "planet", "ribbon", "saddle", "timber", "update", "vector", "wagon", "anchor", "binary",
+    "cobalt", "domain", "eagle", "fabric", "glacier", "hollow", "ivory", "jigsaw", "kiwi",
+    "lantern",
+)
+# fmt: on
+_KINDS = ("message", "update", "presence", "typing", "ack", "edit")
+
+
+class _SplitMix64:
+    """wsload's generator (splitmix64), from the same seed."""
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+    def __call__(self) -> int:
+        self.state = z = (self.state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+
+
+def _words(rng: _SplitMix64, k: int) -> str:
+    out = ""
+    while len(out) < k:
+        out += _WORDS[rng() % len(_WORDS)][: k - len(out)]
+        if len(out) < k:
+            out += " "
+    return out
+
+
+def _json_item(rng: _SplitMix64, index: int, braces: bool) -> str:
+    item_id = rng() % 1_000_000
+    ts = 1_764_720_000_000 + index * 1379 + rng() % 1000
+    text = _words(rng, 12 + rng() % 60)
+    # wsload.c's snprintf arguments, drawn in the order gcc evaluates them on x86-64 Linux:
+    # last first.
+    read = "true" if rng() & 1 else "false"
+    hundredths, units = rng() % 100, rng() % 100
+    tag2, tag1 = _WORDS[rng() % len(_WORDS)], _WORDS[rng() % len(_WORDS)]
+    kind = _KINDS[rng() % len(_KINDS)]
+    number = rng() % 1000
+    user = _WORDS[rng() % len(_WORDS)]
+    return (
+        f'{"{" if braces else ""}"id":{item_id},"ts":{ts},"user":"{user}_{number}",'
+        f'"kind":"{kind}","text":"{text}","tags":["{tag1}","{tag2}"],'
+        f'"score":{units}.{hundredths:02d},"read":{read}{"}" if braces else ""}'
+    )
+
+
+def wsload_json_bodies(size: int) -> list[bytes]:
+    """The bodies `wsload --json --size SIZE` sends (its `--print-json`): JSON objects of
+    exactly `size` bytes, "seq" still its placeholder; from 256 bytes on, an array of items.
+    Only sizes up to 4,096 bytes (wsload's pool of 256; above, it pre-masks 4 bodies)."""
+    if not WSLOAD_JSON_MIN <= size <= 4096:
+        raise ValueError(f"wsload's --json messages here are 32 to 4,096 bytes, not {size}")
+    rng = _SplitMix64(WSLOAD_JSON_SEED)
+    bodies = []
+    for index in range(_POOL):
+        body = '{"seq":"' + "0" * 16 + '"'
+        items = size >= _ITEMS_MIN
+        if items:
+            body += ',"items":['
+        count = 0
+        while True:
+            item = _json_item(rng, index, items)
+            # room left for "," item, then "]" and the shortest filler ("}" alone)
+            if len(body) + len(item) + 1 + (1 if items else 0) + 1 > size:
+                break
+            if count or not items:
+                body += ","
+            body += item
+            count += 1
+        if items:
+            body += "]"
+        rest = size - len(body)  # the closing brace included
+        if rest >= 9:
+            body += ',"n":"' + _words(rng, rest - 8) + '"'
+        elif rest >= 7:
+            body += ',"n":' + "".join(str(1 + rng() % 9) for _ in range(rest - 6))
+        else:
+            body += " " * (size - 1 - len(body))
+        body += "}"
+        if len(body) != size:
+            raise AssertionError(f"built {len(body)} bytes for {size}")
+        bodies.append(body.encode())
+    return bodies
+
+
+class WsloadJsonPayloads:
+    """`payloads(connection, counter)`: the message wsload's --json stream sends as that
+    connection's `counter`-th: pooled body (counter + 7 * connection) % 256, its "seq" the
+    stamp (the counter, then the connection, each 8 hex digits). The same in every run."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.bodies = wsload_json_bodies(size)
+
+    def __call__(self, connection: int, counter: int) -> bytes:
+        body = self.bodies[(counter + 7 * connection) % len(self.bodies)]
+        stamp = f"{counter & 0xFFFFFFFF:08x}{connection & 0xFFFFFFFF:08x}".encode()
+        return body[:STAMP_AT] + stamp + body[STAMP_AT + len(stamp) :]
 
 
 Payloads = Callable[[int, int], bytes]  # (connection, counter) -> the message

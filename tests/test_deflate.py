@@ -559,3 +559,79 @@ def test_client_window_is_capped_only_where_the_client_lets_the_server_choose(
 def test_client_window_bits_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="client_window_bits must be 9 to 15, not 16"):
         negotiate(["permessage-deflate"], window_bits=12, mem_level=5, client_window_bits=16)
+
+
+# -- one whole compressed message in one read: FrameCodec.receive_one ----------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "data"),
+    [
+        (0xC1, b'{"n": 1, "text": "hello"}'),  # a 7-bit length
+        (0xC1, b'{"seq": 1, "items": [' + b'{"id": 1, "text": "river stone"}, ' * 120 + b"]}"),
+        (0xC2, bytes(range(256)) * 64),  # a 16-bit length: 16 KiB that barely compress
+        (0xC1, "fünf € ".encode() * 5000),  # more than one inflate step
+    ],
+)
+def test_receive_one_inflates_one_whole_compressed_frame(first: int, data: bytes) -> None:
+    # What a browser sends: one compressed message in one frame, in one read. receive_one
+    # gives the message without events, the window kept for the next one.
+    client = zlib.compressobj(wbits=-12)
+    codec, _ = deflate_codec("permessage-deflate; client_max_window_bits")
+    expected = data if first == 0xC2 else data.decode()
+    frame = masked(first, _deflated(client, data))
+    assert len(frame) - len(_deflated(zlib.compressobj(wbits=-12), data)) in (6, 8)
+    assert codec.receive_one(frame) == expected
+    again = data[-300:]
+    assert codec.receive_one(masked(first, _deflated(client, again))) == (
+        again if first == 0xC2 else again.decode()
+    )
+
+
+def test_receive_one_leaves_other_compressed_reads_to_the_parsing_loop() -> None:
+    client = zlib.compressobj(wbits=-15)
+    hello = masked(0xC1, _deflated(client, b"Hello"))
+    world = masked(0xC1, _deflated(client, b"world"))
+    codec, _ = deflate_codec()
+    for data in (hello + world, hello[:-1], masked(0x41, _deflated(client, b"first"))):
+        assert codec.receive_one(data) is None  # two frames, part of one, a fragment
+    assert codec.receive_declined(hello + world) == [Message("Hello"), Message("world")]
+    # A 64-bit length (RFC 6455 §5.2 allows one for any size) goes to the loop as well.
+    payload = _deflated(client, b"!")
+    long_form = bytes((0xC1, 0x80 | 127)) + len(payload).to_bytes(8, "big") + MASK
+    long_form += apply_mask_python(payload, MASK)
+    assert codec.receive_one(long_form) is None
+    assert codec.receive_declined(long_form) == [Message("!")]
+    # Unmasked, or RSV1 without permessage-deflate: the loop fails them (1002).
+    unmasked = bytes((0xC1, len(payload))) + payload
+    assert codec.receive_one(unmasked) is None
+    assert codec.receive_declined(unmasked)[0].code == 1002  # type: ignore[union-attr]
+    plain = FrameCodec()
+    assert plain.receive_one(hello) is None
+    failure = plain.receive_declined(hello)
+    assert isinstance(failure[0], ProtocolFailure) and failure[0].code == 1002
+
+
+@pytest.mark.parametrize(
+    ("payload", "max_size", "code", "reason"),
+    [
+        (b"\xff\xff\xff\xff", 1 << 20, 1007, "invalid compressed data"),
+        (_deflated(zlib.compressobj(wbits=-15), b"ab\xffc"), 1 << 20, 1007, "invalid UTF-8"),
+        (zip_bomb(1 << 24), 1 << 20, 1009, "message too big: 1048577 bytes after"),
+    ],
+)
+def test_a_compressed_frame_receive_one_fails_is_reported_by_receive_declined_once(
+    payload: bytes, max_size: int, code: int, reason: str
+) -> None:
+    codec, _ = deflate_codec(max_size=max_size)
+    frame = masked(0xC1, payload)
+    assert codec.receive_one(frame) is None
+    (failure,) = codec.receive_declined(frame)
+    assert isinstance(failure, ProtocolFailure) and failure.code == code
+    assert failure.reason.startswith(reason)
+    # Parsing stopped: nothing after it counts, and the failure is not reported twice.
+    assert codec.receive_declined(frame) == []
+    assert codec.receive_data(masked(0x81, b"late")) == []
+    # receive_data (one then the other) gives the same single failure.
+    again, _ = deflate_codec(max_size=max_size)
+    assert again.receive_data(frame) == [failure]

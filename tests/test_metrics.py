@@ -25,6 +25,7 @@ from asgiws.asyncio import metered as metered_module
 from asgiws.asyncio.connection import ConnectionProtocol
 from asgiws.asyncio.server import Server as CoreServer
 from asgiws.config import Config
+from asgiws.deflate import negotiate
 from asgiws.frames import FrameCodec
 from asgiws.metrics import DURATION_BUCKETS, Metrics, missing_extra
 from asgiws.supervisor_probes import SupervisorProbes
@@ -450,6 +451,32 @@ def test_the_copied_methods_are_the_plain_ones() -> None:
         source = inspect.getsource(getattr(owners[owner], method))
         found = hashlib.sha256(source.encode()).hexdigest()[:16]
         assert found == digest, f"{name} changed: update its copy in asgiws/asyncio/metered.py"
+
+
+def test_whole_compressed_messages_taken_by_receive_one_are_counted() -> None:
+    """A compressed message in one frame in one read is inflated by receive_one (the metered
+    copy counts it there: the app's payload, the frame's wire bytes); one that fails there is
+    counted by receive_declined, which reports it."""
+    metrics = Metrics()
+    negotiated = negotiate(["permessage-deflate"], window_bits=12, mem_level=5)
+    assert negotiated is not None
+    codec = FrameCodec(deflate=negotiated[1])
+    codec.__class__ = metered_module.codec_class(metrics)
+    client = zlib.compressobj(wbits=-15)
+    frames = []
+    for text in ("héllo", "x" * 5000):
+        body = client.compress(text.encode()) + client.flush(zlib.Z_SYNC_FLUSH)
+        frames.append(client_frame(OP_TEXT, body[:-4], rsv=0x40))
+    assert codec.receive_one(frames[0]) == "héllo"
+    assert codec.receive_one(frames[1]) == "x" * 5000
+    assert (metrics.messages_in, metrics.payload_in) == (2, 6 + 5000)
+    assert metrics.wire_in == len(frames[0]) + len(frames[1])
+    corrupt = client_frame(OP_BINARY, b"\xff\xff\xff\xff", rsv=0x40)
+    assert codec.receive_one(corrupt) is None
+    (failure,) = codec.receive_declined(corrupt)
+    assert getattr(failure, "code", None) == 1007
+    assert (metrics.messages_in, metrics.payload_in) == (2, 5006)
+    assert metrics.wire_in == len(frames[0]) + len(frames[1]) + len(corrupt)
 
 
 def test_small_messages_are_folded_in_at_each_lag_sample_and_snapshot() -> None:

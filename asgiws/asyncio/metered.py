@@ -15,19 +15,22 @@ be:
 - WebSocket messages, their payload bytes and the wire bytes, both ways, are counted by the
   connection's :class:`asgiws.frames.FrameCodec`: once the 101 is written, the codec's class is
   swapped for a subclass (:func:`codec_class`, one per Metrics, counting into it through
-  closure cells) whose ``receive_one`` (one whole small frame in one read: the hot path) and
-  ``encode_message_into`` (a message out) are copies of the plain ones with the counting
-  written in (checked: tests/test_metrics.py compares the plain methods' source with
-  ``COPIED`` and fails when one changes, until the copy here follows; so is the copy of
-  ``ConnectionProtocol.cycle_ended``, which counts a request cycle without a call more).
+  closure cells) whose ``receive_one`` (one whole small frame, or one whole compressed
+  message, in one read: the hot path) and ``encode_message_into`` (a message out) are copies
+  of the plain ones with the counting written in (checked: tests/test_metrics.py compares the
+  plain methods' source with ``COPIED`` and fails when one changes, until the copy here
+  follows; so is the copy of ``ConnectionProtocol.cycle_ended``, which counts a request cycle
+  without a call more).
 - Per message on those hot paths, one statement: the payload size (a small int, a cached
   object) is appended to ``Metrics.small_in`` or ``small_out``; their number, sum and wire
   bytes (a small frame's header is 6 bytes in, 2 out) are added in per batch, by
   ``Metrics.fold()``, at each loop lag sample (4 a second) and at each snapshot. So a scrape is
   exact at any time, and a list holds at most a quarter of a second's small messages.
-- The other ways in (the parsing loop: several frames in a read, larger frames, compressed
-  ones; a large frame read in place) and the control frames out count around the plain
-  method: per read or per frame, not per message.
+- A whole compressed message in one read is counted by that copy too, around the plain
+  ``_one_compressed``: its payload as the app gets it and the read's wire bytes. The other
+  ways in (the parsing loop: several frames in a read, larger frames, fragmented compressed
+  messages, one that fails; a large frame read in place) and the control frames out count
+  around the plain method: per read or per frame, not per message.
 - Until its 101 is written, a connection writes through :class:`CountingTransport`, which
   counts the times reading pauses and looks at each write for the 101 (its head is not
   WebSocket bytes; frames joined to it are). At the 101 the protocol becomes a
@@ -54,7 +57,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import frames, logs
-from ..frames import _BINARY_HEADS, _TEXT_HEADS, MASK_BIT, FrameCodec, Message, _apply_mask
+from ..frames import _BINARY_HEADS, _TEXT_HEADS, MASK_BIT, RSV1, FrameCodec, Message, _apply_mask
 from ..metrics import DURATION_BUCKETS, Metrics
 from ..protocol import AccessRecord
 from .connection import ConnectionProtocol
@@ -67,7 +70,7 @@ if TYPE_CHECKING:
 # first 16 hex digits) as inspect.getsource gives it: a test fails when one of them changes.
 COPIED = {
     "ConnectionProtocol.cycle_ended": "092de0d5787065c7",
-    "FrameCodec.receive_one": "98f6a44043e4c9c8",
+    "FrameCodec.receive_one": "ba9b1331ad4efd34",
     "FrameCodec.encode_message_into": "dd055ab6aa55036d",
 }
 
@@ -126,7 +129,7 @@ def codec_class(metrics: Metrics) -> type[FrameCodec]:
             first = data[0]
             length = data[1] - MASK_BIT
             if n - 6 != length or length > 125 or length > self.max_size:
-                return None
+                return self._counted_compressed(data) if first & RSV1 else None
             payload: str | bytes
             if first == 0x82:
                 payload = _apply_mask(data[6:], data[2:6])
@@ -136,8 +139,19 @@ def codec_class(metrics: Metrics) -> type[FrameCodec]:
                 except UnicodeDecodeError:
                     return None  # the parsing loop reports it with its reason
             else:
-                return None
+                return self._counted_compressed(data) if first & RSV1 else None
             small_in.append(length)  # (see Metrics.small_in)
+            return payload
+
+        def _counted_compressed(self, data: Buffer) -> str | bytes | None:
+            # One whole compressed message (see FrameCodec._one_compressed), counted as the
+            # parsing loop's are: its payload as the app gets it, the frame's wire bytes. When
+            # it fails (or is not one), receive_declined counts the read.
+            payload = self._one_compressed(data)
+            if payload is not None:
+                m.messages_in += 1
+                m.payload_in += payload_size(payload) if type(payload) is str else len(payload)
+                m.wire_in += len(data)
             return payload
 
         def receive_declined(self, data: Buffer) -> list[Event]:

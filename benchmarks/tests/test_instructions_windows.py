@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ instructions = importlib.import_module("benchmarks.instructions")
 client = importlib.import_module("benchmarks.instructions_client")
 servers = importlib.import_module("benchmarks.servers")
 processes = importlib.import_module("benchmarks.tests.processes")
+wsload = importlib.import_module("benchmarks.wsload")
 
 pytestmark = pytest.mark.tooling
 
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.tooling
 
 def test_the_new_windows_are_off_by_default() -> None:
     args = instructions.parse_args([])
-    assert (args.compressed, args.compressed_connections) == (0, 10)
+    assert (args.compressed, args.compressed_connections, args.compressed_size) == (0, 10, 32)
     assert (args.fanout, args.fanout_subscribers, args.warmup_publishes) == (0, 100, 5)
 
 
@@ -56,6 +58,8 @@ def test_the_new_windows_counts() -> None:
     )  # fmt: skip
     assert (args.compressed, args.compressed_connections) == (2_000, 4)
     assert (args.fanout, args.fanout_subscribers, args.warmup_publishes) == (200, 50, 3)
+    assert instructions.parse_args(["--compressed-size", "4,096"]).compressed_size == 4096
+    assert instructions.parse_args(["--compressed-size", "33"]).compressed_size == 33
 
 
 @pytest.mark.parametrize(
@@ -68,6 +72,9 @@ def test_the_new_windows_counts() -> None:
         ["--fanout-subscribers", "1001", "--fanout", "5"],
         ["--fanout-subscribers", "0"],
         ["--warmup-publishes", "0"],
+        ["--compressed-size", "0"],
+        ["--compressed-size", "31"],  # 32 is the short messages; wsload's start at 33
+        ["--compressed-size", "4097"],  # wsload pre-masks larger bodies, from a pool of 4
         ["--server", "uvicorn-sansio", "--compressed", "10"],  # asgiws's windows only
         ["--server", "uvicorn-sansio", "--fanout", "10"],
     ],
@@ -182,6 +189,31 @@ def test_json_payloads_are_32_bytes_and_the_same_however_connections_interleave(
     assert len(client.json_payload(10**9, random.Random(1))) == client.SIZE
 
 
+@pytest.mark.parametrize("size", [33, 100, 256, 1000, 4096])
+def test_wsload_json_payloads_are_json_objects_of_the_size_stamped_per_message(size: int) -> None:
+    payloads = client.WsloadJsonPayloads(size)
+    messages = [payloads(c, n) for c in range(3) for n in range(300)]
+    assert all(len(m) == size for m in messages) and len(set(messages)) == len(messages)
+    first = json.loads(payloads(2, 0x1234))
+    assert first["seq"] == "0000123400000002"
+    if size >= 256:  # an array of items, as compressed-4k sends
+        assert {"id", "ts", "user", "kind", "text", "tags", "score", "read"} <= set(
+            first["items"][0]
+        )
+    # The body is the pooled one wsload picks: (counter + 7 * connection) % 256.
+    assert payloads(1, 249)[24:] == payloads(0, 256)[24:] == payloads.bodies[0][24:]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+@pytest.mark.parametrize("size", [32, 255, 256, 4096])
+def test_wsload_json_bodies_are_what_wsload_sends(size: int) -> None:
+    binary = wsload.build()
+    assert binary is not None
+    argv = [str(binary), "--print-json", "--size", str(size)]
+    printed = subprocess.run(argv, capture_output=True, timeout=60, check=True).stdout
+    assert printed.split(b"\n")[:-1] == client.wsload_json_bodies(size)
+
+
 def test_fanout_payloads_carry_the_sequence_number() -> None:
     payloads = [client.fanout_payload(seq) for seq in (0, 7, 1_234_567)]
     assert all(len(p) == client.SIZE and p.isascii() for p in payloads)
@@ -217,6 +249,17 @@ def test_compressed_echoes_against_asgiws(deflate_port: int) -> None:
     assert [(c.compressed_received, c.plain_received) for c in connections] == [
         (0, 20), (0, 0), (0, 5),
     ]  # fmt: skip
+    for conn in connections:
+        conn.close()
+
+
+def test_4k_compressed_echoes_come_back_compressed(deflate_port: int) -> None:
+    rng, deadline = random.Random(5), client.Deadline(60)
+    connections = [client.DeflateConnection(i, deflate_port, rng, deadline) for i in range(2)]
+    payloads = client.WsloadJsonPayloads(4096)
+    assert client.echo_phase(list(connections), [12, 7], 0, payloads) == 19
+    # Over --ws-deflate-min-size (1 KiB): asgiws compresses every answer.
+    assert [(c.compressed_received, c.plain_received) for c in connections] == [(12, 0), (7, 0)]
     for conn in connections:
         conn.close()
 
@@ -320,8 +363,8 @@ def test_the_report_gives_each_new_window_and_compares_trees() -> None:
     results = [_result("aaaaaaa", 50_000, 15_000), _result("bbbbbbb", 45_000, 16_500)]
     text = "\n".join(instructions.summary_lines(results))
     assert (
-        "  compressed: 50,000 instructions per message (2,000 permessage-deflate echoes over "
-        "10 connections, 0 answered compressed, 100,000,000 in all, 2 s)"
+        "  compressed: 50,000 instructions per message (2,000 permessage-deflate echoes of 32 "
+        "bytes over 10 connections, 0 answered compressed, 100,000,000 in all, 2 s)"
     ) in text
     assert (
         "  fanout: 15,000 instructions per delivery, 1,500,000 per published message "
@@ -372,7 +415,7 @@ def test_a_short_run_under_callgrind_counts_both_windows(
     assert (row["compressed"], row["compressed_connections"], row["compressed_replies"]) == (
         50, 2, 0,
     )  # fmt: skip
-    assert (row["fanout"], row["fanout_subscribers"]) == (10, 5)
+    assert (row["fanout"], row["fanout_subscribers"], row["compressed_size"]) == (10, 5, 32)
     # What one 32-byte message costs a server under callgrind, within wide bounds.
     assert 5_000 < row["compressed_per_message"] < 1_000_000
     assert 1_000 < row["fanout_per_delivery"] < 1_000_000
