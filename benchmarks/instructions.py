@@ -5,6 +5,7 @@ Usage: python benchmarks/instructions.py [--echoes N] [--handshakes N] [--reques
                                          [--fanout N]
                                          [--server NAME ...] [--python PATH]
                                          [--tree DIR ...] [--metrics] [--repeat N] [--json]
+                                         [--app raw|starlette|fastapi]
 
 Wall-clock figures on this shared 2-core VM move by ±10 % from run to run; the number of
 instructions the server executes for a fixed amount of work barely moves. This tool starts
@@ -92,6 +93,19 @@ commit is printed with its figures; with two or more trees, the change against t
 then with `--metrics-port 0` (metrics on: the metered connection protocol; nothing scrapes),
 labelled `COMMIT+metrics`; the comparison lines then give the cost of metrics on.
 
+`--app starlette` or `--app fastapi` runs, on asgiws and on the peers alike, the suite's
+framework app instead of the raw one (apps.py's `starlette_echo` / `fastapi_echo`, taken from
+the same copy of apps.py: its module `__getattr__` builds them). Starlette's WebSocket route
+at / echoes as the raw app does, so echo and handshakes run as above; FastAPI's closes every
+upgrade (see WEBSOCKET_APPS), so with it asgiws gets the HTTP windows only, as a peer does,
+and `--requests 0` is refused. Their `GET /` route answers the JSON object `HTTP_JSON`, and
+each response must be exactly the bytes httpload.py expects of that app (`expected_body`).
+They have no POST route (405), so http-post is skipped (said in the log, None in --json);
+--compressed and --fanout are the raw app's windows and are refused. The server's interpreter
+must import the framework (checked before the run, the missing package named). A run's label
+gets `+APP` (`183362b+starlette`, `uvicorn-sansio+fastapi`, as servers.py names them) and
+--json gives `app` in every row.
+
 Every wait is bounded: the server must listen within 120 s, each socket operation and each
 callgrind_control call has a timeout, the whole run has `--timeout`; the server (its own
 session, killed with its parent) is always killed at the end, on error and on Ctrl-C.
@@ -120,6 +134,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import bench_venv
+from benchmarks.httpload import expected_body
 from benchmarks.instructions_callgrind import Callgrind
 from benchmarks.instructions_client import (
     BODY_SIZE,
@@ -157,6 +172,17 @@ PEER_FLAGS: dict[str, tuple[str, ...]] = {
     name: ("--timeout-keep-alive", str(FAR_TIMEOUT))
     for name in ("uvicorn-sansio", "uvicorn-websockets", "uvicorn-wsproto")
 }
+# --app: the copied apps.py's attribute each runs, and the package it needs beyond the server's.
+APPS: dict[str, tuple[str, str | None]] = {
+    "raw": ("echo", None),
+    "starlette": ("starlette_echo", "starlette"),
+    "fastapi": ("fastapi_echo", "fastapi"),
+}
+# The apps whose WebSocket route echoes. apps.py's FastAPI route closes every upgrade (1008,
+# so the server answers 403): under `from __future__ import annotations` its `websocket:
+# WebSocket` is a string FastAPI does not resolve, so it wants a query parameter `websocket`.
+# The suite runs the FastAPI app for HTTP only (scenarios.py), and so does --app fastapi.
+WEBSOCKET_APPS = ("raw", "starlette")
 
 
 # ---- command line -------------------------------------------------------------------------
@@ -244,6 +270,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "and uvloop, as in servers.py) gets the HTTP windows only: no echo or handshakes",
     )
     parser.add_argument(
+        "--app",
+        choices=list(APPS),
+        default="raw",
+        help="the app every server runs: apps.py's raw echo, or its Starlette or FastAPI app "
+        "(GET / answers JSON; no POST window, no --compressed or --fanout; fastapi: HTTP "
+        "windows only)",
+    )
+    parser.add_argument(
         "--python",
         help="the server's interpreter (default for asgiws: TREE/.venv/bin/python, else this; "
         "for a peer: the suite's .cache/bench-venv when there is one, else this)",
@@ -295,6 +329,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--compressed and --fanout are asgiws's windows: they need --server asgiws")
     if args.requests == 0 and args.server != ["asgiws"]:
         parser.error("a peer has only the HTTP windows: --requests must not be 0")
+    if args.app not in WEBSOCKET_APPS and args.requests == 0:
+        parser.error(f"--app {args.app} has only the HTTP windows: --requests must not be 0")
+    if args.app != "raw" and (args.compressed or args.fanout):
+        parser.error(
+            f"--compressed and --fanout are the raw app's windows: not with --app {args.app}"
+        )
     if not args.tree:
         args.tree = [REPO]
     return args
@@ -312,18 +352,46 @@ class Target:
     server: str = "asgiws"
     versions: str = ""  # a peer's packages and versions, as servers.py lists them
     metrics: bool = False  # asgiws with --metrics-port
+    app: str = "raw"  # --app
 
     @property
     def label(self) -> str:
-        if self.server != "asgiws":
-            return self.server
-        return f"{self.commit}+metrics" if self.metrics else self.commit
+        return _with_app(self.server, self.commit, self.metrics, self.app)
 
     def argv(self, port: int, *, deflate: bool = False) -> list[str]:
         """The command line; `deflate` (asgiws only): permessage-deflate allowed."""
         if self.server == "asgiws":
-            return server_argv(self.python, port, metrics=self.metrics, deflate=deflate)
-        return peer_argv(self.server, self.python, port)
+            return server_argv(
+                self.python, port, metrics=self.metrics, deflate=deflate, app=self.app
+            )
+        return peer_argv(self.server, self.python, port, app=self.app)
+
+
+def _with_app(server: str, commit: str, metrics: bool, app: str) -> str:
+    """A run's label: the peer's name or asgiws's commit (+metrics), then +APP unless raw."""
+    label = server if server != "asgiws" else f"{commit}+metrics" if metrics else commit
+    return label if app == "raw" else f"{label}+{app}"
+
+
+def check_app(python: str, app: str) -> None:
+    """Fails, naming the package, when `python` cannot import the framework `app` needs."""
+    package = APPS[app][1]
+    if package is None:
+        return
+    try:
+        found = subprocess.run(
+            [python, "-c", f"import {package}"], cwd=REPO, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Failed(f"cannot run {python}: {exc}") from None
+    if found.returncode != 0:
+        error = (found.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise Failed(
+            f"--app {app} needs the package {package}, which {python} cannot import ({error}); "
+            f"give --python an interpreter that has it, such as the suite's bench venv "
+            f"({bench_venv.python()})"
+        )
 
 
 def git_commit(tree: Path) -> str:
@@ -407,7 +475,7 @@ def resolve_peer(name: str, python: str | None) -> Target:
 
 
 def server_argv(
-    python: str, port: int, *, metrics: bool = False, deflate: bool = False
+    python: str, port: int, *, metrics: bool = False, deflate: bool = False, app: str = "raw"
 ) -> list[str]:
     """The suite's asgiws command line, with the app taken from the harness's copy.
 
@@ -424,24 +492,26 @@ def server_argv(
     ``metrics``: with ``--metrics-port 0`` too (the probe listener on a free port).
     ``deflate``: without ``--no-ws-per-message-deflate`` (the suite's command line for its
     compressed scenarios), so a client that offers permessage-deflate gets it.
+    ``app``: the --app to run (its attribute of the copied apps.py, see APPS).
     """
     far = str(FAR_TIMEOUT)
     return [
-        *_with_copied_app(SERVERS["asgiws"].argv(python, port, deflate=deflate)),
+        *_with_copied_app(SERVERS["asgiws"].argv(python, port, deflate=deflate), app),
         "--ws-ping-interval", far, "--timeout-handshake", far, "--timeout-keep-alive", far,
         *(["--metrics-port", "0"] if metrics else []),
     ]  # fmt: skip
 
 
-def peer_argv(name: str, python: str, port: int) -> list[str]:
+def peer_argv(name: str, python: str, port: int, *, app: str = "raw") -> list[str]:
     """servers.py's command line for a peer, with the copied app and its far timers."""
-    return [*_with_copied_app(SERVERS[name].argv(python, port)), *PEER_FLAGS[name]]
+    return [*_with_copied_app(SERVERS[name].argv(python, port), app), *PEER_FLAGS[name]]
 
 
-def _with_copied_app(argv: list[str]) -> list[str]:
+def _with_copied_app(argv: list[str], app: str = "raw") -> list[str]:
     if RAW_APP not in argv:
         raise Failed(f"the command line does not run {RAW_APP}: {argv}")
-    return [f"{APP_MODULE}:echo" if part == RAW_APP else part for part in argv]
+    copied = f"{APP_MODULE}:{APPS[app][0]}"
+    return [copied if part == RAW_APP else part for part in argv]
 
 
 # ---- one measurement -----------------------------------------------------------------------
@@ -486,6 +556,7 @@ class Result:
     idle_seconds: float
     seconds: float  # the whole run
     metrics: bool = False  # asgiws with --metrics-port
+    app: str = "raw"  # --app: raw, starlette or fastapi
     echo_per_message: float | None = field(init=False)
     handshake_per_loop: float | None = field(init=False)
     get_per_request: float | None = field(init=False)
@@ -509,9 +580,7 @@ class Result:
 
     @property
     def label(self) -> str:
-        if self.server != "asgiws":
-            return self.server
-        return f"{self.commit}+metrics" if self.metrics else self.commit
+        return _with_app(self.server, self.commit, self.metrics, self.app)
 
 
 def _per(total: int | None, n: int) -> float | None:
@@ -570,12 +639,16 @@ def http_windows(
         for i in range(count):
             connections.append(HttpConnection(i, server.port, deadline))
         for method, size, key in (("GET", 0, "get"), ("POST", BODY_SIZE, "post")):
+            if method == "POST" and args.app != "raw":
+                log(f"  http-post: skipped: the {args.app} app has no POST route (raw app only)")
+                continue
             request = http_request(server.port, method, size)
+            expected = expected_body(args.app) if method == "GET" else expected_body("raw")
             log(f"  http-{key}: {count} keep-alive connections, {warm} warm-up requests each ...")
-            http_phase(connections, [warm] * count, request)
+            http_phase(connections, [warm] * count, request, expected)
             server.zero()
             log(f"  http-{key}: {args.requests:,} measured requests ...")
-            done = http_phase(connections, spread(args.requests, count), request)
+            done = http_phase(connections, spread(args.requests, count), request, expected)
             if done != args.requests:
                 raise Failed(f"{done} {method} requests instead of {args.requests}")
             figures[f"{key}_instructions"], figures[f"{key}_seconds"] = _window(
@@ -663,6 +736,7 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
     cores = os.cpu_count() or 1
     server_core = args.server_core if cores > 1 else None
     asgiws = target.server == "asgiws"
+    websocket = asgiws and target.app in WEBSOCKET_APPS
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="instr-")))
         app_dir = workdir / "app"
@@ -677,7 +751,9 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         stack.callback(server.stop)
         log(f"  starting {target.server} under callgrind (port {server.port}) ...")
         server.wait_ready(deadline)
-        figures = websocket_windows(server, args, deadline, log) if asgiws else {}
+        if asgiws and not websocket:
+            log(f"  echo, handshakes: skipped: the {target.app} app's WebSocket route refuses")
+        figures = websocket_windows(server, args, deadline, log) if websocket else {}
         if args.requests:
             figures.update(http_windows(server, args, deadline, log))
         # After the windows above, so that turning these on leaves those as they were.
@@ -702,11 +778,11 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
     return Result(
         tree=str(target.tree), commit=target.commit, server=target.server,
         versions=target.versions, python=target.python, asgiws_file=target.asgiws_file,
-        run=run, echoes=args.echoes if asgiws else 0, connections=args.connections,
-        handshakes=args.handshakes if asgiws else 0, requests=args.requests,
+        run=run, echoes=args.echoes if websocket else 0, connections=args.connections,
+        handshakes=args.handshakes if websocket else 0, requests=args.requests,
         http_connections=args.http_connections, idle_instructions=idle,
         idle_seconds=round(idle_seconds, 2), seconds=round(time.monotonic() - started, 1),
-        metrics=target.metrics, **figures,
+        metrics=target.metrics, app=target.app, **figures,
     )  # fmt: skip
 
 
@@ -828,6 +904,9 @@ def main(argv: list[str] | None = None) -> int:
                         targets.append(dataclasses.replace(target, metrics=True))
             else:
                 targets.append(resolve_peer(name, args.python))
+        targets = [dataclasses.replace(target, app=args.app) for target in targets]
+        for python in dict.fromkeys(target.python for target in targets):
+            check_app(python, args.app)
         for target in targets:
             where = target.tree if target.server == "asgiws" else target.versions
             for run in range(1, args.repeat + 1):

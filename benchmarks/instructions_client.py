@@ -689,12 +689,12 @@ def parse_response(buffer: bytearray) -> Response | None:
     return Response(int(status.group(1)), headers, body)
 
 
-def check_response(response: Response, number: int) -> None:
-    """200, the body "ok", and the connection kept alive."""
+def check_response(response: Response, number: int, expected: bytes = OK_BODY) -> None:
+    """200, the body `expected` ("ok" by default), and the connection kept alive."""
     if response.status != 200:
         raise Failed(f"connection {number}: status {response.status}, expected 200")
-    if response.body != OK_BODY:
-        raise Failed(f"connection {number}: body {response.body[:40]!r}, expected {OK_BODY!r}")
+    if response.body != expected:
+        raise Failed(f"connection {number}: body {response.body[:40]!r}, expected {expected!r}")
     if "close" in response.headers.get("connection", "").lower():
         raise Failed(f"connection {number}: the server closes a keep-alive connection")
 
@@ -723,9 +723,11 @@ class HttpConnection(Stream):
             self.sock.close()
 
 
-def http_phase(connections: list[HttpConnection], counts: list[int], request: bytes) -> int:
-    """Each connection sends `request` counts[i] times, one in flight, each response checked;
-    returns the responses checked."""
+def http_phase(
+    connections: list[HttpConnection], counts: list[int], request: bytes, expected: bytes = OK_BODY
+) -> int:
+    """Each connection sends `request` counts[i] times, one in flight, each response checked
+    (its body must be `expected`); returns the responses checked."""
     remaining = list(counts)
     by_fd = {conn.sock.fileno(): i for i, conn in enumerate(connections)}
     waiting: set[int] = set()
@@ -748,7 +750,7 @@ def http_phase(connections: list[HttpConnection], counts: list[int], request: by
                 continue
             if conn.buffer:  # one request in flight: more than Content-Length came back
                 raise Failed(f"connection {i}: {len(conn.buffer)} bytes after a response")
-            check_response(response, i)
+            check_response(response, i, expected)
             done += 1
             remaining[i] -= 1
             if remaining[i]:
