@@ -160,7 +160,6 @@ def _build_fastapi_app() -> Any:
     async def hello() -> dict[str, str]:
         return HTTP_JSON
 
-    @app.websocket("/")
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
@@ -169,6 +168,12 @@ def _build_fastapi_app() -> Any:
         except WebSocketDisconnect:
             return
 
+    # Under `from __future__ import annotations` the annotation is the string "WebSocket",
+    # which FastAPI resolves in this module's globals, where the class (imported above, so
+    # that importing `echo` needs no FastAPI) is not: it took `websocket` for a required
+    # query parameter and closed every upgrade with 1008. The class itself, then.
+    endpoint.__annotations__["websocket"] = WebSocket
+    app.websocket("/")(endpoint)
     return app
 
 

@@ -96,10 +96,9 @@ labelled `COMMIT+metrics`; the comparison lines then give the cost of metrics on
 `--app starlette` or `--app fastapi` runs, on asgiws and on the peers alike, the suite's
 framework app instead of the raw one (apps.py's `starlette_echo` / `fastapi_echo`, taken from
 the same copy of apps.py: its module `__getattr__` builds them). Starlette's WebSocket route
-at / echoes as the raw app does, so echo and handshakes run as above; FastAPI's closes every
-upgrade (see WEBSOCKET_APPS), so with it asgiws gets the HTTP windows only, as a peer does,
-and `--requests 0` is refused. Their `GET /` route answers the JSON object `HTTP_JSON`, and
-each response must be exactly the bytes httpload.py expects of that app (`expected_body`).
+and FastAPI's echo as the raw app does, so echo and handshakes run as above. Their `GET /`
+route answers the JSON object `HTTP_JSON`, and each response must be exactly the bytes
+httpload.py expects of that app (`expected_body`).
 They have no POST route (405), so http-post is skipped (said in the log, None in --json);
 --compressed and --fanout are the raw app's windows and are refused. The server's interpreter
 must import the framework (checked before the run, the missing package named). A run's label
@@ -178,11 +177,6 @@ APPS: dict[str, tuple[str, str | None]] = {
     "starlette": ("starlette_echo", "starlette"),
     "fastapi": ("fastapi_echo", "fastapi"),
 }
-# The apps whose WebSocket route echoes. apps.py's FastAPI route closes every upgrade (1008,
-# so the server answers 403): under `from __future__ import annotations` its `websocket:
-# WebSocket` is a string FastAPI does not resolve, so it wants a query parameter `websocket`.
-# The suite runs the FastAPI app for HTTP only (scenarios.py), and so does --app fastapi.
-WEBSOCKET_APPS = ("raw", "starlette")
 
 
 # ---- command line -------------------------------------------------------------------------
@@ -329,8 +323,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--compressed and --fanout are asgiws's windows: they need --server asgiws")
     if args.requests == 0 and args.server != ["asgiws"]:
         parser.error("a peer has only the HTTP windows: --requests must not be 0")
-    if args.app not in WEBSOCKET_APPS and args.requests == 0:
-        parser.error(f"--app {args.app} has only the HTTP windows: --requests must not be 0")
     if args.app != "raw" and (args.compressed or args.fanout):
         parser.error(
             f"--compressed and --fanout are the raw app's windows: not with --app {args.app}"
@@ -736,7 +728,6 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
     cores = os.cpu_count() or 1
     server_core = args.server_core if cores > 1 else None
     asgiws = target.server == "asgiws"
-    websocket = asgiws and target.app in WEBSOCKET_APPS
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="instr-")))
         app_dir = workdir / "app"
@@ -751,9 +742,7 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
         stack.callback(server.stop)
         log(f"  starting {target.server} under callgrind (port {server.port}) ...")
         server.wait_ready(deadline)
-        if asgiws and not websocket:
-            log(f"  echo, handshakes: skipped: the {target.app} app's WebSocket route refuses")
-        figures = websocket_windows(server, args, deadline, log) if websocket else {}
+        figures = websocket_windows(server, args, deadline, log) if asgiws else {}
         if args.requests:
             figures.update(http_windows(server, args, deadline, log))
         # After the windows above, so that turning these on leaves those as they were.
@@ -778,8 +767,8 @@ def measure(target: Target, args: argparse.Namespace, run: int, log: Any) -> Res
     return Result(
         tree=str(target.tree), commit=target.commit, server=target.server,
         versions=target.versions, python=target.python, asgiws_file=target.asgiws_file,
-        run=run, echoes=args.echoes if websocket else 0, connections=args.connections,
-        handshakes=args.handshakes if websocket else 0, requests=args.requests,
+        run=run, echoes=args.echoes if asgiws else 0, connections=args.connections,
+        handshakes=args.handshakes if asgiws else 0, requests=args.requests,
         http_connections=args.http_connections, idle_instructions=idle,
         idle_seconds=round(idle_seconds, 2), seconds=round(time.monotonic() - started, 1),
         metrics=target.metrics, app=target.app, **figures,
