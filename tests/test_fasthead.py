@@ -4,9 +4,10 @@ parse_head may refuse anything (``None`` sends the bytes to h11), but a head it 
 exactly what h11 makes of the same bytes: an ``h11.Request`` with the same method, target,
 HTTP version and ``list(headers)``, then ``EndOfMessage`` (no body), and the head must be
 ``size`` bytes long. ``check`` asserts all of that; the Hypothesis tests feed it heads built
-from a grammar that makes valid and subtly invalid heads, and mutations of a browser's upgrade
-request. ``test_clean_heads_are_accepted`` keeps the fast path honest the other way: a head
-built only from the plain grammar must not fall back. The example tests pin each refusal.
+from a grammar that makes valid and subtly invalid heads, header blocks with bytes from the
+whole 0-255 range, and mutations of a browser's upgrade request.
+``test_clean_heads_are_accepted`` keeps the fast path honest the other way: a head built only
+from the plain grammar must not fall back. The example tests pin each refusal.
 
 The number of examples per property is ``FASTHEAD_EXAMPLES`` (default 500).
 """
@@ -281,6 +282,79 @@ def mutated_upgrade(draw: st.DrawFn) -> bytes:
 @given(mutated_upgrade())
 def test_mutated_upgrade_requests_agree_with_h11(data: bytes) -> None:
     event("fast path" if check(data) else "None")
+
+
+# Header blocks from the whole byte range: plain header lines (OWS around the values), among
+# them a few pieces: a plain line with one byte, any byte, put somewhere in its name or value;
+# bare names and values; any single byte (each CTL and DEL more often); CR, LF, CRLF, colons,
+# white space, obs-fold starts; and the Host, Transfer-Encoding and Content-Length lines and an
+# empty name, each letter's case drawn. The request line is plain, so every example reaches
+# the header-block rules.
+PLAIN_LINE: st.SearchStrategy[bytes] = st.builds(
+    lambda name, before, value, after: b"\r\n" + name + b":" + before + value + after,
+    text(TCHAR, 1, 10),
+    text(" \t", 0, 2),
+    field_content(),
+    text(" \t", 0, 2),
+)
+ANY_BYTE = st.one_of(
+    st.integers(0, 255).map(lambda b: bytes([b])),
+    st.sampled_from([bytes([b]) for b in [*range(0x20), 0x7F]]),
+)
+
+
+@st.composite
+def odd_line(draw: st.DrawFn) -> bytes:
+    line = draw(PLAIN_LINE)
+    at = draw(st.integers(2, len(line)))
+    return line[:at] + draw(ANY_BYTE) + line[at:]
+
+
+def flip(line: bytes, bits: int) -> bytes:
+    """``line`` with the case swapped of each letter whose bit is set."""
+    return bytes(c ^ 0x20 if bits >> i & 1 and chr(c).isalpha() else c for i, c in enumerate(line))
+
+
+SPECIAL_LINES = [
+    b"\r\nHost: a",
+    b"\r\nTransfer-Encoding: chunked",
+    b"\r\nContent-Length: 5",
+    b"\r\n:",
+]
+PIECES = st.one_of(
+    PLAIN_LINE,
+    odd_line(),
+    odd_line(),
+    odd_line(),
+    text(TCHAR, 1, 10),
+    text(FIELD_VCHAR, 1, 10),
+    ANY_BYTE,
+    choice(b"\r\n", b"\r", b"\n", b":", b": ", b" ", b"\t", b"\r\n ", b"\r\n\t"),
+    st.sampled_from(SPECIAL_LINES).flatmap(
+        lambda line: st.integers(0, (1 << len(line)) - 1).map(lambda bits: flip(line, bits))
+    ),
+)
+
+
+@st.composite
+def raw_blocks(draw: st.DrawFn) -> tuple[bytes, int]:
+    """GET / HTTP/1.1, a header block (a Host line, up to 8 plain lines, 0 to 16 pieces: few,
+    most of the time), the blank line, then extra bytes; and a max_size."""
+    odd = draw(st.integers(0, 4))
+    lines = draw(st.lists(PLAIN_LINE, max_size=8))
+    for piece in draw(st.lists(PIECES, max_size=odd * odd)):
+        lines.insert(draw(st.integers(0, len(lines))), piece)
+    lines.insert(draw(st.integers(0, len(lines))), b"\r\nHost: a")
+    data = b"GET / HTTP/1.1" + b"".join(lines) + b"\r\n\r\n"
+    data += draw(st.one_of(st.just(b""), st.binary(max_size=8), st.just(FRAME)))
+    return data, draw(max_sizes(data))
+
+
+@SETTINGS
+@given(raw_blocks())
+def test_raw_header_blocks_agree_with_h11(case: tuple[bytes, int]) -> None:
+    data, max_size = case
+    event("fast path" if check(data, max_size) else "None")
 
 
 # -- examples ---------------------------------------------------------------------------------
