@@ -54,7 +54,6 @@ from .events import (
     MAX_CLOSE_REASON,
     MAX_CONTROL_PAYLOAD,
     MESSAGE_TOO_BIG,
-    NO_STATUS_RCVD,
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,
@@ -74,6 +73,10 @@ from .events import (
     is_sendable_close_code,
     is_valid_close_code,
 )
+from .frame_checks import MASK_BIT, RSV1
+from .frame_checks import UNCHECKED as _UNCHECKED
+from .frame_checks import check_header as _check_header
+from .frame_checks import control_event as _control
 from .masking import Buffer, MaskFunction, apply_mask, apply_mask_python
 from .reassembly import (
     DIRECT_MIN,
@@ -112,12 +115,6 @@ __all__ = [
     "is_sendable_close_code",
     "is_valid_close_code",
 ]
-
-
-RSV1: Final = 0x40
-RSV2: Final = 0x20
-RSV3: Final = 0x10
-MASK_BIT: Final = 0x80
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -170,89 +167,6 @@ def _control_payload(payload: bytes, kind: str) -> bytes:
             f"{kind} payload is {len(payload)} bytes; the limit is {MAX_CONTROL_PAYLOAD}"
         )
     return payload
-
-
-def _check_header(
-    first: int, second: int, message_opcode: int, extended: bool
-) -> ProtocolFailure | None:
-    """The checks that the first two bytes of a frame allow (RFC 6455 §5.2, §5.4, §5.5), with
-    ``message_opcode`` that of the open fragmented message (0: none) and ``extended`` whether
-    permessage-deflate was negotiated."""
-    opcode = first & 0x0F
-    # RFC 6455 §5.3: the client MUST mask all frames it sends to the server.
-    if not second & MASK_BIT:
-        return ProtocolFailure(
-            PROTOCOL_ERROR, f"unmasked frame from the client (opcode {opcode:#x})"
-        )
-    # RFC 6455 §5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved.
-    if 0x3 <= opcode <= 0x7 or opcode >= 0xB:
-        return ProtocolFailure(PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
-    # RFC 6455 §5.2: RSV1-3 MUST be 0 unless an extension gives them a meaning. RFC 7692
-    # §6: permessage-deflate gives RSV1 one, on the first frame of a data message only.
-    rsv = first & (RSV1 | RSV2 | RSV3)
-    if rsv:
-        if rsv != RSV1 or not extended:
-            names = "+".join(
-                name for bit, name in ((RSV1, "RSV1"), (RSV2, "RSV2"), (RSV3, "RSV3")) if rsv & bit
-            )
-            return ProtocolFailure(
-                PROTOCOL_ERROR,
-                f"reserved bits set without an extension for them: {names} (opcode {opcode:#x})",
-            )
-        if opcode == OP_CONTINUATION or opcode >= _CONTROL_LIKE:
-            return ProtocolFailure(
-                PROTOCOL_ERROR,
-                f"RSV1 set on a {'continuation' if opcode == 0 else 'control'} frame "
-                f"(opcode {opcode:#x}); permessage-deflate allows it on a message's "
-                "first frame only",
-            )
-    if opcode >= _CONTROL_LIKE:
-        # RFC 6455 §5.5: control frames MUST NOT be fragmented ...
-        if not first & FIN:
-            return ProtocolFailure(
-                PROTOCOL_ERROR, f"fragmented control frame: FIN=0 on opcode {opcode:#x}"
-            )
-        # ... and MUST have a payload length of 125 bytes or less.
-        if second & 0x7F > MAX_CONTROL_PAYLOAD:
-            return ProtocolFailure(
-                PROTOCOL_ERROR,
-                f"control frame payload over {MAX_CONTROL_PAYLOAD} bytes (opcode {opcode:#x})",
-            )
-    # RFC 6455 §5.4: a fragmented message is a first frame, continuations, FIN; data frames
-    # of different messages MUST NOT interleave.
-    elif opcode == OP_CONTINUATION:
-        if not message_opcode:
-            return ProtocolFailure(
-                PROTOCOL_ERROR, "continuation frame without a message to continue"
-            )
-    elif message_opcode:
-        kind = "text" if opcode == OP_TEXT else "binary"
-        return ProtocolFailure(
-            PROTOCOL_ERROR,
-            f"new {kind} frame while a fragmented message is open; expected a continuation",
-        )
-    return None
-
-
-def _control(opcode: int, payload: bytes) -> Event:
-    """The event of a whole, unmasked control frame (RFC 6455 §5.5)."""
-    if opcode == OP_PING:
-        return Ping(payload)
-    if opcode == OP_PONG:
-        return Pong(payload)
-    # OP_CLOSE. RFC 6455 §5.5.1: an optional body of a 2-byte code then a UTF-8 reason.
-    if not payload:
-        return CloseReceived(NO_STATUS_RCVD, "")  # RFC 6455 §7.1.5: no status code -> 1005
-    if len(payload) == 1:
-        return ProtocolFailure(PROTOCOL_ERROR, "close frame with a 1-byte payload")
-    (code,) = _unpack_short(payload)
-    if not is_valid_close_code(code):
-        return ProtocolFailure(PROTOCOL_ERROR, f"invalid close code {code}")
-    try:
-        reason = payload[2:].decode()
-    except UnicodeDecodeError as exc:
-        return ProtocolFailure(INVALID_DATA, f"close reason is not valid UTF-8: {exc.reason}")
-    return CloseReceived(code, reason)
 
 
 class FrameCodec:
@@ -700,18 +614,3 @@ class FrameCodec:
         reason were checked as the frame came: every code a peer may send may be sent back (see
         the decision in asgiws.events), and a reason that fitted in its frame fits in ours."""
         return _frame(FIN | OP_CLOSE, code.to_bytes(2, "big") + reason.encode())
-
-
-def _unchecked_first_bytes() -> bytes:
-    """For each first byte of a frame, 1 when a masked frame starting with it passes every
-    check of :func:`_check_header` whatever its length, outside a fragmented message and
-    without extensions (the data frames 0x01, 0x02, 0x81 and 0x82). Computed from the checks
-    themselves, so that the parsing loop skips the call for them without writing any rule a
-    second time (the call costs ~700 instructions per frame)."""
-    return bytes(
-        all(_check_header(first, MASK_BIT | n, 0, False) is None for n in (0, 125, 126, 127))
-        for first in range(256)
-    )
-
-
-_UNCHECKED: Final = _unchecked_first_bytes()

@@ -57,7 +57,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import frames, logs
-from ..frames import _BINARY_HEADS, _TEXT_HEADS, MASK_BIT, RSV1, FrameCodec, Message, _apply_mask
+from ..frame_checks import MASK_BIT, RSV1
+from ..frames import _BINARY_HEADS, _TEXT_HEADS, FrameCodec, Message, _apply_mask
 from ..metrics import DURATION_BUCKETS, Metrics
 from ..protocol import AccessRecord
 from .connection import ConnectionProtocol
