@@ -67,9 +67,9 @@ def open_ws(**options: Any) -> WebSocketConnection:
 # The sans-IO core: the top of the package but for the process layer (cli, config, importer,
 # logs, runtime, demo) and the asyncio layer below asgiws/asyncio/.
 CORE = (
-    "_abnf", "asgi", "deflate", "events", "fasthead", "frames", "handshake", "headers", "http",
-    "http11", "limits", "masking", "origins", "protocol", "proxy", "reassembly", "request",
-    "responder", "responses", "states", "types", "websocket", "writer",
+    "_abnf", "asgi", "deflate", "events", "fasthead", "frame_checks", "frames", "handshake",
+    "headers", "http", "http11", "limits", "masking", "origins", "protocol", "proxy", "reassembly",
+    "request", "responder", "responses", "states", "types", "websocket", "writer",
 )  # fmt: skip
 
 

@@ -81,9 +81,9 @@ def test_the_checker_sees_the_transitions_of_this_test(legal_transitions: list[o
 # Python 3.11 that lookup runs the enum metaclass's code: about 900 instructions each, which
 # once added 3 % to every WebSocket handshake.
 HOT_MODULES = (
-    "http", "http11", "responder", "request", "websocket", "frames", "fasthead", "writer",
-    "asgi", "handshake", "protocol", "events", "reassembly", "deflate", "limits", "metrics",
-    "asyncio/connection", "asyncio/server", "asyncio/timers", "asyncio/metered",
+    "http", "http11", "responder", "request", "websocket", "frames", "frame_checks", "fasthead",
+    "writer", "asgi", "handshake", "protocol", "events", "reassembly", "deflate", "limits",
+    "metrics", "asyncio/connection", "asyncio/server", "asyncio/timers", "asyncio/metered",
 )  # fmt: skip
 
 
