@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trustme
 from cli_process import DEADLINE_S, ServerProcess
-from proxy_stack import APP, CLIENT_ADDRESS, MIB, echo_and_close, free_port, wait_listening
+from proxy_stack import APP, CLIENT_ADDRESS, MIB, echo_and_close, free_port, in_use, wait_listening
 from proxy_stack import get as get_from_client
 from tls_certs import client_context
 from websockets.asyncio.client import connect
@@ -78,25 +78,31 @@ def stack(tmp_path: Path) -> Iterator[Proxy]:
     with open(tmp_path / "haproxy.pem", "wb") as pem:
         pem.write(cert.cert_chain_pems[0].bytes())
         pem.write(cert.private_key_pem.bytes())
-    http, https = free_port(), free_port()
-    (tmp_path / "haproxy.cfg").write_text(haproxy_config(tmp_path, port, http, https))
     haproxy: subprocess.Popen[bytes] | None = None
     try:
         server.wait_for_line(r"running on http://")
-        check = subprocess.run(
-            ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE_S,
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
-        # -db: in the foreground, no daemon.
-        haproxy = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_listening("haproxy", http, haproxy)
+        for attempt in range(3):  # new ports when another process took one meanwhile
+            http, https = free_port(), free_port()
+            (tmp_path / "haproxy.cfg").write_text(haproxy_config(tmp_path, port, http, https))
+            check = subprocess.run(
+                ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE_S,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+            # -db: in the foreground, no daemon.
+            haproxy = subprocess.Popen(
+                ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                wait_listening("haproxy", http, haproxy)
+                break
+            except AssertionError as error:
+                if attempt == 2 or not in_use(haproxy, error):
+                    raise
         yield Proxy(http, https, ca, server)
     finally:
         if haproxy is not None:

@@ -26,6 +26,7 @@ from proxy_stack import (
     echo_and_close,
     free_port,
     get,
+    in_use,
     nginx_main,
     wait_listening,
 )
@@ -84,14 +85,20 @@ def start_nginx(tmp: Path, upstream_port: int, sock: Path) -> tuple[subprocess.P
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert.cert_chain_pems[0].write_to_path(tmp / "cert.pem")
     cert.private_key_pem.write_to_path(tmp / "key.pem")
-    ports = (free_port(), free_port(), free_port())
-    (tmp / "nginx.conf").write_text(nginx_config(tmp, upstream_port, sock, ports))
-    process = subprocess.Popen(
-        ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    wait_listening("nginx", ports[0], process)
+    for attempt in range(3):  # new ports when another process took one meanwhile
+        ports = (free_port(), free_port(), free_port())
+        (tmp / "nginx.conf").write_text(nginx_config(tmp, upstream_port, sock, ports))
+        process = subprocess.Popen(
+            ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_listening("nginx", ports[0], process)
+            break
+        except AssertionError as error:
+            if attempt == 2 or not in_use(process, error):
+                raise
     return process, Proxy(*ports, ca)
 
 
