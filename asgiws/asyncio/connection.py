@@ -367,7 +367,11 @@ class ConnectionProtocol(asyncio.Protocol):
         if self._task is None:
             scope = conn.next_scope()
             if scope is not None:
-                self._task = self.server.spawn(self._run_app(scope))
+                # None when an eager task has answered already (asgiws.asyncio.eager); then
+                # its end may have started the next cycle's task, which this must not hide.
+                task = self.server.spawn(self._run_app(scope))
+                if task is not None:
+                    self._task = task
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -41,6 +41,7 @@ from ..states import (
     Timer,
 )
 from ..types import ASGIApp
+from . import eager
 from .connection import ConnectionProtocol
 from .lifespan import Lifespan, LifespanError
 from .loop_errors import LoopErrors
@@ -84,6 +85,7 @@ class Server:
         # uvloop's transports write a list of buffers with one writev() and apply flow control.
         self.vectored = type(self.loop).__module__.split(".")[0] == "uvloop"
         self._group: asyncio.TaskGroup | None = None  # while run() serves
+        self._eager: eager.EagerStart | None = None  # while run() serves, on Python 3.12+
         self.tasks: set[asyncio.Task[None]] = set()  # the app tasks still running
         self.shutting_down = False
         self.uds: str | None = config.uds
@@ -163,6 +165,9 @@ class Server:
             return 2
         if signals:
             self._install_signal_handlers()
+        if eager.SUPPORTED:
+            self._eager = eager.EagerStart(self.loop)
+            self._eager.install()
         async with asyncio.TaskGroup() as group:
             self._group = group
             try:
@@ -177,6 +182,9 @@ class Server:
                 self._cancel_all()
                 self.lifespan.cancel()
                 self._group = None
+                if self._eager is not None:
+                    self._eager.uninstall()
+                    self._eager = None
                 self._closed.set()
 
     async def _serve(self, sockets: list[socket.socket] | None) -> int:
@@ -224,13 +232,20 @@ class Server:
             return 1
         return 0
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run an app call as a task of the server's task group."""
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        """Run an app call as a task of the server's task group; None when the task started
+        eagerly and is done already (Python 3.12+: asgiws.asyncio.eager)."""
         group = self._group
         if group is None:
             coro.close()
             raise RuntimeError("the server is not running: start it with run()")
-        task = group.create_task(coro)
+        starter = self._eager
+        if starter is None:
+            task = group.create_task(coro)
+        else:
+            task = starter.create(group, coro)
+            if task.done():
+                return None  # (it was never in self.tasks: it ended inside create)
         # The task leaves self.tasks by task_done(), called as its coroutine ends: no done
         # callback (each is one more loop handle per request). A task cancelled before it ever
         # ran stays in the set, done: only shutdown's last wait sees it, and it is done.
