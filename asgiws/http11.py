@@ -98,8 +98,11 @@ class Wire:
             return None
         fields = handshake_fields(head.headers)
         if asks_upgrade(fields):
-            if head.content_length:
-                return None  # h11 reads it, and the accept refuses an upgrade with a body
+            if head.content_length or head.method == b"CONNECT":
+                # h11 reads it, and the accept refuses an upgrade with a body; CONNECT is
+                # h11's too, refused with 501 before the handshake is looked at (a fuzzed
+                # CONNECT upgrade got 405 here and 501 in two reads).
+                return None
             self.taken = data[: head.size]
             self._early = data[head.size :]
             return head, fields, True

@@ -49,6 +49,7 @@ def test_h11_coming_in_late_is_given_the_head_and_the_bytes_behind_it() -> None:
         UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
         UPGRADE.replace(b"\r\n\r\n", b"\r\nContent-Length: 1\r\n\r\nx"),
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        UPGRADE.replace(b"GET /chat ", b"CONNECT example.com:443 "),  # 501, not 405: h11's
     ],
 )
 def test_everything_else_is_left_to_h11(data: bytes) -> None:

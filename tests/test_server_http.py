@@ -473,16 +473,30 @@ async def test_malformed_request_line_gets_400_and_close(serve: Any) -> None:
     assert recorder.scopes == []
 
 
-@pytest.mark.parametrize(
-    "target",
-    [b"example.com:443", b"/1"],  # the authority form, and what a fuzzer sent
+WEBSOCKET_FIELDS = (
+    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 )
-async def test_connect_gets_501_and_no_app_sees_it(serve: Any, target: bytes) -> None:
+
+
+@pytest.mark.parametrize(
+    ("target", "fields"),
+    [
+        (b"example.com:443", b""),  # the authority form
+        (b"/1", b""),  # what a fuzzer sent
+        # A fuzzer's too: the fast path took a CONNECT that asked for a WebSocket and
+        # answered 405 (the handshake's GET rule), h11 in two reads 501.
+        (b"example.com:443", WEBSOCKET_FIELDS),
+    ],
+)
+async def test_connect_gets_501_and_no_app_sees_it(
+    serve: Any, target: bytes, fields: bytes
+) -> None:
     # RFC 9110 §9.3.6: CONNECT asks for a tunnel; an ASGI app cannot serve one (h11 would
     # switch protocols at a 2xx and refuse the body after it).
     recorder = Recorder()
     running = await serve(scope_app(recorder))
-    head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.com:443\r\n" + fields + b"\r\n"
     data = await running.raw(head + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # until EOF
     response = await parse_response(data)
     reason = assert_plain_error(response, 501)
