@@ -427,6 +427,14 @@ class Config:
         minimum=1,
         maximum=9,
     )
+    ws_deflate_zlib: str = option(
+        "auto",
+        "Library of the permessage-deflate streams: 'zlib-ng' (the 'fast' extra) compresses a "
+        "4 KiB JSON message in a third of CPython's 'zlib' time and inflates in half, to ~25 % "
+        "more bytes at level 1, but takes ~200 KiB per compressing connection against ~51 KiB; "
+        "'auto': zlib-ng when installed.",
+        choices=("auto", "zlib", "zlib-ng"),
+    )
     ws_deflate_min_size: int = option(
         1024,
         "Smallest message payload the server compresses, where permessage-deflate was "

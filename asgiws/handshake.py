@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .asgi import check_field_lines
 from .deflate import negotiate as negotiate_deflate
+from .deflate import zlib_library
 
 if TYPE_CHECKING:
     from .config import Config
@@ -264,6 +265,7 @@ def accept_headers(
             client_window_bits=config.ws_deflate_client_window_bits,
             level=config.ws_deflate_level,
             min_size=config.ws_deflate_min_size,
+            library=zlib_library(config.ws_deflate_zlib),
         )
         if negotiated is not None:
             response_value, deflate = negotiated

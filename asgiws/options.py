@@ -453,6 +453,13 @@ def build_config(*layers: tuple[Mapping[str, Any], Callable[[Option], str]]) -> 
             f"{origin['reload']} and {origin['workers']} cannot be used together: --reload "
             "serves one process for development; drop one of them"
         )
+    if merged.get("ws_deflate_zlib") == "zlib-ng":
+        from .deflate import zlib_library
+
+        try:
+            zlib_library("zlib-ng")
+        except LookupError as exc:
+            raise OptionError(f"{origin['ws_deflate_zlib']} zlib-ng: {exc}") from None
     _check_lists(merged, origin)
     return Config(**merged)
 

@@ -16,10 +16,9 @@ imports asyncio, reads a clock or keeps process-wide state.
 from __future__ import annotations
 
 import codecs
-import zlib
 from typing import TYPE_CHECKING, Any, Final
 
-from .deflate import DEFLATE_TAIL
+from .deflate import DEFLATE_TAIL, INFLATE_ERRORS, Inflater
 from .masking import Buffer, apply_mask
 
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ class MessageAssembler:
         data = payload + DEFLATE_TAIL  # RFC 7692 §7.2.2, as in piece()
         try:
             out = inflater.decompress(data, step)
-        except zlib.error as exc:
+        except INFLATE_ERRORS as exc:
             raise InvalidData(f"invalid compressed data: {exc}") from None
         if len(out) >= step:
             # More than one step's worth (or past the limit): the general, bounded way.
@@ -145,7 +144,7 @@ class MessageAssembler:
         except UnicodeDecodeError as exc:
             raise InvalidData(utf8_error(exc, exc.start)) from None
 
-    def _inflate(self, inflater: zlib._Decompress, data: bytes) -> None:
+    def _inflate(self, inflater: Inflater, data: bytes) -> None:
         """Inflate ``data`` into the message, bounded (see INFLATE_STEP and ``max_size``)."""
         try:
             while True:
@@ -164,7 +163,7 @@ class MessageAssembler:
                 # A full step may have left input in unconsumed_tail, or output in zlib's own
                 # state: go round until a step falls short.
                 data = inflater.unconsumed_tail
-        except zlib.error as exc:
+        except INFLATE_ERRORS as exc:
             raise InvalidData(f"invalid compressed data: {exc}") from None
 
     def _collect(self, data: bytes, final: bool) -> None:

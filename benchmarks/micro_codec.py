@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from asgiws import frames
-from asgiws.deflate import negotiate
+from asgiws.deflate import negotiate, zlib_library
 from asgiws.frames import BufferPool, FrameCodec, Message
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -203,7 +203,9 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def deflate_memory(window_bits: int, mem_level: int, *, size: int, count: int = 2000) -> float:
+def deflate_memory(
+    window_bits: int, mem_level: int, *, size: int, library: str = "zlib", count: int = 2000
+) -> float:
     """RSS growth per connection's compression state, in KiB, over ``count`` of them.
 
     After one ``size``-byte text message each way (both zlib streams exist, context kept; a
@@ -225,6 +227,7 @@ def deflate_memory(window_bits: int, mem_level: int, *, size: int, count: int = 
             ["permessage-deflate; client_max_window_bits"],
             window_bits=window_bits,
             mem_level=mem_level,
+            library=zlib_library(library),
         )
         assert negotiated is not None
         codec = FrameCodec(deflate=negotiated[1])
@@ -239,13 +242,16 @@ def deflate_memory(window_bits: int, mem_level: int, *, size: int, count: int = 
 def memory_report() -> None:
     print("\nmemory per compressed connection (RSS growth over 2,000, KiB each)")
     print("after one message each way of:")
-    print(f"{'compressor settings':<36}{'none':>8}{'32 B':>8}{'64 KiB':>8}")
-    for label, bits, level in (
-        ("asgiws defaults (12 bits, level 5)", 12, 5),
-        ("zlib defaults (15 bits, level 8)", 15, 8),
-    ):
-        figures = [deflate_memory(bits, level, size=size) for size in (0, 32, 65536)]
-        print(f"{label:<36}" + "".join(f"{kib:>8.1f}" for kib in figures))
+    print(f"{'library, compressor settings':<46}{'none':>8}{'32 B':>8}{'64 KiB':>8}")
+    for library in ("zlib", "zlib-ng"):
+        for label, bits, level in (
+            ("asgiws defaults (12 bits, level 5)", 12, 5),
+            ("zlib defaults (15 bits, level 8)", 15, 8),
+        ):
+            figures = [
+                deflate_memory(bits, level, size=size, library=library) for size in (0, 32, 65536)
+            ]
+            print(f"{library + ', ' + label:<46}" + "".join(f"{kib:>8.1f}" for kib in figures))
     print("(the client's window stays at 15 bits: the inflater's 32 KiB window is in both rows)")
 
 

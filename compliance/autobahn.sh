@@ -2,7 +2,11 @@
 # Run Autobahn|Testsuite's fuzzingclient (all 517 cases, 1.* to 13.*) against a server under
 # test and judge the result with compliance/report.py.
 #
-#   compliance/autobahn.sh [--server asgiws|uvicorn-wsproto|uvicorn-websockets] [--cases PATTERN]
+#   compliance/autobahn.sh [--server asgiws|asgiws-zlib|uvicorn-wsproto|uvicorn-websockets]
+#                          [--cases PATTERN[,PATTERN...]]
+#
+# asgiws-zlib is asgiws with --ws-deflate-zlib zlib (CPython's zlib streams; plain asgiws takes
+# zlib-ng where it is installed).
 #
 # Environment:
 #   PYTHON             Python 3 that runs the server under test, the helper venv and report.py
@@ -132,17 +136,25 @@ server_command() {
         asgiws)
             SERVER_CMD=("$PYTHON" -m asgiws compliance.echo_app:app --host 127.0.0.1 --port "$port"
                 --ws-max-size "$MAX_SIZE" --log-level warning --no-access-log) ;;
+        asgiws-zlib)
+            # The same with CPython's zlib streams, where zlib-ng is installed and 'auto' would
+            # take it (--ws-deflate-zlib): the 12.* and 13.* cases then check the other library.
+            SERVER_CMD=("$PYTHON" -m asgiws compliance.echo_app:app --host 127.0.0.1 --port "$port"
+                --ws-max-size "$MAX_SIZE" --log-level warning --no-access-log
+                --ws-deflate-zlib zlib) ;;
         uvicorn-wsproto|uvicorn-websockets)
             SERVER_CMD=("$PYTHON" -m uvicorn compliance.echo_app:app --host 127.0.0.1 --port "$port"
                 --ws "${SERVER#uvicorn-}" --ws-max-size "$MAX_SIZE" --log-level warning
                 --no-access-log) ;;
-        *) die "unknown server: $SERVER (asgiws, uvicorn-wsproto or uvicorn-websockets)" ;;
+        *) die "unknown server: $SERVER (asgiws, asgiws-zlib, uvicorn-wsproto or uvicorn-websockets)" ;;
     esac
 }
 
 server_label() {
     case $SERVER in
         asgiws) "$PYTHON" -c 'import asgiws; print("asgiws " + asgiws.__version__)' ;;
+        asgiws-zlib)
+            "$PYTHON" -c 'import asgiws; print("asgiws " + asgiws.__version__ + ", zlib")' ;;
         uvicorn-*)
             "$PYTHON" -c 'import sys, uvicorn, importlib.metadata as m
 ws = sys.argv[1]
@@ -198,7 +210,7 @@ path, agent, port, outdir, cases = sys.argv[1:]
 spec = {
     "outdir": outdir,
     "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}"}],
-    "cases": [cases],
+    "cases": cases.split(","),
     "exclude-cases": [],
     "exclude-agent-cases": {},
 }

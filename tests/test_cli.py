@@ -105,6 +105,26 @@ def test_bad_environment_value_exits_2() -> None:
     ) in result.stderr
 
 
+def test_zlib_ng_asked_for_but_not_installed_exits_2(tmp_path: Path) -> None:
+    # A zlib_ng package that cannot be imported stands for one that is not installed.
+    (tmp_path / "zlib_ng").mkdir()
+    (tmp_path / "zlib_ng" / "__init__.py").write_text("raise ImportError('not here')\n")
+    env = clean_env(PYTHONPATH=str(tmp_path))
+    result = run_cli("x:app", "--ws-deflate-zlib", "zlib-ng", env=env)
+    assert result.returncode == 2
+    assert (
+        "asgiws: error: --ws-deflate-zlib zlib-ng: the zlib-ng package is not installed "
+        "(pip install 'asgiws[fast]')"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("x:app", env={**env, "ASGIWS_WS_DEFLATE_ZLIB": "zlib-ng"})
+    assert result.returncode == 2
+    assert "asgiws: error: ASGIWS_WS_DEFLATE_ZLIB zlib-ng: the zlib-ng package" in result.stderr
+    # 'auto' falls back to CPython's zlib: the option is accepted, the app import fails next.
+    result = run_cli("asgiws_no_such_module:app", "--ws-deflate-zlib", "auto", env=env)
+    assert result.returncode == 1 and "asgiws_no_such_module" in result.stderr
+
+
 def test_command_line_value_is_checked_before_the_app_is_imported() -> None:
     # The module does not exist; the bad flag is reported first, with status 2.
     result = run_cli("asgiws_no_such_module:app", "--backlog", "0")

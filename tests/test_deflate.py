@@ -8,10 +8,30 @@ import zlib
 
 import pytest
 
-from asgiws.deflate import PerMessageDeflate, negotiate, parse_extensions
+from asgiws.deflate import (
+    PerMessageDeflate,
+    ZlibLibrary,
+    negotiate,
+    parse_extensions,
+    zlib_library,
+)
 from asgiws.frames import FrameCodec, Message, Ping, ProtocolFailure, apply_mask_python
 
 MASK = bytes.fromhex("37fa213d")
+
+
+@pytest.fixture(autouse=True, params=["zlib", "zlib-ng"])
+def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ZlibLibrary:
+    """Every test of this module runs on both libraries (--ws-deflate-zlib): the streams that
+    negotiate() and PerMessageDeflate() make by default come from the one of this run."""
+    chosen = zlib_library(request.param)
+    for function in (PerMessageDeflate.__init__, negotiate):
+        defaults = function.__kwdefaults__
+        assert defaults is not None and "library" in defaults
+        monkeypatch.setitem(defaults, "library", chosen)
+    state = PerMessageDeflate()
+    assert state.library == request.param and f"library={request.param}" in repr(state)
+    return chosen
 
 
 def masked(first: int, payload: bytes, mask: bytes = MASK) -> bytes:
@@ -217,6 +237,47 @@ def test_the_server_compresses_at_ws_deflate_level() -> None:
         )
         assert state is not None and state.level == level
     assert Config().ws_deflate_level == 1
+
+
+def test_the_server_takes_the_library_of_ws_deflate_zlib() -> None:
+    import zlib_ng.zlib_ng
+
+    from asgiws.config import Config
+    from asgiws.handshake import accept_headers
+
+    assert zlib_library("zlib") is zlib
+    assert zlib_library("zlib-ng") is zlib_ng.zlib_ng
+    assert zlib_library("auto") is zlib_ng.zlib_ng  # installed here (the 'test' extra)
+    with pytest.raises(ValueError, match="unknown zlib library 'gzip'"):
+        zlib_library("gzip")
+    assert Config().ws_deflate_zlib == "auto"
+    offers = ["permessage-deflate; client_max_window_bits"]
+    for name, expected in (("zlib", "zlib"), ("zlib-ng", "zlib-ng"), ("auto", "zlib-ng")):
+        _, state = accept_headers(
+            {"type": "websocket.accept"}, [], offers, Config(ws_deflate_zlib=name)
+        )
+        assert state is not None and state.library == expected
+
+
+def test_a_9_bit_compressor_fits_a_peer_that_asked_for_8(library: ZlibLibrary) -> None:
+    # PerMessageDeflate's docstring: the compressor's 512-byte window never reaches back more
+    # than 256 bytes, so an 8-bit inflater reads it. Pieces repeat at every distance.
+    rng = random.Random(8)
+    pieces = [rng.randbytes(rng.randint(3, 40)) for _ in range(60)]
+    for level in range(1, 10):
+        result = negotiate(
+            ["permessage-deflate; server_max_window_bits=8"],
+            window_bits=15,
+            mem_level=rng.randint(1, 9),
+            level=level,
+        )
+        assert result is not None and "server_max_window_bits=8" in result[0]
+        state = result[1]
+        inflater = zlib.decompressobj(-8)
+        for _ in range(5):
+            message = b"".join(rng.choice(pieces) for _ in range(rng.randint(10, 400)))
+            out = state.compress(message)
+            assert inflater.decompress(out + b"\x00\x00\xff\xff") == message
 
 
 def test_messages_below_the_minimum_size_go_out_uncompressed() -> None:

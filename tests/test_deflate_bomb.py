@@ -40,14 +40,22 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_decompression_bomb_is_refused_with_bounded_memory() -> None:
+@pytest.mark.parametrize("library", ["zlib", "zlib-ng"])
+def test_decompression_bomb_is_refused_with_bounded_memory(library: str) -> None:
     bomb = zip_bomb(1 << 30)  # 1 GiB of zeros once inflated
     assert len(bomb) < 2 * 1024 * 1024
     # A masked binary frame with RSV1 (compressed); an all-zero mask leaves the payload as it is.
     frame = b"\xc2\xff" + struct.pack("!Q", len(bomb)) + b"\x00\x00\x00\x00" + bomb
 
     server = ServerProcess(
-        "asgiws.demo:app", "--port", "0", "--ws-max-size", str(MAX_SIZE), "--no-access-log"
+        "asgiws.demo:app",
+        "--port",
+        "0",
+        "--ws-max-size",
+        str(MAX_SIZE),
+        "--no-access-log",
+        "--ws-deflate-zlib",
+        library,
     )
     try:
         port = int(server.wait_for_line(r"http://127\.0\.0\.1:(\d+)")[1])

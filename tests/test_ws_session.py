@@ -70,9 +70,11 @@ async def test_fragmented_message_arrives_whole_and_pings_are_answered(serve: An
     }
 
 
-@pytest.mark.parametrize("compression", [None, "deflate"])
-async def test_large_messages_both_ways(serve: Any, compression: str | None) -> None:
-    running = await serve(ws_echo)
+@pytest.mark.parametrize(
+    ("compression", "library"), [(None, "auto"), ("deflate", "zlib"), ("deflate", "zlib-ng")]
+)
+async def test_large_messages_both_ways(serve: Any, compression: str | None, library: str) -> None:
+    running = await serve(ws_echo, ws_deflate_zlib=library)
     big_bytes = bytes(range(256)) * 4096  # 1 MiB
     big_text = "ünïcode-" * (1024 * 1024 // 10)
     async with connect(running.ws, max_size=None, compression=compression) as ws:
@@ -82,9 +84,11 @@ async def test_large_messages_both_ways(serve: Any, compression: str | None) -> 
         assert await ws.recv() == big_text
 
 
-async def test_short_messages_go_out_uncompressed_under_deflate(serve: Any) -> None:
+@pytest.mark.parametrize("library", ["zlib", "zlib-ng"])
+async def test_short_messages_go_out_uncompressed_under_deflate(serve: Any, library: str) -> None:
     """--ws-deflate-min-size (1024 by default): with permessage-deflate negotiated, a short
-    message goes out as it is, RSV1 clear, and a long one compressed, RSV1 set."""
+    message goes out as it is, RSV1 clear, and a long one compressed, RSV1 set; either
+    --ws-deflate-zlib library's output inflates with CPython's zlib."""
     import zlib
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -94,7 +98,7 @@ async def test_short_messages_go_out_uncompressed_under_deflate(serve: Any) -> N
         await send({"type": "websocket.send", "text": "b" * 1024})
         await send({"type": "websocket.close", "code": 1000})
 
-    running = await serve(app)
+    running = await serve(app, ws_deflate_zlib=library)
     offer = [("Sec-WebSocket-Extensions", "permessage-deflate")]
     reader, writer = await raw_open(running, ws_request(extra=offer))
     try:
