@@ -22,7 +22,8 @@ from typing import NoReturn
 import pytest
 from cli_process import clean_env
 from lines import DEADLINE_S, OutputLines
-from proxy_stack import free_port, nginx_main
+from ports import free_port
+from proxy_stack import nginx_main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "chat"

@@ -4,16 +4,17 @@ free port, waiting for a proxy that prints nothing when ready, and a GET from th
 from __future__ import annotations
 
 import os
-import random
 import socket
 import subprocess
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cli_process import DEADLINE_S
+from ports import free_port
 from websockets.asyncio.client import ClientConnection
 
 CLIENT_ADDRESS = "127.0.0.2"  # Linux routes all of 127/8 to the loopback interface
@@ -55,36 +56,6 @@ APP = textwrap.dedent(
 )
 
 
-def _ephemeral_low() -> int:
-    """The lowest port the kernel hands out for bind(0) and outgoing connections."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-PORTS_FROM = 10_000  # free_port() picks below the ephemeral range, from here up
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now, for a proxy or server that binds it later.
-
-    It is picked below the kernel's ephemeral range: a port from bind(0) is also a candidate
-    for every outgoing connection made until the proxy binds it (a race that once cost a CI
-    run "Address already in use"), while one below that range is taken only by a listener.
-    """
-    low = _ephemeral_low()
-    for _ in range(200):
-        port = random.randrange(PORTS_FROM, max(low, PORTS_FROM + 1000))
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below the ephemeral range in 200 tries")
-
-
 def in_use(process: subprocess.Popen[bytes], error: AssertionError) -> bool:
     """Whether ``process`` exited because another process had taken one of its ports."""
     return process.poll() is not None and "Address already in use" in str(error)
@@ -106,6 +77,29 @@ def wait_listening(name: str, port: int, process: subprocess.Popen[bytes]) -> No
                 break
             time.sleep(0.05)
     raise AssertionError(f"{name} did not start listening")
+
+
+PORT_TRIES = 3  # a free port can be taken by another process before the proxy binds it
+
+
+def start_on_free_ports(
+    name: str, count: int, start: Callable[[tuple[int, ...]], subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], tuple[int, ...]]:
+    """``start(ports)`` on ``count`` free ports, until the proxy ``name`` listens on the first:
+    on new ports when it exited because another process had taken one (PORT_TRIES at most)."""
+    for attempt in range(PORT_TRIES):
+        ports = tuple(free_port() for _ in range(count))
+        process = start(ports)
+        try:
+            wait_listening(name, ports[0], process)
+            return process, ports
+        except AssertionError as error:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=DEADLINE_S)
+            if attempt == PORT_TRIES - 1 or not in_use(process, error):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def get(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:

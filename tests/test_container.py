@@ -24,7 +24,6 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import IO, Any
 
 import pytest
 from lines import OutputLines
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / ".cache" / "containers"
@@ -236,13 +236,6 @@ def fastapi_image(image: str) -> str:
 
 
 # -- running it ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_options() -> list[str]:

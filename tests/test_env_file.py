@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cli_process import ServerProcess, run_cli
+from ports import free_port
 
 import asgiws
 from asgiws import cli
@@ -30,13 +30,6 @@ APP = textwrap.dedent("""\
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_the_env_file_sets_the_port_and_the_apps_variables(tmp_path: Path) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 import trustme
 from cli_process import DEADLINE_S, ServerProcess
-from proxy_stack import APP, CLIENT_ADDRESS, MIB, echo_and_close, free_port, in_use, wait_listening
+from ports import free_port
+from proxy_stack import (
+    APP,
+    CLIENT_ADDRESS,
+    MIB,
+    echo_and_close,
+    start_on_free_ports,
+)
 from proxy_stack import get as get_from_client
 from tls_certs import client_context
 from websockets.asyncio.client import connect
@@ -81,9 +88,9 @@ def stack(tmp_path: Path) -> Iterator[Proxy]:
     haproxy: subprocess.Popen[bytes] | None = None
     try:
         server.wait_for_line(r"running on http://")
-        for attempt in range(3):  # new ports when another process took one meanwhile
-            http, https = free_port(), free_port()
-            (tmp_path / "haproxy.cfg").write_text(haproxy_config(tmp_path, port, http, https))
+
+        def start(ports: tuple[int, ...]) -> subprocess.Popen[bytes]:
+            (tmp_path / "haproxy.cfg").write_text(haproxy_config(tmp_path, port, *ports))
             check = subprocess.run(
                 ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
                 capture_output=True,
@@ -92,17 +99,13 @@ def stack(tmp_path: Path) -> Iterator[Proxy]:
             )
             assert check.returncode == 0, check.stdout + check.stderr
             # -db: in the foreground, no daemon.
-            haproxy = subprocess.Popen(
+            return subprocess.Popen(
                 ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            try:
-                wait_listening("haproxy", http, haproxy)
-                break
-            except AssertionError as error:
-                if attempt == 2 or not in_use(haproxy, error):
-                    raise
+
+        haproxy, (http, https) = start_on_free_ports("haproxy", 2, start)
         yield Proxy(http, https, ca, server)
     finally:
         if haproxy is not None:

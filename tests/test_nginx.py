@@ -19,16 +19,15 @@ import httpx
 import pytest
 import trustme
 from cli_process import DEADLINE_S, ServerProcess
+from ports import free_port
 from proxy_stack import (
     APP,
     CLIENT_ADDRESS,
     MIB,
     echo_and_close,
-    free_port,
     get,
-    in_use,
     nginx_main,
-    wait_listening,
+    start_on_free_ports,
 )
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -56,7 +55,7 @@ class Proxy:
         return context
 
 
-def nginx_config(tmp: Path, upstream_port: int, sock: Path, ports: tuple[int, int, int]) -> str:
+def nginx_config(tmp: Path, upstream_port: int, sock: Path, ports: tuple[int, ...]) -> str:
     """deploy/nginx.conf with this test's ports, paths and certificate, in a whole nginx.conf."""
     http, https, unix = ports
     site = CONFIG.read_text()
@@ -85,21 +84,17 @@ def start_nginx(tmp: Path, upstream_port: int, sock: Path) -> tuple[subprocess.P
     cert = ca.issue_cert("localhost", "127.0.0.1")
     cert.cert_chain_pems[0].write_to_path(tmp / "cert.pem")
     cert.private_key_pem.write_to_path(tmp / "key.pem")
-    for attempt in range(3):  # new ports when another process took one meanwhile
-        ports = (free_port(), free_port(), free_port())
+
+    def start(ports: tuple[int, ...]) -> subprocess.Popen[bytes]:
         (tmp / "nginx.conf").write_text(nginx_config(tmp, upstream_port, sock, ports))
-        process = subprocess.Popen(
+        return subprocess.Popen(
             ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        try:
-            wait_listening("nginx", ports[0], process)
-            break
-        except AssertionError as error:
-            if attempt == 2 or not in_use(process, error):
-                raise
-    return process, Proxy(*ports, ca)
+
+    process, (http, https, unix) = start_on_free_ports("nginx", 3, start)
+    return process, Proxy(http, https, unix, ca)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from chat_hosts import (
     unavailable,
 )
 from cli_process import ServerProcess
-from proxy_stack import free_port
+from ports import free_port
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from wire import OP_CLOSE, ws_request

@@ -262,7 +262,9 @@ def test_web_concurrency_workers_each_serve_and_run_lifespan_once(
 
 def test_an_app_that_cannot_be_imported_gives_up_with_exit_3(tmp_path: Path) -> None:
     began = time.monotonic()
-    server = ServerProcess("nosuchmodule_here:app", "--workers", "2", "--app-dir", str(tmp_path))
+    server = ServerProcess(
+        "nosuchmodule_here:app", "--workers", "2", "--port", "0", "--app-dir", str(tmp_path)
+    )
     try:
         assert server.process.wait(timeout=120) == 3
     finally:

@@ -4,22 +4,15 @@ temporary directory, nothing saved to disk; never the machine's own service."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
 from lines import OutputLines
+from ports import free_port
 
 READY_S = 30.0  # to print "Ready to accept connections", and to exit after SIGTERM
 PORT_TRIES = 3  # a free port can be taken by someone else before redis binds it
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer(OutputLines):
