@@ -276,3 +276,59 @@ def test_plain_delays_between_within_ones_keep_their_deadline(clock: FakeClock) 
     clock.advance(0.06)
     assert len(plain.fired) == 1
     assert start + 1.012 <= plain.fired[0][1] <= start + 1.012 + 0.05
+
+
+def test_emptied_buckets_are_swept_and_memory_stays_flat(clock: FakeClock) -> None:
+    """Connections that come and go, each with an hour's ping timer (--ws-ping-interval 3600)
+    and a near one: the wheel does not keep a set for every 50-ms tick of the hour that some
+    connection once armed."""
+    import tracemalloc
+
+    wheel = TimerWheel(clock, resolution=0.05)
+    keeper = Owner(clock)
+    keeper_tick = wheel.arm(keeper, 7200.0)  # stays armed through every sweep
+    owners = [Owner(clock) for _ in range(20)]
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        for step in range(40_000):  # ten sweeps' worth of new buckets
+            owner = owners[step % len(owners)]
+            near = wheel.arm(owner, 0.5)  # shared by every step: reused
+            far = wheel.arm(owner, 3600.0 + step * 0.05, replaces=near)  # a new tick each step
+            wheel.disarm(owner, far)
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert len(wheel) == 1  # only the keeper: every owner disarmed its last timer
+    assert wheel.buckets <= 4096
+    assert grown < 2 * 1024 * 1024, f"the wheel grew by {grown} bytes"
+    # The keeper's timer survived the sweeps; nothing else fires.
+    clock.advance(7200.1)
+    assert [tick for tick, _ in keeper.fired] == [keeper_tick]
+    assert all(owner.fired == [] for owner in owners)
+
+
+def test_a_sweep_from_a_callback_keeps_the_timers_due_later(clock: FakeClock) -> None:
+    """on_tick may arm a timer that makes the wheel sweep while it is firing a tick."""
+    wheel = TimerWheel(clock, resolution=0.05)
+
+    class Arming(Owner):
+        def on_tick(self, tick: int) -> None:
+            super().on_tick(tick)
+            for extra in range(3):  # new buckets: the second one sweeps
+                wheel.arm(Owner(self.clock), 20_000.0 + extra)
+
+    first, keeper, late = Arming(clock), Owner(clock), Owner(clock)
+    wheel.arm(first, 1.0)
+    keeper_tick = wheel.arm(keeper, 5.0)  # live, ahead of the emptied ones
+    late_tick = wheel.arm(late, 10_000.0)
+    for step in range(4093):  # emptied buckets a second apart: 4,096 buckets in all
+        owner = Owner(clock)
+        wheel.disarm(owner, wheel.arm(owner, 10.0 + step))
+    assert wheel.buckets == 4096
+    clock.advance(1.1)
+    assert len(first.fired) == 1
+    assert wheel.buckets == 5  # keeper, late and the three from the callback
+    clock.advance(10_000.0)
+    assert [tick for tick, _ in keeper.fired] == [keeper_tick]
+    assert [tick for tick, _ in late.fired] == [late_tick]

@@ -27,6 +27,15 @@ from typing import Protocol
 RESOLUTION = 0.05
 # A loop timer may wake a little before the time it was given (libuv counts milliseconds).
 _EARLY = 0.002
+# disarm() leaves an emptied bucket in place until its tick, for the next timer that lands in
+# it: the head, keep-alive and closing timers of busy connections come back to the same few
+# buckets, and reusing them spares a set and a heap push per arm. Far deadlines are seldom
+# shared, though, and connections that come and go with an hour's ping timer would leave up to
+# 3,600 / RESOLUTION empty sets behind (72,000, ~25 MB). So once the wheel holds this many
+# buckets, making one more first sweeps out the empty ones, and the next sweep waits until the
+# buckets have doubled: a sweep is O(buckets) at most once per that many new buckets, and
+# emptied buckets never outnumber this or the live ones.
+_SWEEP_FROM = 4096
 # 1/phi, the golden ratio's fractional part: the multiples k * _GOLDEN modulo 1 are the most
 # evenly spread sequence there is (each new point splits one of the widest gaps left, in the
 # golden ratio), so any n consecutive ones put at most about n/m + 1 into each of m equal
@@ -99,7 +108,16 @@ class Within:
 class TimerWheel:
     """Deadlines in buckets of :data:`RESOLUTION` seconds; one loop timer for the earliest."""
 
-    __slots__ = ("_buckets", "_handle", "_handle_tick", "_phase", "_ticks", "loop", "resolution")
+    __slots__ = (
+        "_buckets",
+        "_handle",
+        "_handle_tick",
+        "_phase",
+        "_sweep_at",
+        "_ticks",
+        "loop",
+        "resolution",
+    )
 
     def __init__(self, loop: Clock, resolution: float = RESOLUTION) -> None:
         self.loop = loop
@@ -109,6 +127,7 @@ class TimerWheel:
         self._handle: Cancellable | None = None
         self._handle_tick = 0  # the tick the loop timer is set for (0: none)
         self._phase = 0.0  # the last offset given to a Within delay, as a fraction of it
+        self._sweep_at = _SWEEP_FROM  # buckets held when the next new one sweeps first
 
     def __len__(self) -> int:
         """Timers armed (for tests and statistics)."""
@@ -146,6 +165,8 @@ class TimerWheel:
                 old.discard(owner)
         bucket = self._buckets.get(tick)
         if bucket is None:
+            if len(self._buckets) >= self._sweep_at:
+                self._sweep()
             bucket = self._buckets[tick] = set()
             heapq.heappush(self._ticks, tick)
             if not self._handle_tick or tick < self._handle_tick:
@@ -157,7 +178,25 @@ class TimerWheel:
         """Forget the timer ``arm`` returned ``tick`` for; nothing happens if it has fired."""
         bucket = self._buckets.get(tick)
         if bucket is not None:
-            bucket.discard(owner)  # An empty bucket goes when its tick comes.
+            bucket.discard(owner)  # An empty bucket goes when its tick comes (or _sweep).
+
+    @property
+    def buckets(self) -> int:
+        """Buckets held, emptied ones included (for tests and statistics)."""
+        return len(self._buckets)
+
+    def _sweep(self) -> None:
+        """Drop the emptied buckets (see _SWEEP_FROM) and their ticks."""
+        buckets = self._buckets
+        for tick in [tick for tick, bucket in buckets.items() if not bucket]:
+            del buckets[tick]
+        # In place: _fire may be walking this list (a timer armed from on_tick).
+        ticks = self._ticks
+        ticks[:] = buckets
+        heapq.heapify(ticks)
+        self._sweep_at = max(_SWEEP_FROM, 2 * len(buckets))
+        # The loop timer may now be set for a tick that has no bucket: it wakes for nothing
+        # and sets itself for the next one, as for a bucket emptied by disarm.
 
     def close(self) -> None:
         """Drop every timer and the loop timer."""
