@@ -434,12 +434,19 @@ class ConnectionProtocol(asyncio.Protocol):
             if self._closed:
                 pass  # nothing to write or read any more: the app only hears the end
             elif (
-                (state is not OPEN and state is not WS_CONNECTING)
+                (
+                    state is not OPEN
+                    and state is not WS_CONNECTING
+                    and (state is not HTTP or message is None)
+                )
                 or self._read_paused
                 or conn.timer_epoch != self._timer_epoch
             ):
                 # An answered Close, a 100 Continue, room in a full inbox ... (An upgrade
-                # request waiting for its accept has nothing to write after websocket.connect.)
+                # request waiting for its accept has nothing to write after websocket.connect;
+                # nor has a request whose next body message was taken: the 100 Continue is
+                # asked for only by a receive() that finds the inbox empty, and room in a
+                # paused inbox is the clause below.)
                 self._step()
             elif message is None and self._flush is not None:
                 self._flush_now()  # the app has caught up: write its batched answers now
