@@ -149,9 +149,15 @@ class HTTPConnection(Peer):
                     head.method, head.target, head.http_version, head.headers, fields, upgrading
                 )
                 if wire.fast and self.state is HTTP:
-                    body = wire.fast_body(b"")
+                    body = wire.head_body()
                     if body is not None:
-                        queue_body(self.inbox, *body)
+                        inbox = self.inbox
+                        if inbox:
+                            queue_body(inbox, body[0], body[1])
+                        else:  # (always, at a cycle's start: queue_body's first case, inline)
+                            inbox.append(
+                                {"type": "http.request", "body": body[0], "more_body": body[1]}
+                            )
                 return True
         if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.

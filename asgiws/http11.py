@@ -97,16 +97,19 @@ class Wire:
         if head is None:
             return None
         fields = handshake_fields(head.headers)
-        if asks_upgrade(fields):
-            if head.content_length or head.method == b"CONNECT":
-                # h11 reads it, and the accept refuses an upgrade with a body; CONNECT is
-                # h11's too, refused with 501 before the handshake is looked at (a fuzzed
-                # CONNECT upgrade got 405 here and 501 in two reads).
-                return None
-            self.taken = data[: head.size]
-            self._early = data[head.size :]
-            return head, fields, True
-        if b"upgrade" in fields or b"expect" in fields or head.method == b"CONNECT":
+        if b"upgrade" in fields:
+            # (asks_upgrade looked at only here: a plain request has no Upgrade header.)
+            if asks_upgrade(fields):
+                if head.content_length or head.method == b"CONNECT":
+                    # h11 reads it, and the accept refuses an upgrade with a body; CONNECT is
+                    # h11's too, refused with 501 before the handshake is looked at (a fuzzed
+                    # CONNECT upgrade got 405 here and 501 in two reads).
+                    return None
+                self.taken = data[: head.size]
+                self._early = data[head.size :]
+                return head, fields, True
+            return None  # not a WebSocket's: h11's state machine handles it
+        if b"expect" in fields or head.method == b"CONNECT":
             return None  # h11's state machine handles those
         self.fast = True
         connection = fields.get(b"connection")
@@ -137,6 +140,26 @@ class Wire:
             return (body, True) if body else None
         self._body_left = _BODY_DONE
         return body, False
+
+    def head_body(self) -> tuple[bytes, bool] | None:
+        """:meth:`fast_body` with no new bytes, right after :meth:`fast_head` took a plain head:
+        the body bytes that came with the head, without the joining that later reads need."""
+        left = self._body_left
+        buffer = self._buffer
+        if len(buffer) >= left:
+            # All of the body came (or there is none): what follows waits for the next cycle.
+            self._body_left = _BODY_DONE
+            if left:
+                body = buffer[:left]
+                buffer = self._buffer = buffer[left:]
+            else:
+                body = b""
+            self.parked = len(buffer)
+            return body, False
+        self._body_left = left - len(buffer)
+        self._buffer = b""
+        self.parked = 0
+        return (buffer, True) if buffer else None
 
     def hold(self, data: bytes) -> bool:
         """Keep bytes that came behind a fast-path upgrade head the app has not answered yet;
