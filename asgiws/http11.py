@@ -18,11 +18,11 @@ from typing import Any, Final
 
 import h11
 
-from .asgi import Headers, raw_response, reason_phrase
+from .asgi import Headers, raw_response
 from .fasthead import RequestHead, parse_head
 from .handshake import Fields, asks_upgrade, handshake_fields
 from .responses import ResponseHead
-from .writer import ResponseWriter, comma_tokens, whole_response
+from .writer import ResponseWriter, comma_tokens
 
 # A documented h11 state (h11's docs list it with DONE and the rest) that its __all__ leaves out.
 MIGHT_SWITCH_PROTOCOL = h11.MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]
@@ -62,6 +62,7 @@ class Wire:
         "fast",
         "limit",
         "parked",
+        "plain",
         "problem",
         "taken",
     )
@@ -83,6 +84,9 @@ class Wire:
         self._body_left = _BODY_DONE
         self._buffer = b""
         self._close = False
+        # fast, and the request did not say close: a whole response (its head and all of its
+        # body, see ResponseWriter.whole) may go out as one buffer, with no writer.
+        self.plain = False
         self._writer: ResponseWriter | None = None  # made for the first fast request
 
     # -- in --------------------------------------------------------------------------------------
@@ -113,9 +117,10 @@ class Wire:
             return None  # h11's state machine handles those
         self.fast = True
         connection = fields.get(b"connection")
-        self._close = connection is not None and b"close" in comma_tokens(
+        close = self._close = connection is not None and b"close" in comma_tokens(
             [(b"connection", value) for value in connection], b"connection"
         )
+        self.plain = not close
         self._body_left = head.content_length
         self._buffer = data[head.size :]
         return head, fields, False
@@ -279,17 +284,6 @@ class Wire:
             writer = self._writer = ResponseWriter()
         return writer.whole(head.status, head.reason, head.headers, body)
 
-    def whole_plain(
-        self, status: int, lines: bytes, length: bytes | None, body: bytes
-    ) -> bytes | None:
-        """:meth:`whole` for a head that ``writer.plain_lines`` took (``lines``: its header
-        block as it goes out, server headers included; ``length``: the app's Content-Length):
-        no header list is looked at, and no writer is needed, as nothing follows a whole
-        response. None as :meth:`whole` gives it; also for a 204 or 304."""
-        if not self.fast or self._close or status == 204 or status == 304:
-            return None
-        return whole_response(status, reason_phrase(status), lines, length, body)
-
     def data(self, data: bytes) -> bytes:
         """Response body bytes, framed; RuntimeError when the response cannot carry them."""
         if self.fast:
@@ -344,12 +338,12 @@ class Wire:
         if self.fast:
             if self._body_left != _BODY_DONE or self._close:
                 return False
-            writer = self._writer  # None when every response was whole (whole_plain)
+            writer = self._writer  # None when every response was whole (Wire.plain)
             if writer is not None:
                 if not writer.keep_alive:
                     return False
                 writer.reset()
-            self.fast = False
+            self.fast = self.plain = False
         else:
             conn = self._h11
             if conn is None or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:

@@ -21,7 +21,7 @@ from .http11 import Wire
 from .protocol import ServerHeaders
 from .responses import ResponseHead, body_of, complete_head, error_response, response_start
 from .states import Response
-from .writer import plain_lines
+from .writer import plain_lines, whole_response
 
 __all__ = ["Responder"]
 
@@ -89,6 +89,33 @@ class Responder:
     def body(self, message: ASGIMessage, kind: str) -> bool:
         """``http.response.body``: written. True once the response is complete."""
         state = self.state
+        plain = self._plain
+        if plain is not None and state is _HELD:
+            # The common response first: a head plain_lines took, then all of a bytes body
+            # (more_body left out or False), to a request that was not HEAD and did not say
+            # close: its head and all of its body in one buffer, with no header list looked at
+            # and no writer needed (nothing follows it). Anything else, and an app
+            # Content-Length that is not the body's (named below), takes the general path,
+            # which reads the message again from the start (a dict: nothing else runs).
+            body = message.get("body", b"")
+            if (
+                type(body) is bytes
+                and message.get("more_body", False) is False
+                and self.method != b"HEAD"
+                and not self.close
+                and self._wire.plain
+            ):
+                status = self.status
+                if status != 204 and status != 304:
+                    assert status is not None
+                    lines, length, _ = plain
+                    whole = whole_response(status, reason_phrase(status), lines, length, body)
+                    if whole is not None:
+                        self._plain = None
+                        self.output.append(whole)
+                        self.sent += len(body)
+                        self.state = _COMPLETE
+                        return True
         if state is _NONE:
             raise RuntimeError(f"cannot send {kind!r} before 'http.response.start' in state HTTP")
         if state is _COMPLETE:
@@ -102,7 +129,6 @@ class Responder:
         wire = self._wire
         output = self.output
         if state is _HELD:
-            whole = None
             data = body if type(body) is bytes else bytes(body)
             plain = self._plain
             if plain is not None:
@@ -110,12 +136,17 @@ class Responder:
                 lines, length, raw = plain
                 status = self.status
                 assert status is not None
-                if not more_body and not head and not self.close:
-                    # The common response: its head and all of its body in one buffer.
-                    whole = wire.whole_plain(status, lines, length, data)
-                if whole is None:
-                    extra = self.server_headers.headers
-                    response = ResponseHead(status, [*raw, *extra], reason_phrase(status))
+                if not more_body and not head and not self.close and wire.plain:
+                    # The common response (above) with more_body 0, a bytearray body...
+                    if status != 204 and status != 304:
+                        whole = whole_response(status, reason_phrase(status), lines, length, data)
+                        if whole is not None:
+                            output.append(whole)
+                            self.sent += len(body)
+                            self.state = _COMPLETE
+                            return True
+                extra = self.server_headers.headers
+                response = ResponseHead(status, [*raw, *extra], reason_phrase(status))
             else:
                 held = self._head
                 assert held is not None
@@ -123,11 +154,11 @@ class Responder:
                 response = held
                 if not more_body and not head and not self.close:
                     whole = wire.whole(response, data)  # the same for any head the writer takes
-            if whole is not None:
-                output.append(whole)
-                self.sent += len(body)
-                self.state = _COMPLETE
-                return True
+                    if whole is not None:
+                        output.append(whole)
+                        self.sent += len(body)
+                        self.state = _COMPLETE
+                        return True
             self.state = _STREAMING
             known = None if more_body or head else len(body)
             output.append(wire.start(complete_head(response, known, close=self.close), method))
