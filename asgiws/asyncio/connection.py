@@ -352,8 +352,15 @@ class ConnectionProtocol(asyncio.Protocol):
                 transport.close()
                 self._closed = True
             else:
-                if conn.timer_epoch != self._timer_epoch:
-                    self._arm_timer()
+                epoch = conn.timer_epoch
+                if epoch != self._timer_epoch:
+                    if conn.timer is TIMER_NONE:
+                        # No timer wanted (a request being served): _arm_timer's first case,
+                        # inline, as an armed tick is left to come to nothing.
+                        self._timer_epoch = epoch
+                        self._timer_kind = TIMER_NONE
+                    else:
+                        self._arm_timer()
                 paused = conn.reading_paused()
                 if paused is not self._read_paused:
                     self._read_paused = paused
