@@ -313,8 +313,13 @@ class HTTPConnection(Peer):
         elif state is UPGRADED:
             assert self.upgraded is not None
             return self.upgraded.app_finished(error)
-        record = self._record(status if status is not None else reply.status, problem, scope)
-        record.body_bytes = sent if status is not None else reply.sent
+        if status is None:  # (the status and body of an error answer given above)
+            status = reply.status
+            sent = reply.sent
+        if scope is not None:  # (_record's first case, inline: every cycle an app ran)
+            return AccessRecord.of_scope(scope, status, problem, sent)
+        record = self._record(status, problem, scope)
+        record.body_bytes = sent
         return record
 
     # -- timers and shutdown -------------------------------------------------------------------
@@ -425,10 +430,13 @@ class HTTPConnection(Peer):
         self._disconnect_queued = False
         wire = self._wire
         buffered = wire.has_buffered()
-        if buffered or self.config.timeout_keep_alive <= 0:
-            self._set_timer(TIMER_HEAD if self.config.timeout_handshake > 0 else TIMER_NONE)
+        config = self.config
+        # (_set_timer, inline: this runs once per request)
+        if buffered or config.timeout_keep_alive <= 0:
+            self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
         else:
-            self._set_timer(TIMER_KEEP_ALIVE)
+            self.timer = TIMER_KEEP_ALIVE
+        self.timer_epoch += 1
         if buffered:
             self.receive_data(wire.buffered())  # the next request came with the last
 

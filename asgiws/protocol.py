@@ -73,7 +73,13 @@ class AccessRecord:
         self.body_bytes: int | None = None
 
     @classmethod
-    def of_scope(cls, scope: Scope, status: int | None, problem: str | None = None) -> AccessRecord:
+    def of_scope(
+        cls,
+        scope: Scope,
+        status: int | None,
+        problem: str | None = None,
+        body_bytes: int | None = None,
+    ) -> AccessRecord:
         """The record of a cycle the app was started for: what its scope says."""
         record = cls.__new__(cls)
         record._fields = None
@@ -81,7 +87,7 @@ class AccessRecord:
         record.status = status
         record.close_code = None
         record.problem = problem
-        record.body_bytes = None
+        record.body_bytes = body_bytes
         return record
 
     @classmethod
