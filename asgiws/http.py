@@ -529,7 +529,8 @@ class HTTPConnection(Peer):
         """The only writer of ``state`` (see ``states.HTTP_TRANSITIONS``)."""
         self.state = state
         if state in HTTP_NO_TIMER:
-            self._set_timer(TIMER_NONE)
+            self.timer = TIMER_NONE  # (_set_timer, inline: at every request's start)
+            self.timer_epoch += 1
 
     def _set_timer(self, timer: Timer) -> None:
         self.timer = timer
