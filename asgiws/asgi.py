@@ -57,8 +57,11 @@ def request_scope(
     client: Any,
     server: Any,
     lifespan_state: dict[str, Any] | None,
+    method: bytes | None = None,
 ) -> Scope:
-    """The keys an ``http`` and a ``websocket`` scope share, from a request's head."""
+    """The keys an ``http`` and a ``websocket`` scope share, from a request's head; with the
+    request's ``method``, an ``http`` scope's own keys too, but for an ``https`` scheme
+    (:func:`make_http_scope` with ``secure`` False, without a call of its own)."""
     raw_path, _, query = target.partition(b"?")
     if raw_path[:1] != b"/" and raw_path.find(b"://") >= 0:  # (startswith() parses its args)
         # RFC 9112 §3.2.2 absolute-form (http://host/path): keep the path.
@@ -82,6 +85,10 @@ def request_scope(
     if lifespan_state is not None:
         # ASGI lifespan: each request gets a shallow copy of what startup left.
         scope["state"] = lifespan_state.copy()
+    if method is not None:
+        scope["type"] = "http"
+        scope["asgi"] = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
+        scope["method"] = method.decode("ascii")
     return scope
 
 

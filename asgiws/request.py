@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .asgi import Headers, Scope, make_http_scope, make_websocket_scope, request_scope
+from .asgi import Headers, Scope, make_websocket_scope, request_scope
 from .config import Config
 from .handshake import (
     Fields,
@@ -111,14 +111,16 @@ def open_request(
             if fields is None:
                 upgrading = is_upgrade_request(handshake_fields(headers))
             raise Refusal(431, problem, websocket=upgrading)
-    # Positional calls here: CPython 3.11 does not specialize a call with keywords.
-    scope = request_scope(
-        target, http_version, headers, config.root_path, peer.client, peer.server,
-        peer.lifespan_state,
-    )  # fmt: skip
     if fields is None:
         fields = handshake_fields(headers)
         upgrading = is_upgrade_request(fields)
+    # Positional calls here: CPython 3.11 does not specialize a call with keywords. A plain
+    # request's scope is an http scope at once (make_http_scope's keys, in the same order);
+    # only an https scheme is set below, once the proxy headers are read.
+    scope = request_scope(
+        target, http_version, headers, config.root_path, peer.client, peer.server,
+        peer.lifespan_state, None if upgrading else method,
+    )  # fmt: skip
     if b"transfer-encoding" in fields and b"content-length" in fields:
         # RFC 9112 §6.1: the server MUST close the connection after answering such a request,
         # whose framing two hops may read differently; h11 would go on reading it as chunked.
@@ -137,8 +139,8 @@ def open_request(
         if config.ws_allowed_origins:
             _check_origin(fields.get(b"origin"), config, scope["path"])
         make_websocket_scope(scope, upgrade.subprotocols, secure)
-    else:
-        make_http_scope(scope, method, secure)
+    elif secure:
+        scope["scheme"] = "https"  # (the rest of make_http_scope's work is done)
     if peer.slot is not None:
         # After the proxy headers: the client they name is the one counted.
         over = peer.slot.admit(scope["client"])
