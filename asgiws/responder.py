@@ -21,7 +21,7 @@ from .http11 import Wire
 from .protocol import ServerHeaders
 from .responses import ResponseHead, body_of, complete_head, error_response, response_start
 from .states import Response
-from .writer import plain_lines, whole_response
+from .writer import plain_lines, plain_response, whole_response
 
 __all__ = ["Responder"]
 
@@ -109,7 +109,7 @@ class Responder:
                 if status != 204 and status != 304:
                     assert status is not None
                     lines, length, _ = plain
-                    whole = whole_response(status, reason_phrase(status), lines, length, body)
+                    whole = plain_response(status, lines, length, body)
                     if whole is not None:
                         self._plain = None
                         self.output.append(whole)

@@ -29,9 +29,16 @@ import re
 from typing import Final
 
 from ._abnf import TOKEN_BYTES
-from .asgi import Headers
+from .asgi import Headers, reason_phrase
 
-__all__ = ["ResponseWriter", "check_fields", "comma_tokens", "plain_lines", "whole_response"]
+__all__ = [
+    "ResponseWriter",
+    "check_fields",
+    "comma_tokens",
+    "plain_lines",
+    "plain_response",
+    "whole_response",
+]
 
 _FIELD_NAME: Final = re.compile(TOKEN_BYTES)
 # h11's field-value: runs of bytes that are neither NUL nor white space, separated by SP / HTAB.
@@ -169,6 +176,26 @@ def whole_response(
     else:
         return None
     return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
+
+
+# The status line of each status plain_response wrote (its callers give 200-599 only: at most
+# 400 entries), made once.
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def plain_response(status: int, lines: bytes, length: bytes | None, body: bytes) -> bytes | None:
+    """:func:`whole_response` with the status's own reason phrase (``asgi.reason_phrase``), for
+    a status of 200 to 599: the same bytes, joined from the status line made once per status
+    instead of formatted each time."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
+    size = len(body)
+    if length is None:
+        return b"".join((line, lines, b"content-length: %d\r\n\r\n" % size, body))
+    if int(length) == size:
+        return b"".join((line, lines, b"\r\n", body))
+    return None
 
 
 def comma_tokens(headers: Headers, name: bytes) -> list[bytes]:

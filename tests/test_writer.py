@@ -240,6 +240,19 @@ def test_plain_lines_takes_only_what_the_general_check_passes_unchanged(
         assert whole_response(200, b"OK", block, length, body) == general
 
 
+@pytest.mark.parametrize("status", [200, 201, 204, 299, 404, 418, 451, 500, 599])
+def test_plain_response_is_whole_response_with_the_status_reason(status: int) -> None:
+    from asgiws.asgi import reason_phrase
+    from asgiws.writer import plain_response, whole_response
+
+    block = b"content-type: text/plain\r\nserver: asgiws\r\n"
+    for length in (None, b"2", b"002", b"3"):
+        for body in (b"", b"ok"):
+            for _ in range(2):  # the status line made, then taken from the table
+                expected = whole_response(status, reason_phrase(status), block, length, body)
+                assert plain_response(status, block, length, body) == expected
+
+
 def test_plain_lines_takes_an_equal_list_again_from_its_table() -> None:
     from asgiws import writer
 
