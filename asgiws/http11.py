@@ -344,6 +344,10 @@ class Wire:
                     return False
                 writer.reset()
             self.fast = self.plain = False
+            # The head scan's state is as this cycle's start left it: only h11's heads are
+            # scanned (receive), and a cycle the fast path took never gives bytes to h11.
+            self.parked = 0
+            return True
         else:
             conn = self._h11
             if conn is None or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
