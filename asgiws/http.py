@@ -390,13 +390,15 @@ class HTTPConnection(Peer):
         _finish_http_cycle left it."""
         self._reply.method = method
         self.http_version = http_version
-        self.path = target.decode("latin-1")  # as sent, until the scope decodes it
         self._cycle = CYCLE_HTTP
         try:
             scope, upgrade = open_request(
                 method, target, http_version, headers, fields, upgrading, self
             )
         except Refusal as refusal:
+            # The path as sent, for the access line (the scope decodes it; open_request does
+            # not read it): decoded only for a refused request.
+            self.path = target.decode("latin-1")
             if refusal.websocket:
                 self._cycle = CYCLE_WEBSOCKET
                 self.path = refusal.path or self.path
