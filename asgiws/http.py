@@ -43,7 +43,6 @@ from .states import (
     CYCLE_WEBSOCKET,
     HTTP,
     HTTP_CLOSED,
-    HTTP_NO_TIMER,
     IDLE,
     TIMER_HEAD,
     TIMER_KEEP_ALIVE,
@@ -530,7 +529,9 @@ class HTTPConnection(Peer):
     def _set_state(self, state: HTTPState) -> None:
         """The only writer of ``state`` (see ``states.HTTP_TRANSITIONS``)."""
         self.state = state
-        if state in HTTP_NO_TIMER:
+        # (state in HTTP_NO_TIMER, which holds every state but IDLE, as test_states checks: one
+        # identity test, where ``in`` compares the state with each item before it.)
+        if state is not IDLE:
             self.timer = TIMER_NONE  # (_set_timer, inline: at every request's start)
             self.timer_epoch += 1
 

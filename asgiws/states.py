@@ -114,7 +114,8 @@ APP_DONE: Final = App.DONE
 # by identity, where a set would call Enum.__hash__, a Python function before 3.12.
 CLOSED_STATES: Final = (HTTP_CLOSED, WS_CLOSED)
 # In these HTTP states no timer runs: the app decides how long it takes (HTTP, the handshake),
-# the WebSocket phase owns the timers now (UPGRADED), or nothing is left (CLOSED).
+# the WebSocket phase owns the timers now (UPGRADED), or nothing is left (CLOSED). Every state
+# but IDLE: HTTPConnection._set_state tests that by identity.
 HTTP_NO_TIMER: Final = (HTTP_CLOSED, HTTP, WS_CONNECTING, WS_DENYING, UPGRADED)
 
 # The legal transitions, as data: state -> the states it may move to. A state may also be set

@@ -11,7 +11,10 @@ from asgiws.config import Config
 from asgiws.http import HTTPConnection
 from asgiws.states import (
     CLOSED_STATES,
+    HTTP_CLOSED,
+    HTTP_NO_TIMER,
     HTTP_TRANSITIONS,
+    WS_CLOSED,
     WS_TRANSITIONS,
     HTTPState,
     WSState,
@@ -54,6 +57,14 @@ def test_the_upgrade_is_the_only_way_out_of_the_handshake_but_closing() -> None:
         HTTPState.CLOSED,
     )
     assert HTTP_TRANSITIONS[HTTPState.UPGRADED] == ()
+
+
+def test_the_state_groups_the_code_tests_by_identity() -> None:
+    # HTTPConnection._set_state tests ``state is not IDLE`` for HTTP_NO_TIMER, and the I/O
+    # layer's _step tests the two closed states one by one for CLOSED_STATES.
+    assert set(HTTP_NO_TIMER) == set(HTTPState) - {HTTPState.IDLE}
+    assert len(HTTP_NO_TIMER) == len(set(HTTP_NO_TIMER))
+    assert CLOSED_STATES == (HTTP_CLOSED, WS_CLOSED)
 
 
 def test_the_checker_names_a_pair_the_table_does_not_allow() -> None:

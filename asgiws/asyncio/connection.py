@@ -18,7 +18,15 @@ from .. import logs
 from ..http import HTTPConnection
 from ..limits import Slot
 from ..protocol import UNCHANGED, AccessRecord, InPlaceReads, SansIOConnection
-from ..states import CLOSED_STATES, HTTP, OPEN, TIMER_NONE, WS_CONNECTING, ClientDisconnected
+from ..states import (
+    HTTP,
+    HTTP_CLOSED,
+    OPEN,
+    TIMER_NONE,
+    WS_CLOSED,
+    WS_CONNECTING,
+    ClientDisconnected,
+)
 from .timers import Within
 
 if TYPE_CHECKING:
@@ -347,7 +355,10 @@ class ConnectionProtocol(asyncio.Protocol):
                     transport.write(output[0])
                 else:
                     write_buffers(self.transport, output, self.server.vectored)
-            if conn.state in CLOSED_STATES:
+            state = conn.state
+            # (CLOSED_STATES by identity: ``in`` would compare the state with every item
+            # that is not it, each a rich comparison.)
+            if state is HTTP_CLOSED or state is WS_CLOSED:
                 # Written data is flushed before the socket closes.
                 transport.close()
                 self._closed = True
