@@ -71,8 +71,27 @@ def request_scope(
     path = raw_path.decode("latin-1")
     if "%" in path:
         path = unquote(path)  # slow, and nearly every path has no %-escape to undo
+    version = _HTTP_VERSIONS.get(http_version) or http_version.decode("ascii")
+    if method is not None:
+        # An http scope is one literal, the keys in the order below: a dict that grows past
+        # its first size is rebuilt (the ten keys below and three more would be).
+        asgi = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
+        if lifespan_state is None:
+            return {
+                "http_version": version, "scheme": "http", "path": root_path + path,
+                "raw_path": raw_path, "query_string": query, "root_path": root_path,
+                "headers": headers, "client": client, "server": server,
+                "type": "http", "asgi": asgi, "method": method.decode("ascii"),
+            }  # fmt: skip
+        return {
+            "http_version": version, "scheme": "http", "path": root_path + path,
+            "raw_path": raw_path, "query_string": query, "root_path": root_path,
+            "headers": headers, "client": client, "server": server,
+            "state": lifespan_state.copy(),  # (as below)
+            "type": "http", "asgi": asgi, "method": method.decode("ascii"),
+        }  # fmt: skip
     scope: Scope = {
-        "http_version": _HTTP_VERSIONS.get(http_version) or http_version.decode("ascii"),
+        "http_version": version,
         "scheme": "http",
         "path": root_path + path,
         "raw_path": raw_path,
@@ -85,10 +104,6 @@ def request_scope(
     if lifespan_state is not None:
         # ASGI lifespan: each request gets a shallow copy of what startup left.
         scope["state"] = lifespan_state.copy()
-    if method is not None:
-        scope["type"] = "http"
-        scope["asgi"] = {"version": ASGI_VERSION, "spec_version": HTTP_SPEC_VERSION}
-        scope["method"] = method.decode("ascii")
     return scope
 
 

@@ -66,6 +66,18 @@ def test_make_http_scope() -> None:
     assert scope["scheme"] == "https"
 
 
+@pytest.mark.parametrize("state", [None, {"db": "pool"}])
+def test_request_scope_with_a_method_is_make_http_scope_on_the_shared_keys(
+    state: dict[str, Any] | None,
+) -> None:
+    expected = scope_of(b"/a%20b?x=1", root_path="/api", lifespan_state=state)
+    asgi.make_http_scope(expected, b"POST", secure=False)
+    scope = scope_of(b"/a%20b?x=1", root_path="/api", lifespan_state=state, method=b"POST")
+    assert list(scope.items()) == list(expected.items())  # the same keys in the same order
+    if state is not None:
+        assert scope["state"] is not state
+
+
 def test_make_websocket_scope() -> None:
     scope = scope_of(b"/ws")
     asgi.make_websocket_scope(scope, ["chat"], secure=False)
