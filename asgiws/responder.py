@@ -21,7 +21,7 @@ from .http11 import Wire
 from .protocol import ServerHeaders
 from .responses import ResponseHead, body_of, complete_head, error_response, response_start
 from .states import Response
-from .writer import plain_lines, plain_response, whole_response
+from .writer import plain_lines, plain_response
 
 __all__ = ["Responder"]
 
@@ -51,9 +51,10 @@ class Responder:
         self.status: int | None = None  # the response status sent in this cycle
         self.sent = 0  # response body bytes sent in this cycle
         self._head: ResponseHead | None = None  # http.response.start, while HELD
-        # Or, for the common head (writer.plain_lines), held without a ResponseHead: its header
-        # block as it goes out (server headers included), the app's Content-Length and headers.
-        self._plain: tuple[bytes, bytes | None, Headers] | None = None
+        # Or, for the common head (writer.plain_lines), held without a ResponseHead: the app's
+        # header block as it goes out and the server's after it, the app's Content-Length and
+        # headers.
+        self._plain: tuple[bytes, bytes, bytes | None, Headers] | None = None
 
     def reset(self) -> None:
         """A new request cycle."""
@@ -77,7 +78,7 @@ class Responder:
             if plain is not None:
                 # The common head, checked in one pass; it sets neither server nor date, so
                 # all of the server's headers follow it.
-                self._plain = (plain[0] + own, plain[1], raw)
+                self._plain = (plain[0], own, plain[1], raw)
                 self.status = status
                 self.state = _HELD
                 return
@@ -108,8 +109,8 @@ class Responder:
                 status = self.status
                 if status != 204 and status != 304:
                     assert status is not None
-                    lines, length, _ = plain
-                    whole = plain_response(status, lines, length, body)
+                    lines, own, length, _ = plain
+                    whole = plain_response(status, lines, own, length, body)
                     if whole is not None:
                         self._plain = None
                         self.output.append(whole)
@@ -133,13 +134,13 @@ class Responder:
             plain = self._plain
             if plain is not None:
                 self._plain = None
-                lines, length, raw = plain
+                lines, own, length, raw = plain
                 status = self.status
                 assert status is not None
                 if not more_body and not head and not self.close and wire.plain:
                     # The common response (above) with more_body 0, a bytearray body...
                     if status != 204 and status != 304:
-                        whole = whole_response(status, reason_phrase(status), lines, length, data)
+                        whole = plain_response(status, lines, own, length, data)
                         if whole is not None:
                             output.append(whole)
                             self.sent += len(body)

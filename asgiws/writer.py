@@ -183,18 +183,21 @@ def whole_response(
 _STATUS_LINES: dict[int, bytes] = {}
 
 
-def plain_response(status: int, lines: bytes, length: bytes | None, body: bytes) -> bytes | None:
+def plain_response(
+    status: int, lines: bytes, more: bytes, length: bytes | None, body: bytes
+) -> bytes | None:
     """:func:`whole_response` with the status's own reason phrase (``asgi.reason_phrase``), for
-    a status of 200 to 599: the same bytes, joined from the status line made once per status
-    instead of formatted each time."""
+    a status of 200 to 599, and the header block in two parts (``lines``, then ``more``: the
+    app's, then the server's): the same bytes, joined from the status line made once per
+    status instead of formatted each time, the parts not joined first."""
     line = _STATUS_LINES.get(status)
     if line is None:
         line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
     size = len(body)
     if length is None:
-        return b"".join((line, lines, b"content-length: %d\r\n\r\n" % size, body))
+        return b"".join((line, lines, more, b"content-length: %d\r\n\r\n" % size, body))
     if int(length) == size:
-        return b"".join((line, lines, b"\r\n", body))
+        return b"".join((line, lines, more, b"\r\n", body))
     return None
 
 

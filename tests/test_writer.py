@@ -245,12 +245,13 @@ def test_plain_response_is_whole_response_with_the_status_reason(status: int) ->
     from asgiws.asgi import reason_phrase
     from asgiws.writer import plain_response, whole_response
 
-    block = b"content-type: text/plain\r\nserver: asgiws\r\n"
+    lines, more = b"content-type: text/plain\r\n", b"server: asgiws\r\n"
     for length in (None, b"2", b"002", b"3"):
         for body in (b"", b"ok"):
             for _ in range(2):  # the status line made, then taken from the table
+                block = lines + more
                 expected = whole_response(status, reason_phrase(status), block, length, body)
-                assert plain_response(status, block, length, body) == expected
+                assert plain_response(status, lines, more, length, body) == expected
 
 
 def test_plain_lines_takes_an_equal_list_again_from_its_table() -> None:
