@@ -73,11 +73,11 @@ def handshake_fields(headers: Headers) -> Fields:
     fields: Fields = {}
     for name, value in headers:
         if name in HANDSHAKE_FIELDS:
-            values = fields.get(name)
-            if values is None:
-                fields[name] = [value]
+            # (``in``, not get(): no method call for a name seen once, nearly every one)
+            if name in fields:
+                fields[name].append(value)
             else:
-                values.append(value)
+                fields[name] = [value]
     return fields
 
 
