@@ -136,7 +136,7 @@ class HTTPConnection(Peer):
             # The rest of a body, or a next request behind this one: the fast path's.
             body = wire.fast_body(data)
             if body is not None and state is HTTP:
-                queue_body(self.inbox, *body)
+                queue_body(self.inbox, body[0], body[1])  # (no star-call: slow on 3.11)
             return True
         if wire.taken and wire.hold(data):
             return True  # Bytes behind an upgrade request the app has not answered yet.
@@ -149,14 +149,10 @@ class HTTPConnection(Peer):
                 )
                 if wire.fast and self.state is HTTP:
                     body = wire.head_body()
-                    if body is not None:
-                        inbox = self.inbox
-                        if inbox:
-                            queue_body(inbox, body[0], body[1])
-                        else:  # (always, at a cycle's start: queue_body's first case, inline)
-                            inbox.append(
-                                {"type": "http.request", "body": body[0], "more_body": body[1]}
-                            )
+                    if body is not None:  # (queue_body, inline: the inbox is empty in IDLE)
+                        self.inbox.append(
+                            {"type": "http.request", "body": body[0], "more_body": body[1]}
+                        )
                 return True
         if self.timer is TIMER_KEEP_ALIVE and data:
             # The next request has begun: its head must now arrive within timeout_handshake.
@@ -313,8 +309,7 @@ class HTTPConnection(Peer):
             assert self.upgraded is not None
             return self.upgraded.app_finished(error)
         if status is None:  # (the status and body of an error answer given above)
-            status = reply.status
-            sent = reply.sent
+            status, sent = reply.status, reply.sent
         if scope is not None:  # (_record's first case, inline: every cycle an app ran)
             return AccessRecord.of_scope(scope, status, problem, sent)
         record = self._record(status, problem, scope)
@@ -395,9 +390,7 @@ class HTTPConnection(Peer):
                 method, target, http_version, headers, fields, upgrading, self
             )
         except Refusal as refusal:
-            # The path as sent, for the access line (the scope decodes it; open_request does
-            # not read it): decoded only for a refused request.
-            self.path = target.decode("latin-1")
+            self.path = target.decode("latin-1")  # as sent (open_request does not read it)
             if refusal.websocket:
                 self._cycle = CYCLE_WEBSOCKET
                 self.path = refusal.path or self.path
@@ -432,12 +425,11 @@ class HTTPConnection(Peer):
         wire = self._wire
         buffered = wire.has_buffered()
         config = self.config
-        # (_set_timer, inline: this runs once per request)
         if buffered or config.timeout_keep_alive <= 0:
             self.timer = TIMER_HEAD if config.timeout_handshake > 0 else TIMER_NONE
         else:
             self.timer = TIMER_KEEP_ALIVE
-        self.timer_epoch += 1
+        self.timer_epoch += 1  # (_set_timer's work, inline: once per request)
         if buffered:
             self.receive_data(wire.buffered())  # the next request came with the last
 
@@ -529,10 +521,8 @@ class HTTPConnection(Peer):
     def _set_state(self, state: HTTPState) -> None:
         """The only writer of ``state`` (see ``states.HTTP_TRANSITIONS``)."""
         self.state = state
-        # (state in HTTP_NO_TIMER, which holds every state but IDLE, as test_states checks: one
-        # identity test, where ``in`` compares the state with each item before it.)
-        if state is not IDLE:
-            self.timer = TIMER_NONE  # (_set_timer, inline: at every request's start)
+        if state is not IDLE:  # (in HTTP_NO_TIMER, all but IDLE: test_states; ``in`` is slower)
+            self.timer = TIMER_NONE  # (_set_timer's work, inline: at every request's start)
             self.timer_epoch += 1
 
     def _set_timer(self, timer: Timer) -> None:
