@@ -26,6 +26,7 @@ Sans-IO, no state but the one response in progress.
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Final
 
 from ._abnf import TOKEN_BYTES
@@ -178,21 +179,24 @@ def whole_response(
     return b"HTTP/1.1 %d %s\r\n%s%s%s" % (status, reason, lines, end, body)
 
 
-# The status line of each status plain_response wrote (its callers give 200-599 only: at most
-# 400 entries), made once.
-_STATUS_LINES: dict[int, bytes] = {}
+# The status line of every status with a reason phrase of its own (HTTPStatus), made once: a
+# constant table, no state (another status's line is formatted each time).
+_STATUS_LINES: Final = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, reason_phrase(status.value))
+    for status in HTTPStatus
+}
 
 
 def plain_response(
     status: int, lines: bytes, more: bytes, length: bytes | None, body: bytes
 ) -> bytes | None:
-    """:func:`whole_response` with the status's own reason phrase (``asgi.reason_phrase``), for
-    a status of 200 to 599, and the header block in two parts (``lines``, then ``more``: the
-    app's, then the server's): the same bytes, joined from the status line made once per
-    status instead of formatted each time, the parts not joined first."""
+    """:func:`whole_response` with the status's own reason phrase (``asgi.reason_phrase``) and
+    the header block in two parts (``lines``, then ``more``: the app's, then the server's): the
+    same bytes, joined instead of formatted, the status line taken from a table made at import,
+    the parts not joined first."""
     line = _STATUS_LINES.get(status)
     if line is None:
-        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status))
     size = len(body)
     if length is None:
         return b"".join((line, lines, more, b"content-length: %d\r\n\r\n" % size, body))
