@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .. import logs
 from ..http import HTTPConnection
@@ -26,6 +27,7 @@ from ..states import (
     WS_CLOSED,
     WS_CONNECTING,
     ClientDisconnected,
+    Timer,
 )
 from .timers import Within
 
@@ -50,6 +52,31 @@ BROADCAST_BATCH = 16
 LARGE_READ = 16 * 1024
 # A buffer this large is written on its own rather than copied into a joined one.
 LARGE_WRITE = 64 * 1024
+
+_F = TypeVar("_F")
+
+
+def own_caches(function: _F) -> _F:
+    """``function`` again, with a code object (so inline caches) of its own.
+
+    CPython 3.11+ specializes each instruction for the types it meets, in a cache that belongs
+    to the code object; an attribute read that meets an HTTPConnection and then a
+    WebSocketConnection misses and takes the generic path (some 100 instructions more per
+    read on 3.11), and the whole connection's life alternates between the two. A step of the
+    HTTP phase runs the copy this makes (``ConnectionProtocol._http_step``), so the plain
+    ``_step`` meets WebSocketConnections only and the copy HTTPConnections only.
+    """
+    code: types.CodeType = function.__code__  # type: ignore[attr-defined]
+    copy = types.FunctionType(
+        code.replace(),
+        function.__globals__,  # type: ignore[attr-defined]
+        function.__name__,  # type: ignore[attr-defined]
+        function.__defaults__,  # type: ignore[attr-defined]
+        function.__closure__,  # type: ignore[attr-defined]
+    )
+    copy.__qualname__ = function.__qualname__  # type: ignore[attr-defined]
+    copy.__doc__ = function.__doc__
+    return copy  # type: ignore[return-value]
 
 
 class _Listed:
@@ -213,6 +240,11 @@ class ConnectionProtocol(asyncio.Protocol):
     )
     # What reads a large frame in place (asgiws.asyncio.metered counts its reads).
     large_reader = LargeFrameReader
+    # Set by connection_made, which asyncio calls before anything else reaches the protocol
+    # (the server knows a connection from there on): not written twice per connection.
+    transport: asyncio.Transport | None
+    conn: SansIOConnection
+    _slot: Slot | None  # our place under --limit-*, while the connection is open
 
     def __init__(self, server: Server, listener: Listener) -> None:
         self.server = server
@@ -220,8 +252,6 @@ class ConnectionProtocol(asyncio.Protocol):
         self.config = server.config
         self.loop = server.loop
         self.app = server.app
-        self.transport: asyncio.Transport | None = None
-        self.conn: SansIOConnection = None  # type: ignore[assignment]  # set in connection_made
         self.ws: InPlaceReads | None = None  # the connection again, once it is a WebSocket
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the app waits in receive()
@@ -237,7 +267,6 @@ class ConnectionProtocol(asyncio.Protocol):
         # A batched write waiting for the app to yield: its handle, or LISTED (a broadcast's).
         self._flush: asyncio.Handle | _Listed | None = None
         self._batched = 0  # answers waiting for that write
-        self._slot: Slot | None = None  # our place under --limit-*, while the connection is open
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -275,7 +304,8 @@ class ConnectionProtocol(asyncio.Protocol):
             self._step()
         else:
             # A new connection has nothing to write, read or start yet: only its head timer.
-            self._arm_timer()
+            conn = self.conn
+            self._arm_timer(conn.timer_epoch, conn.timer)
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -290,7 +320,9 @@ class ConnectionProtocol(asyncio.Protocol):
                     return
                 if len(data) >= LARGE_READ and not self._large:
                     self.large_reader.take_over(self)  # when a large binary frame is arriving
-            self._step()
+                self._step()
+            else:
+                self._http_step()
         else:
             # The hot path: messages for the app and nothing else to do (_wake(), inline).
             waiter = self._waiter
@@ -337,12 +369,6 @@ class ConnectionProtocol(asyncio.Protocol):
 
     def _step(self) -> None:
         conn = self.conn
-        upgraded = conn.upgraded
-        if upgraded is not None:
-            # The app accepted: the WebSocketConnection (with the 101 first in its output)
-            # serves the socket from here on, with timers of its own.
-            self.conn = self.ws = conn = upgraded
-            self._timer_epoch = -1
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -365,13 +391,14 @@ class ConnectionProtocol(asyncio.Protocol):
             else:
                 epoch = conn.timer_epoch
                 if epoch != self._timer_epoch:
-                    if conn.timer is TIMER_NONE:
+                    kind = conn.timer
+                    if kind is TIMER_NONE:
                         # No timer wanted (a request being served): _arm_timer's first case,
                         # inline, as an armed tick is left to come to nothing.
                         self._timer_epoch = epoch
                         self._timer_kind = TIMER_NONE
                     else:
-                        self._arm_timer()
+                        self._arm_timer(epoch, kind)
                 paused = conn.reading_paused()
                 if paused is not self._read_paused:
                     self._read_paused = paused
@@ -391,20 +418,23 @@ class ConnectionProtocol(asyncio.Protocol):
                 if task is not None:
                     self._task = task
 
+    # The same step for data that arrives in the HTTP phase, with inline caches of its own.
+    _http_step = own_caches(_step)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _arm_timer(self) -> None:
-        """Arm the timer the connection asks for, lazily. A tick already armed that comes no
-        later than the new deadline stays (when it comes, on_tick arms the rest), and a timer
-        no longer wanted is left to come to nothing: a keep-alive connection's requests, each
-        clearing the keep-alive timer and setting it again, then touch the wheel about once
-        per timeout instead of twice per request."""
-        conn = self.conn
-        self._timer_epoch = conn.timer_epoch
-        kind = self._timer_kind = conn.timer
+    def _arm_timer(self, epoch: int, kind: Timer) -> None:
+        """Arm the timer the connection asks for (``kind``, at its ``timer_epoch`` ``epoch``:
+        read by the caller, whose step is the phase's own, see own_caches), lazily. A tick
+        already armed that comes no later than the new deadline stays (when it comes, on_tick
+        arms the rest), and a timer no longer wanted is left to come to nothing: a keep-alive
+        connection's requests, each clearing the keep-alive timer and setting it again, then
+        touch the wheel about once per timeout instead of twice per request."""
+        self._timer_epoch = epoch
+        self._timer_kind = kind
         if kind is TIMER_NONE:
             return
         server = self.server
@@ -535,6 +565,16 @@ class ConnectionProtocol(asyncio.Protocol):
                 else:
                     write_buffers(self.transport, output, self.server.vectored)
         else:
+            if conn is not self.ws:
+                upgraded = conn.upgraded
+                if upgraded is not None:
+                    # The app accepted (websocket.accept, the one message that hands over):
+                    # the WebSocketConnection, with the 101 first in its output, serves the
+                    # socket from here on, with timers of its own. (Looked for here, not at
+                    # every step: a WebSocketConnection's upgraded, a class attribute, is a
+                    # lookup that CPython 3.11 cannot specialize.)
+                    self.conn = self.ws = upgraded
+                    self._timer_epoch = -1
             self._step()
         if self._write_paused and not self._closed:
             await self._wait_for_room()
