@@ -484,20 +484,19 @@ class HTTPConnection(Peer):
         config = self.config
         upgrade = self._upgrade
         assert upgrade is not None
+        key, subprotocols, extension_offers, body = upgrade
         try:
-            headers, deflate = accept_headers(
-                message, upgrade.subprotocols, upgrade.extension_offers, config
-            )
+            headers, deflate = accept_headers(message, subprotocols, extension_offers, config)
         except AcceptError:
             self._error_response(500, "Internal Server Error")
             raise
-        if upgrade.body or self._wire.body_pending:
+        if body or self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")
         reply = self._reply
         reply.status = 101
         output = reply.output  # all of it goes to the WebSocketConnection, the 101 last
-        output.append(switching_protocols(upgrade.key, headers, self.server_headers))
+        output.append(switching_protocols(key, headers, self.server_headers))
         reply.output = []
         # Bytes that came right behind the request are the start of the WebSocket stream.
         trailing = self._wire.switch()

@@ -138,7 +138,7 @@ def open_request(
             ) from None
         if config.ws_allowed_origins:
             _check_origin(fields.get(b"origin"), config, scope["path"])
-        make_websocket_scope(scope, upgrade.subprotocols, secure)
+        make_websocket_scope(scope, upgrade[1], secure)  # (its subprotocols)
     elif secure:
         scope["scheme"] = "https"  # (the rest of make_http_scope's work is done)
     if peer.slot is not None:

@@ -84,15 +84,15 @@ def check_validator(method: bytes, version: bytes, headers: list[tuple[bytes, by
         return
     assert len(key) == 24 and len(binascii.a2b_base64(key)) == 16, key
     assert len(accept_value(key)) == 28
-    upgrade = upgrade_request(method, version, fields)
-    assert upgrade.key == key
-    for protocol in upgrade.subprotocols:
+    upgraded_key, subprotocols, extension_offers, _ = upgrade_request(method, version, fields)
+    assert upgraded_key == key
+    for protocol in subprotocols:
         # Trimmed of HTTP's white space (bytes.strip: str.strip also takes \x1c-\x1f).
         raw = protocol.encode("latin-1")
         assert raw and raw == raw.strip() and b"," not in raw, protocol
-    assert upgrade.subprotocols == parse_subprotocols(headers)
+    assert subprotocols == parse_subprotocols(headers)
     for config in CONFIGS:
-        check_accept(upgrade.key, upgrade.subprotocols, upgrade.extension_offers, config)
+        check_accept(key, subprotocols, extension_offers, config)
 
 
 def check_accept(key: bytes, offered: list[str], offers: list[str], config: Config) -> None:
