@@ -13,6 +13,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from .events import CloseReceived, ProtocolFailure
+
 
 class ClientDisconnected(OSError):
     """``send()`` or ``receive()`` was called after the WebSocket connection closed."""
@@ -144,12 +146,8 @@ WS_TRANSITIONS: Final[dict[WSState, tuple[WSState, ...]]] = {
 }
 
 
-class PendingClose:
-    """Stands in the inbox where the peer's Close frame, or its protocol failure, arrived."""
-
-    __slots__ = ("code", "failure", "reason")
-
-    def __init__(self, code: int, reason: str, failure: bool) -> None:
-        self.code = code
-        self.reason = reason
-        self.failure = failure
+# What stands in a WebSocket's inbox where the peer's Close frame, or its protocol failure,
+# arrived: the codec's event itself, with its code and reason (a failure is a ProtocolFailure).
+# Not an object made for it: on CPython 3.11 that was a class call, some 1,800 instructions,
+# once per closing handshake.
+PendingClose = CloseReceived | ProtocolFailure

@@ -198,17 +198,16 @@ class WebSocketConnection:
                     # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
                     self._output.append(self._codec.encode_pong(event.payload))
             elif type(event) is CloseReceived or type(event) is ProtocolFailure:
-                failure = type(event) is ProtocolFailure
                 if self.state is LOCAL_CLOSING:
                     # The peer answered our Close (the closing handshake is complete) or broke
                     # the protocol while we waited for its answer.
-                    if failure:
+                    if type(event) is ProtocolFailure:
                         self._queue_disconnect(_ABNORMAL, "")
                     else:
                         self._queue_disconnect(event.code, event.reason)
                     self._set_state(WS_CLOSED)
                 else:
-                    inbox.append(PendingClose(event.code, event.reason, failure))
+                    inbox.append(event)  # (a PendingClose: the event itself)
                     self._set_state(REMOTE_CLOSING)
                     self._set_timer(TIMER_CLOSE)
 
@@ -297,7 +296,7 @@ class WebSocketConnection:
         """The transport is gone (EOF, reset, or closed by us)."""
         if self.state is not WS_CLOSED:
             self._set_state(WS_CLOSED)
-        if self.inbox and type(self.inbox[-1]) is PendingClose:
+        if self.inbox and type(self.inbox[-1]) is not dict:  # a PendingClose
             # A Close the app has not read yet still reaches it with its code.
             self._take_pending_close()
         else:
@@ -352,7 +351,7 @@ class WebSocketConnection:
 
     def _answer_close(self, pending: PendingClose) -> None:
         codec = self._codec
-        if pending.failure:
+        if type(pending) is ProtocolFailure:
             # RFC 6455 §7.1.7: fail the connection with a Close frame carrying the reason, cut
             # to the bytes a Close frame has room for (§5.5).
             reason = pending.reason.encode()[:MAX_CLOSE_REASON].decode("utf-8", "ignore")
