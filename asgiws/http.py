@@ -29,7 +29,7 @@ from .handshake import (
 )
 from .http11 import CLOSED, END, LAST_END, Wire, bad_request_reason
 from .limits import Slot
-from .protocol import UNCHANGED, AccessRecord, ServerHeaders
+from .protocol import UNCHANGED, AccessRecord, ServerHeaders, scope_record
 from .reassembly import BufferPool
 from .request import Peer, Refusal, open_request
 from .responder import Responder
@@ -311,7 +311,7 @@ class HTTPConnection(Peer):
         if status is None:  # (the status and body of an error answer given above)
             status, sent = reply.status, reply.sent
         if scope is not None:  # (_record's first case, inline: every cycle an app ran)
-            return AccessRecord.of_scope(scope, status, problem, sent)
+            return scope_record(scope, status, problem, sent)
         record = self._record(status, problem, scope)
         record.body_bytes = sent
         return record
@@ -473,7 +473,7 @@ class HTTPConnection(Peer):
     def _record(self, status: int | None, problem: str | None, scope: Scope | None) -> AccessRecord:
         """The access record of a cycle: from its scope, or from the refused request's head."""
         if scope is not None:
-            return AccessRecord.of_scope(scope, status, problem)
+            return scope_record(scope, status, problem)
         kind = "websocket" if self._cycle is CYCLE_WEBSOCKET else "http"
         method, version = self._reply.method, self.http_version
         return AccessRecord.of_head(kind, self.client, method, self.path, version, status)

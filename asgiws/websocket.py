@@ -25,7 +25,7 @@ from .frames import (
     Ping,
     ProtocolFailure,
 )
-from .protocol import AccessRecord
+from .protocol import AccessRecord, scope_record
 from .states import (
     LOCAL_CLOSING,
     OPEN,
@@ -286,7 +286,7 @@ class WebSocketConnection:
             self._answer_close_now()
         elif state is OPEN:
             self._close_from_app(_NORMAL if error is None else _INTERNAL_ERROR, "")
-        record = AccessRecord.of_scope(self._scope, 101)
+        record = scope_record(self._scope, 101)
         record.close_code = self.close_code
         return record
 
