@@ -210,7 +210,8 @@ def switching_protocols(key: bytes, headers: Headers, server: ServerHeaders) -> 
     Written here rather than through h11: it is the one response of a WebSocket connection,
     and h11's checks would cost more than the rest of the handshake. The app's headers were
     checked by ``asgi.check_field_lines``."""
-    accept = accept_value(key)
+    # (accept_value, inline: a call less per handshake)
+    accept = binascii.b2a_base64(hashlib.sha1(key + WS_GUID).digest(), newline=False)
     if not headers:
         # Nearly every accept: no subprotocol, extension or header of the app's.
         return b"%s%s\r\n%s\r\n" % (_SWITCHING, accept, server.lines)

@@ -139,7 +139,14 @@ class WebSocketConnection:
         events = codec.receive_declined(data)
         if events:
             self._take_events(events)
-        return self._busy(epoch) or codec.collecting
+        # (_busy(epoch), inline: this runs for every read that is not one whole small message)
+        return (
+            self.state is not OPEN
+            or bool(self._output)
+            or self.timer_epoch != epoch
+            or len(self.inbox) >= self.max_queue
+            or codec.collecting
+        )
 
     def _receive_closing(self, data: bytes | bytearray | memoryview) -> bool:
         """Bytes after a Close. After the peer's (REMOTE_CLOSING, CLOSED) nothing it sends
@@ -210,7 +217,8 @@ class WebSocketConnection:
                 else:
                     inbox.append(event)  # (a PendingClose: the event itself)
                     self._set_state(REMOTE_CLOSING)
-                    self._set_timer(TIMER_CLOSE)
+                    self.timer = TIMER_CLOSE  # (_set_timer, inline: a call less per close)
+                    self.timer_epoch += 1
 
     # -- bytes out -----------------------------------------------------------------------------
 

@@ -311,12 +311,14 @@ class ConnectionProtocol(asyncio.Protocol):
         conn = self.conn
         if conn.receive_data(data):
             if conn is self.ws:
-                if self._waiter is not None and conn.state is not OPEN:
+                waiter = self._waiter
+                if waiter is not None and conn.state is not OPEN:
                     # The peer's Close (or a failure) while the app waits in receive(): that
                     # steps as soon as it runs, this loop iteration, and answers the Close first
                     # when nothing is ahead of it. Stepping here too would arm --ws-close-timeout
-                    # only for the answer to disarm it.
-                    self._wake()
+                    # only for the answer to disarm it. (_wake(), inline.)
+                    if not waiter.done():
+                        waiter.set_result(None)
                     return
                 if len(data) >= LARGE_READ and not self._large:
                     self.large_reader.take_over(self)  # when a large binary frame is arriving
@@ -344,7 +346,9 @@ class ConnectionProtocol(asyncio.Protocol):
         if slot is not None:
             self._slot = None
             slot.limits.closed(slot)
-        self._wake()
+        waiter = self._waiter  # (_wake(), inline: once per connection)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)

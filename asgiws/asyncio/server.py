@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import os
 import random
@@ -288,10 +289,8 @@ class Server:
 
             protocol = ConnectionProtocol if self.metrics is None else MeteredConnectionProtocol
 
-            def factory(
-                shared: Listener = shared, protocol: type[ConnectionProtocol] = protocol
-            ) -> ConnectionProtocol:
-                return protocol(self, shared)
+            # A partial, not a closure: no Python frame of its own per connection.
+            factory: Callable[[], ConnectionProtocol] = functools.partial(protocol, self, shared)
 
             if shared.unix:
                 listener = await self._unix_server(factory, sock, tls)
