@@ -308,7 +308,8 @@ class WebSocketConnection:
         if self.inbox and type(self.inbox[-1]) is not dict:  # a PendingClose
             # A Close the app has not read yet still reaches it with its code.
             self._take_pending_close()
-        else:
+        elif self.close_code is None or not self._disconnect_queued:
+            # (After a closing handshake, nothing is left to queue: no call.)
             self._queue_disconnect(_ABNORMAL, "")
         return None
 

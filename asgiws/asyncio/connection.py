@@ -352,7 +352,11 @@ class ConnectionProtocol(asyncio.Protocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
-        self.server.forget(self)
+        server = self.server
+        if server.shutting_down:
+            server.forget(self)  # which also tells whether the server is drained
+        else:
+            server.connections.discard(self)  # (as connection_made adds it: no call)
 
     def cycle_ended(self, record: AccessRecord, started: float) -> None:
         """A request cycle's access record, the cycle begun at loop time ``started``: its
@@ -665,6 +669,9 @@ class ConnectionProtocol(asyncio.Protocol):
             server.request_done()
         task, self._task = self._task, None
         if task is not None:
-            server.task_done(task)
+            if server.shutting_down:
+                server.task_done(task)  # which also tells whether the server is drained
+            else:
+                server.tasks.discard(task)  # (Server.task_done's part: no call)
         if not self._closed:
             self._step()  # the end of a response, the next request cycle, an error answer
