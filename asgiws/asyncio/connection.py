@@ -60,11 +60,12 @@ def own_caches(function: _F) -> _F:
     """``function`` again, with a code object (so inline caches) of its own.
 
     CPython 3.11+ specializes each instruction for the types it meets, in a cache that belongs
-    to the code object; an attribute read that meets an HTTPConnection and then a
-    WebSocketConnection misses and takes the generic path (some 100 instructions more per
-    read on 3.11), and the whole connection's life alternates between the two. A step of the
-    HTTP phase runs the copy this makes (``ConnectionProtocol._http_step``), so the plain
-    ``_step`` meets WebSocketConnections only and the copy HTTPConnections only.
+    to the code object: an attribute read that meets an HTTPConnection, then a
+    WebSocketConnection, misses and takes the generic path (some 100 instructions more per
+    read on 3.11). A step for data the HTTP phase reads runs the copy this makes
+    (``ConnectionProtocol._http_step``), so the copy meets HTTPConnections only, and the plain
+    ``_step`` (the accept's, the WebSocket's) mostly WebSocketConnections: about twenty
+    generic reads less per handshake.
     """
     code: types.CodeType = function.__code__  # type: ignore[attr-defined]
     copy = types.FunctionType(
@@ -240,8 +241,7 @@ class ConnectionProtocol(asyncio.Protocol):
     )
     # What reads a large frame in place (asgiws.asyncio.metered counts its reads).
     large_reader = LargeFrameReader
-    # Set by connection_made, which asyncio calls before anything else reaches the protocol
-    # (the server knows a connection from there on): not written twice per connection.
+    # Set by connection_made, which asyncio calls first (not in __init__ too).
     transport: asyncio.Transport | None
     conn: SansIOConnection
     _slot: Slot | None  # our place under --limit-*, while the connection is open
@@ -435,12 +435,11 @@ class ConnectionProtocol(asyncio.Protocol):
             waiter.set_result(None)
 
     def _arm_timer(self, epoch: int, kind: Timer) -> None:
-        """Arm the timer the connection asks for (``kind``, at its ``timer_epoch`` ``epoch``:
-        read by the caller, whose step is the phase's own, see own_caches), lazily. A tick
-        already armed that comes no later than the new deadline stays (when it comes, on_tick
-        arms the rest), and a timer no longer wanted is left to come to nothing: a keep-alive
-        connection's requests, each clearing the keep-alive timer and setting it again, then
-        touch the wheel about once per timeout instead of twice per request."""
+        """Arm the timer ``kind`` the connection asks for at ``epoch`` (the caller read both:
+        see own_caches), lazily. A tick already armed that comes no later than the new deadline
+        stays (when it comes, on_tick arms the rest), and a timer no longer wanted is left to
+        come to nothing: a keep-alive connection's requests, each clearing the keep-alive timer
+        and setting it again, then touch the wheel about once per timeout, not twice a request."""
         self._timer_epoch = epoch
         self._timer_kind = kind
         if kind is TIMER_NONE:
@@ -576,11 +575,9 @@ class ConnectionProtocol(asyncio.Protocol):
             if conn is not self.ws:
                 upgraded = conn.upgraded
                 if upgraded is not None:
-                    # The app accepted (websocket.accept, the one message that hands over):
-                    # the WebSocketConnection, with the 101 first in its output, serves the
-                    # socket from here on, with timers of its own. (Looked for here, not at
-                    # every step: a WebSocketConnection's upgraded, a class attribute, is a
-                    # lookup that CPython 3.11 cannot specialize.)
+                    # The app accepted: the WebSocketConnection (the 101 first in its output)
+                    # serves the socket from here on, with timers of its own. (Looked for
+                    # here, not at each step: its upgraded is a read 3.11 cannot specialize.)
                     self.conn = self.ws = upgraded
                     self._timer_epoch = -1
             self._step()
