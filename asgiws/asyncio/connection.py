@@ -75,6 +75,7 @@ def own_caches(function: _F) -> _F:
         function.__defaults__,  # type: ignore[attr-defined]
         function.__closure__,  # type: ignore[attr-defined]
     )
+    copy.__kwdefaults__ = function.__kwdefaults__  # type: ignore[attr-defined]
     copy.__qualname__ = function.__qualname__  # type: ignore[attr-defined]
     copy.__doc__ = function.__doc__
     return copy  # type: ignore[return-value]
