@@ -306,7 +306,8 @@ def upgrade_request(method: bytes, http_version: bytes, fields: Fields) -> Upgra
     )
     return (
         key,
-        parse_subprotocols(fields),
+        # (Most requests offer no subprotocol: no call for them.)
+        parse_subprotocols(fields) if b"sec-websocket-protocol" in fields else [],
         [v.decode("latin-1") for v in offers] if offers else [],
         body,
     )

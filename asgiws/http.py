@@ -485,11 +485,17 @@ class HTTPConnection(Peer):
         upgrade = self._upgrade
         assert upgrade is not None
         key, subprotocols, extension_offers, body = upgrade
-        try:
-            headers, deflate = accept_headers(message, subprotocols, extension_offers, config)
-        except AcceptError:
-            self._error_response(500, "Internal Server Error")
-            raise
+        if len(message) == 1 and not extension_offers:
+            # The plain accept ({"type": "websocket.accept"}, nothing offered to negotiate):
+            # accept_headers' answer, no headers and no compression, without the call.
+            headers: list[tuple[bytes, bytes]] = []
+            deflate = None
+        else:
+            try:
+                headers, deflate = accept_headers(message, subprotocols, extension_offers, config)
+            except AcceptError:
+                self._error_response(500, "Internal Server Error")
+                raise
         if body or self._wire.body_pending:
             self._error_response(400, "a WebSocket upgrade request cannot carry a body")
             raise RuntimeError("cannot accept: the upgrade request carried a body")

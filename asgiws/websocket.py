@@ -252,7 +252,8 @@ class WebSocketConnection:
             # The app has read up to the peer's Close (or failure): answer it, tell the app.
             self._answer_close(item)
             self._disconnect_queued = True
-            return ws_disconnect(item.code, item.reason)
+            # (ws_disconnect, inline: a call less per session)
+            return {"type": "websocket.disconnect", "code": item.code, "reason": item.reason}
         if self._disconnect_queued:
             raise ClientDisconnected("receive() called after 'websocket.disconnect' was delivered")
         return None
